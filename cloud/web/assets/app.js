@@ -1,0 +1,88 @@
+// Gatehouse console: polls the hub's StatusService over Connect (JSON) and
+// renders the hub and every site's edge nodes. No framework, no build step.
+"use strict";
+
+const STATUS_URL = "/gatehouse.status.v1.StatusService/GetStatus";
+
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text === undefined || text === null ? "" : String(text);
+  if (cls) td.className = cls;
+  return td;
+}
+
+function row(cells) {
+  const tr = document.createElement("tr");
+  for (const c of cells) tr.appendChild(c);
+  return tr;
+}
+
+function health(ok) {
+  return cell(ok ? "healthy" : "unhealthy", ok ? "ok" : "bad");
+}
+
+function duration(s) {
+  s = Number(s || 0);
+  if (s < 120) return s + " s";
+  if (s < 7200) return Math.floor(s / 60) + " min";
+  return Math.floor(s / 3600) + " h";
+}
+
+function renderHub(self) {
+  const body = document.querySelector("#hub tbody");
+  body.replaceChildren(row([cell(self.kind + " " + (self.id || "")), cell(self.version), health(self.healthy),
+    cell(duration(self.uptimeS)), cell(self.apiAddr)]));
+}
+
+function renderSites(sites) {
+  const root = document.getElementById("sites");
+  if (!sites || sites.length === 0) {
+    const p = document.createElement("p");
+    p.className = "muted";
+    p.textContent = "No sites registered.";
+    root.replaceChildren(p);
+    return;
+  }
+  const parts = [];
+  for (const site of sites) {
+    const h = document.createElement("h3");
+    h.textContent = (site.name || site.siteId) + " (" + site.siteId + ")";
+    const table = document.createElement("table");
+    table.className = "site";
+    const head = document.createElement("thead");
+    head.appendChild(row(["Node", "Role", "Health", "Leader", "Applied", "Commit", "API", "Detail"].map(t => {
+      const th = document.createElement("th"); th.textContent = t; return th;
+    })));
+    const body = document.createElement("tbody");
+    for (const n of site.nodes || []) {
+      body.appendChild(row([cell(n.id), cell(n.role), health(n.healthy), cell(n.leaderId),
+        cell(n.appliedIndex || 0), cell(n.commitIndex || 0), cell(n.apiAddr), cell(n.detail)]));
+    }
+    table.append(head, body);
+    parts.push(h, table);
+  }
+  root.replaceChildren(...parts);
+}
+
+async function refresh() {
+  const err = document.getElementById("error");
+  try {
+    const res = await fetch(STATUS_URL, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Connect-Protocol-Version": "1" },
+      body: "{}",
+    });
+    const msg = await res.json();
+    if (!res.ok) throw new Error(msg.message || res.statusText);
+    renderHub(msg.self || {});
+    renderSites(msg.sites || []);
+    err.hidden = true;
+    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  } catch (e) {
+    err.textContent = "Cannot reach the hub: " + e.message;
+    err.hidden = false;
+  }
+}
+
+refresh();
+setInterval(refresh, 2000);

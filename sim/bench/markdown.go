@@ -1,0 +1,35 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// WriteMarkdown renders results as the BENCHMARKS.md document: one table
+// per benchmark, in the order they ran, headed by the machine they ran on.
+func WriteMarkdown(w io.Writer, results []Result, quick bool, at time.Time) error {
+	var b strings.Builder
+	b.WriteString("# Benchmarks\n\n")
+	b.WriteString("Written by `make bench` (`gatehouse bench all --markdown BENCHMARKS.md`). Every metric is read\n")
+	b.WriteString("against a floor measured in the same run; `ratio` is value/floor. Re-run on your own hardware\n")
+	b.WriteString("before drawing conclusions: the numbers below are from one machine.\n\n")
+	mode := "full"
+	if quick {
+		mode = "quick (indicative only)"
+	}
+	fmt.Fprintf(&b, "- run: %s, mode %s\n- machine: %s/%s, %d CPUs, %s\n\n",
+		at.UTC().Format(time.RFC3339), mode, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	var current string
+	for _, r := range results {
+		if r.Bench != current {
+			current = r.Bench
+			fmt.Fprintf(&b, "\n## %s\n\n| metric | value | unit | floor | ratio |\n|---|---:|---|---:|---:|\n", current)
+		}
+		fmt.Fprintf(&b, "| %s | %g | %s | %g | %g |\n", r.Metric, r.Value, r.Unit, r.Floor, r.Ratio)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
