@@ -32,6 +32,7 @@ type State struct {
 	byHolder     map[ID][]Grant // live grants per holder, sorted by ID
 	visits       map[ID]Visit
 	visitorTypes map[ID]VisitorType
+	devices      map[ID]Device
 	passages     map[CardNumber]Passage
 	zonePassages map[CardNumber][]Passage // latest per zone, one per zone
 	liveGrants   int
@@ -57,6 +58,7 @@ func NewState() *State {
 		byHolder:     make(map[ID][]Grant),
 		visits:       make(map[ID]Visit),
 		visitorTypes: make(map[ID]VisitorType),
+		devices:      make(map[ID]Device),
 		passages:     make(map[CardNumber]Passage),
 		zonePassages: make(map[CardNumber][]Passage),
 	}
@@ -79,6 +81,7 @@ func (s *State) Clone() *State {
 		byHolder:     cloneMap(s.byHolder),
 		visits:       cloneMap(s.visits),
 		visitorTypes: cloneMap(s.visitorTypes),
+		devices:      cloneMap(s.devices),
 		passages:     cloneMap(s.passages),
 		zonePassages: cloneMap(s.zonePassages),
 		liveGrants:   s.liveGrants,
@@ -372,6 +375,29 @@ func (s *State) VisitorType(id ID) (VisitorType, bool) {
 	return vt, ok
 }
 
+// PutDevice stores d, replacing any device with its ID. It returns the
+// Invalid error of d.Validate and changes nothing when d is invalid.
+func (s *State) PutDevice(d Device) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	d.SecretHash = slices.Clone(d.SecretHash)
+	s.devices[d.ID] = d
+	return nil
+}
+
+// Device returns the device with the given ID.
+func (s *State) Device(id ID) (Device, bool) {
+	d, ok := s.devices[id]
+	return d, ok
+}
+
+// RemoveDevice forgets a device; removing an unknown ID does nothing.
+func (s *State) RemoveDevice(id ID) { delete(s.devices, id) }
+
+// Devices iterates over the devices in no particular order.
+func (s *State) Devices() iter.Seq[Device] { return values(s.devices) }
+
 // RecordPassage records that a card passed a door. It keeps, per card and
 // per (card, zone), the passage with the latest At, so passages replayed out
 // of order (a controller's buffered events) never replace a later one; of
@@ -426,6 +452,7 @@ func (s *State) ZonePassage(card CardNumber, zone ID) (Passage, bool) {
 type Counts struct {
 	Sites, Zones, Doors, Schedules, Groups int
 	People, Cards, Visits, VisitorTypes    int
+	Devices                                int
 	// Grants counts live grants and Tombstones removed ones.
 	Grants, Tombstones int
 	// Passages counts cards with a recorded passage.
@@ -444,6 +471,7 @@ func (s *State) Counts() Counts {
 		Cards:        len(s.cards),
 		Visits:       len(s.visits),
 		VisitorTypes: len(s.visitorTypes),
+		Devices:      len(s.devices),
 		Grants:       s.liveGrants,
 		Tombstones:   len(s.grants) - s.liveGrants,
 		Passages:     len(s.passages),

@@ -23,7 +23,10 @@ func testLogger(t testing.TB) *slog.Logger {
 
 type tWriter struct{ t testing.TB }
 
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimRight(string(p), "\n")); return len(p), nil }
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
 
 // MustOpenHub starts a hub on a loopback port and closes it at cleanup.
 func MustOpenHub(t testing.TB, sites ...SiteEndpoint) *Hub {

@@ -429,6 +429,68 @@ func (Reason) EnumDescriptor() ([]byte, []int) {
 	return file_gatehouse_access_v1_access_proto_rawDescGZIP(), []int{5}
 }
 
+// DeviceKind is the kind of a site device; it is the device's topic level
+// in the MQTT protocol.
+type DeviceKind int32
+
+const (
+	// Not set; rejected on write.
+	DeviceKind_DEVICE_KIND_UNSPECIFIED DeviceKind = 0
+	// A card reader at one door.
+	DeviceKind_DEVICE_KIND_READER DeviceKind = 1
+	// A door controller.
+	DeviceKind_DEVICE_KIND_DOOR DeviceKind = 2
+	// A visitor check-in kiosk.
+	DeviceKind_DEVICE_KIND_KIOSK DeviceKind = 3
+	// A card dispenser/encoder.
+	DeviceKind_DEVICE_KIND_DISPENSER DeviceKind = 4
+)
+
+// Enum value maps for DeviceKind.
+var (
+	DeviceKind_name = map[int32]string{
+		0: "DEVICE_KIND_UNSPECIFIED",
+		1: "DEVICE_KIND_READER",
+		2: "DEVICE_KIND_DOOR",
+		3: "DEVICE_KIND_KIOSK",
+		4: "DEVICE_KIND_DISPENSER",
+	}
+	DeviceKind_value = map[string]int32{
+		"DEVICE_KIND_UNSPECIFIED": 0,
+		"DEVICE_KIND_READER":      1,
+		"DEVICE_KIND_DOOR":        2,
+		"DEVICE_KIND_KIOSK":       3,
+		"DEVICE_KIND_DISPENSER":   4,
+	}
+)
+
+func (x DeviceKind) Enum() *DeviceKind {
+	p := new(DeviceKind)
+	*p = x
+	return p
+}
+
+func (x DeviceKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeviceKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_gatehouse_access_v1_access_proto_enumTypes[6].Descriptor()
+}
+
+func (DeviceKind) Type() protoreflect.EnumType {
+	return &file_gatehouse_access_v1_access_proto_enumTypes[6]
+}
+
+func (x DeviceKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeviceKind.Descriptor instead.
+func (DeviceKind) EnumDescriptor() ([]byte, []int) {
+	return file_gatehouse_access_v1_access_proto_rawDescGZIP(), []int{6}
+}
+
 // Stamp is a hybrid logical clock value assigned by the origin of a change.
 type Stamp struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1694,6 +1756,106 @@ func (x *AccessEvent) GetNode() string {
 	return ""
 }
 
+// Device is a piece of site hardware that authenticates to the site's broker.
+type Device struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Globally unique ID (ULID); also the device's ID in its MQTT topics.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Site the device belongs to.
+	SiteId string `protobuf:"bytes,2,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
+	// Kind of device.
+	Kind DeviceKind `protobuf:"varint,3,opt,name=kind,proto3,enum=gatehouse.access.v1.DeviceKind" json:"kind,omitempty"`
+	// Display name, e.g. "lobby-in reader".
+	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// Door served by a reader or door controller.
+	DoorId string `protobuf:"bytes,5,opt,name=door_id,json=doorId,proto3" json:"door_id,omitempty"`
+	// SHA-256 of the device's secret (a random token made at commissioning).
+	SecretHash []byte `protobuf:"bytes,6,opt,name=secret_hash,json=secretHash,proto3" json:"secret_hash,omitempty"`
+	// Whether the device is refused by the broker.
+	Disabled      bool `protobuf:"varint,7,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Device) Reset() {
+	*x = Device{}
+	mi := &file_gatehouse_access_v1_access_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Device) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Device) ProtoMessage() {}
+
+func (x *Device) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_access_v1_access_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Device.ProtoReflect.Descriptor instead.
+func (*Device) Descriptor() ([]byte, []int) {
+	return file_gatehouse_access_v1_access_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Device) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Device) GetSiteId() string {
+	if x != nil {
+		return x.SiteId
+	}
+	return ""
+}
+
+func (x *Device) GetKind() DeviceKind {
+	if x != nil {
+		return x.Kind
+	}
+	return DeviceKind_DEVICE_KIND_UNSPECIFIED
+}
+
+func (x *Device) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Device) GetDoorId() string {
+	if x != nil {
+		return x.DoorId
+	}
+	return ""
+}
+
+func (x *Device) GetSecretHash() []byte {
+	if x != nil {
+		return x.SecretHash
+	}
+	return nil
+}
+
+func (x *Device) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
 var File_gatehouse_access_v1_access_proto protoreflect.FileDescriptor
 
 const file_gatehouse_access_v1_access_proto_rawDesc = "" +
@@ -1802,7 +1964,16 @@ const file_gatehouse_access_v1_access_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\t \x01(\tR\trequestId\x12\x12\n" +
 	"\x04node\x18\n" +
-	" \x01(\tR\x04node*K\n" +
+	" \x01(\tR\x04node\"\xd0\x01\n" +
+	"\x06Device\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\asite_id\x18\x02 \x01(\tR\x06siteId\x123\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x1f.gatehouse.access.v1.DeviceKindR\x04kind\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x17\n" +
+	"\adoor_id\x18\x05 \x01(\tR\x06doorId\x12\x1f\n" +
+	"\vsecret_hash\x18\x06 \x01(\fR\n" +
+	"secretHash\x12\x1a\n" +
+	"\bdisabled\x18\a \x01(\bR\bdisabled*K\n" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fDIRECTION_IN\x10\x01\x12\x11\n" +
@@ -1851,7 +2022,14 @@ const file_gatehouse_access_v1_access_proto_rawDesc = "" +
 	"\x12\x16\n" +
 	"\x12REASON_CHECKED_OUT\x10\v\x12\x18\n" +
 	"\x14REASON_ANTI_PASSBACK\x10\f\x12\x1c\n" +
-	"\x18REASON_NO_OFFLINE_ACCESS\x10\rB\xdb\x01\n" +
+	"\x18REASON_NO_OFFLINE_ACCESS\x10\r*\x89\x01\n" +
+	"\n" +
+	"DeviceKind\x12\x1b\n" +
+	"\x17DEVICE_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12DEVICE_KIND_READER\x10\x01\x12\x14\n" +
+	"\x10DEVICE_KIND_DOOR\x10\x02\x12\x15\n" +
+	"\x11DEVICE_KIND_KIOSK\x10\x03\x12\x19\n" +
+	"\x15DEVICE_KIND_DISPENSER\x10\x04B\xdb\x01\n" +
 	"\x17com.gatehouse.access.v1B\vAccessProtoP\x01ZEgithub.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1;accessv1\xa2\x02\x03GAX\xaa\x02\x13Gatehouse.Access.V1\xca\x02\x13Gatehouse\\Access\\V1\xe2\x02\x1fGatehouse\\Access\\V1\\GPBMetadata\xea\x02\x15Gatehouse::Access::V1b\x06proto3"
 
 var (
@@ -1866,8 +2044,8 @@ func file_gatehouse_access_v1_access_proto_rawDescGZIP() []byte {
 	return file_gatehouse_access_v1_access_proto_rawDescData
 }
 
-var file_gatehouse_access_v1_access_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_gatehouse_access_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_gatehouse_access_v1_access_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_gatehouse_access_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_gatehouse_access_v1_access_proto_goTypes = []any{
 	(Direction)(0),      // 0: gatehouse.access.v1.Direction
 	(GroupKind)(0),      // 1: gatehouse.access.v1.GroupKind
@@ -1875,35 +2053,38 @@ var file_gatehouse_access_v1_access_proto_goTypes = []any{
 	(CardStatus)(0),     // 3: gatehouse.access.v1.CardStatus
 	(VisitState)(0),     // 4: gatehouse.access.v1.VisitState
 	(Reason)(0),         // 5: gatehouse.access.v1.Reason
-	(*Stamp)(nil),       // 6: gatehouse.access.v1.Stamp
-	(*Date)(nil),        // 7: gatehouse.access.v1.Date
-	(*Site)(nil),        // 8: gatehouse.access.v1.Site
-	(*Zone)(nil),        // 9: gatehouse.access.v1.Zone
-	(*Door)(nil),        // 10: gatehouse.access.v1.Door
-	(*Window)(nil),      // 11: gatehouse.access.v1.Window
-	(*Schedule)(nil),    // 12: gatehouse.access.v1.Schedule
-	(*Group)(nil),       // 13: gatehouse.access.v1.Group
-	(*Person)(nil),      // 14: gatehouse.access.v1.Person
-	(*Card)(nil),        // 15: gatehouse.access.v1.Card
-	(*Grant)(nil),       // 16: gatehouse.access.v1.Grant
-	(*Visit)(nil),       // 17: gatehouse.access.v1.Visit
-	(*VisitorType)(nil), // 18: gatehouse.access.v1.VisitorType
-	(*AccessEvent)(nil), // 19: gatehouse.access.v1.AccessEvent
+	(DeviceKind)(0),     // 6: gatehouse.access.v1.DeviceKind
+	(*Stamp)(nil),       // 7: gatehouse.access.v1.Stamp
+	(*Date)(nil),        // 8: gatehouse.access.v1.Date
+	(*Site)(nil),        // 9: gatehouse.access.v1.Site
+	(*Zone)(nil),        // 10: gatehouse.access.v1.Zone
+	(*Door)(nil),        // 11: gatehouse.access.v1.Door
+	(*Window)(nil),      // 12: gatehouse.access.v1.Window
+	(*Schedule)(nil),    // 13: gatehouse.access.v1.Schedule
+	(*Group)(nil),       // 14: gatehouse.access.v1.Group
+	(*Person)(nil),      // 15: gatehouse.access.v1.Person
+	(*Card)(nil),        // 16: gatehouse.access.v1.Card
+	(*Grant)(nil),       // 17: gatehouse.access.v1.Grant
+	(*Visit)(nil),       // 18: gatehouse.access.v1.Visit
+	(*VisitorType)(nil), // 19: gatehouse.access.v1.VisitorType
+	(*AccessEvent)(nil), // 20: gatehouse.access.v1.AccessEvent
+	(*Device)(nil),      // 21: gatehouse.access.v1.Device
 }
 var file_gatehouse_access_v1_access_proto_depIdxs = []int32{
-	7,  // 0: gatehouse.access.v1.Site.holidays:type_name -> gatehouse.access.v1.Date
+	8,  // 0: gatehouse.access.v1.Site.holidays:type_name -> gatehouse.access.v1.Date
 	0,  // 1: gatehouse.access.v1.Door.direction:type_name -> gatehouse.access.v1.Direction
-	11, // 2: gatehouse.access.v1.Schedule.windows:type_name -> gatehouse.access.v1.Window
+	12, // 2: gatehouse.access.v1.Schedule.windows:type_name -> gatehouse.access.v1.Window
 	1,  // 3: gatehouse.access.v1.Group.kind:type_name -> gatehouse.access.v1.GroupKind
 	2,  // 4: gatehouse.access.v1.Person.kind:type_name -> gatehouse.access.v1.PersonKind
 	3,  // 5: gatehouse.access.v1.Card.status:type_name -> gatehouse.access.v1.CardStatus
 	4,  // 6: gatehouse.access.v1.Visit.state:type_name -> gatehouse.access.v1.VisitState
 	5,  // 7: gatehouse.access.v1.AccessEvent.reason:type_name -> gatehouse.access.v1.Reason
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	6,  // 8: gatehouse.access.v1.Device.kind:type_name -> gatehouse.access.v1.DeviceKind
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_access_v1_access_proto_init() }
@@ -1916,8 +2097,8 @@ func file_gatehouse_access_v1_access_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_access_v1_access_proto_rawDesc), len(file_gatehouse_access_v1_access_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   14,
+			NumEnums:      7,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

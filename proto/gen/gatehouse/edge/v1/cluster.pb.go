@@ -393,6 +393,136 @@ func (x *LeaveResponse) GetIndex() uint64 {
 	return 0
 }
 
+// RenewLeaseRequest asks the leader to renew a follower's lease.
+type RenewLeaseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ID of the follower asking.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Highest log index the follower's state machine has applied.
+	AppliedIndex  uint64 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewLeaseRequest) Reset() {
+	*x = RenewLeaseRequest{}
+	mi := &file_gatehouse_edge_v1_cluster_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewLeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewLeaseRequest) ProtoMessage() {}
+
+func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_edge_v1_cluster_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewLeaseRequest.ProtoReflect.Descriptor instead.
+func (*RenewLeaseRequest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_edge_v1_cluster_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RenewLeaseRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RenewLeaseRequest) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+// RenewLeaseResponse answers a lease renewal.
+type RenewLeaseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the lease is renewed. The follower's lease then runs for
+	// lease_ms from the moment it sent the request.
+	Granted bool `protobuf:"varint,1,opt,name=granted,proto3" json:"granted,omitempty"`
+	// Length of the lease in milliseconds.
+	LeaseMs int64 `protobuf:"varint,2,opt,name=lease_ms,json=leaseMs,proto3" json:"lease_ms,omitempty"`
+	// Lowest applied index the leader requires for a grant; when not
+	// granted, the follower must apply up to it first.
+	FenceIndex uint64 `protobuf:"varint,3,opt,name=fence_index,json=fenceIndex,proto3" json:"fence_index,omitempty"`
+	// Leader's term, for diagnostics.
+	Term          uint64 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewLeaseResponse) Reset() {
+	*x = RenewLeaseResponse{}
+	mi := &file_gatehouse_edge_v1_cluster_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewLeaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewLeaseResponse) ProtoMessage() {}
+
+func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_edge_v1_cluster_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewLeaseResponse.ProtoReflect.Descriptor instead.
+func (*RenewLeaseResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_edge_v1_cluster_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RenewLeaseResponse) GetGranted() bool {
+	if x != nil {
+		return x.Granted
+	}
+	return false
+}
+
+func (x *RenewLeaseResponse) GetLeaseMs() int64 {
+	if x != nil {
+		return x.LeaseMs
+	}
+	return 0
+}
+
+func (x *RenewLeaseResponse) GetFenceIndex() uint64 {
+	if x != nil {
+		return x.FenceIndex
+	}
+	return 0
+}
+
+func (x *RenewLeaseResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
 var File_gatehouse_edge_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_gatehouse_edge_v1_cluster_proto_rawDesc = "" +
@@ -417,11 +547,22 @@ const file_gatehouse_edge_v1_cluster_proto_rawDesc = "" +
 	"\fLeaveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"%\n" +
 	"\rLeaveResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xfd\x01\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"Q\n" +
+	"\x11RenewLeaseRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12#\n" +
+	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"~\n" +
+	"\x12RenewLeaseResponse\x12\x18\n" +
+	"\agranted\x18\x01 \x01(\bR\agranted\x12\x19\n" +
+	"\blease_ms\x18\x02 \x01(\x03R\aleaseMs\x12\x1f\n" +
+	"\vfence_index\x18\x03 \x01(\x04R\n" +
+	"fenceIndex\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term2\xda\x02\n" +
 	"\x0eClusterService\x12R\n" +
 	"\aPropose\x12!.gatehouse.edge.v1.ProposeRequest\x1a\".gatehouse.edge.v1.ProposeResponse\"\x00\x12I\n" +
 	"\x04Join\x12\x1e.gatehouse.edge.v1.JoinRequest\x1a\x1f.gatehouse.edge.v1.JoinResponse\"\x00\x12L\n" +
-	"\x05Leave\x12\x1f.gatehouse.edge.v1.LeaveRequest\x1a .gatehouse.edge.v1.LeaveResponse\"\x00B\xce\x01\n" +
+	"\x05Leave\x12\x1f.gatehouse.edge.v1.LeaveRequest\x1a .gatehouse.edge.v1.LeaveResponse\"\x00\x12[\n" +
+	"\n" +
+	"RenewLease\x12$.gatehouse.edge.v1.RenewLeaseRequest\x1a%.gatehouse.edge.v1.RenewLeaseResponse\"\x00B\xce\x01\n" +
 	"\x15com.gatehouse.edge.v1B\fClusterProtoP\x01ZAgithub.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1;edgev1\xa2\x02\x03GEX\xaa\x02\x11Gatehouse.Edge.V1\xca\x02\x11Gatehouse\\Edge\\V1\xe2\x02\x1dGatehouse\\Edge\\V1\\GPBMetadata\xea\x02\x13Gatehouse::Edge::V1b\x06proto3"
 
 var (
@@ -436,28 +577,32 @@ func file_gatehouse_edge_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_gatehouse_edge_v1_cluster_proto_rawDescData
 }
 
-var file_gatehouse_edge_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_gatehouse_edge_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_gatehouse_edge_v1_cluster_proto_goTypes = []any{
-	(*ProposeRequest)(nil),  // 0: gatehouse.edge.v1.ProposeRequest
-	(*ProposeResponse)(nil), // 1: gatehouse.edge.v1.ProposeResponse
-	(*CommandResult)(nil),   // 2: gatehouse.edge.v1.CommandResult
-	(*JoinRequest)(nil),     // 3: gatehouse.edge.v1.JoinRequest
-	(*JoinResponse)(nil),    // 4: gatehouse.edge.v1.JoinResponse
-	(*LeaveRequest)(nil),    // 5: gatehouse.edge.v1.LeaveRequest
-	(*LeaveResponse)(nil),   // 6: gatehouse.edge.v1.LeaveResponse
-	(*v1.Command)(nil),      // 7: gatehouse.raft.v1.Command
+	(*ProposeRequest)(nil),     // 0: gatehouse.edge.v1.ProposeRequest
+	(*ProposeResponse)(nil),    // 1: gatehouse.edge.v1.ProposeResponse
+	(*CommandResult)(nil),      // 2: gatehouse.edge.v1.CommandResult
+	(*JoinRequest)(nil),        // 3: gatehouse.edge.v1.JoinRequest
+	(*JoinResponse)(nil),       // 4: gatehouse.edge.v1.JoinResponse
+	(*LeaveRequest)(nil),       // 5: gatehouse.edge.v1.LeaveRequest
+	(*LeaveResponse)(nil),      // 6: gatehouse.edge.v1.LeaveResponse
+	(*RenewLeaseRequest)(nil),  // 7: gatehouse.edge.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil), // 8: gatehouse.edge.v1.RenewLeaseResponse
+	(*v1.Command)(nil),         // 9: gatehouse.raft.v1.Command
 }
 var file_gatehouse_edge_v1_cluster_proto_depIdxs = []int32{
-	7, // 0: gatehouse.edge.v1.ProposeRequest.commands:type_name -> gatehouse.raft.v1.Command
+	9, // 0: gatehouse.edge.v1.ProposeRequest.commands:type_name -> gatehouse.raft.v1.Command
 	2, // 1: gatehouse.edge.v1.ProposeResponse.results:type_name -> gatehouse.edge.v1.CommandResult
 	0, // 2: gatehouse.edge.v1.ClusterService.Propose:input_type -> gatehouse.edge.v1.ProposeRequest
 	3, // 3: gatehouse.edge.v1.ClusterService.Join:input_type -> gatehouse.edge.v1.JoinRequest
 	5, // 4: gatehouse.edge.v1.ClusterService.Leave:input_type -> gatehouse.edge.v1.LeaveRequest
-	1, // 5: gatehouse.edge.v1.ClusterService.Propose:output_type -> gatehouse.edge.v1.ProposeResponse
-	4, // 6: gatehouse.edge.v1.ClusterService.Join:output_type -> gatehouse.edge.v1.JoinResponse
-	6, // 7: gatehouse.edge.v1.ClusterService.Leave:output_type -> gatehouse.edge.v1.LeaveResponse
-	5, // [5:8] is the sub-list for method output_type
-	2, // [2:5] is the sub-list for method input_type
+	7, // 5: gatehouse.edge.v1.ClusterService.RenewLease:input_type -> gatehouse.edge.v1.RenewLeaseRequest
+	1, // 6: gatehouse.edge.v1.ClusterService.Propose:output_type -> gatehouse.edge.v1.ProposeResponse
+	4, // 7: gatehouse.edge.v1.ClusterService.Join:output_type -> gatehouse.edge.v1.JoinResponse
+	6, // 8: gatehouse.edge.v1.ClusterService.Leave:output_type -> gatehouse.edge.v1.LeaveResponse
+	8, // 9: gatehouse.edge.v1.ClusterService.RenewLease:output_type -> gatehouse.edge.v1.RenewLeaseResponse
+	6, // [6:10] is the sub-list for method output_type
+	2, // [2:6] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -474,7 +619,7 @@ func file_gatehouse_edge_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_edge_v1_cluster_proto_rawDesc), len(file_gatehouse_edge_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -115,6 +115,8 @@ type Command struct {
 	//	*Command_DeletePerson
 	//	*Command_RemoveCard
 	//	*Command_RecordEvents
+	//	*Command_PutDevice
+	//	*Command_RemoveDevice
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -322,6 +324,24 @@ func (x *Command) GetRecordEvents() *RecordEvents {
 	return nil
 }
 
+func (x *Command) GetPutDevice() *v1.Device {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutDevice); ok {
+			return x.PutDevice
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveDevice() *RemoveDevice {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RemoveDevice); ok {
+			return x.RemoveDevice
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -406,6 +426,16 @@ type Command_RecordEvents struct {
 	RecordEvents *RecordEvents `protobuf:"bytes,25,opt,name=record_events,json=recordEvents,proto3,oneof"`
 }
 
+type Command_PutDevice struct {
+	// Create or replace a device (commissioning, secret rotation, disable).
+	PutDevice *v1.Device `protobuf:"bytes,26,opt,name=put_device,json=putDevice,proto3,oneof"`
+}
+
+type Command_RemoveDevice struct {
+	// Forget a device; its credentials stop working at once.
+	RemoveDevice *RemoveDevice `protobuf:"bytes,27,opt,name=remove_device,json=removeDevice,proto3,oneof"`
+}
+
 func (*Command_PutSite) isCommand_Op() {}
 
 func (*Command_PutZone) isCommand_Op() {}
@@ -437,6 +467,10 @@ func (*Command_DeletePerson) isCommand_Op() {}
 func (*Command_RemoveCard) isCommand_Op() {}
 
 func (*Command_RecordEvents) isCommand_Op() {}
+
+func (*Command_PutDevice) isCommand_Op() {}
+
+func (*Command_RemoveDevice) isCommand_Op() {}
 
 // RemoveGrant tombstones one grant.
 type RemoveGrant struct {
@@ -733,6 +767,52 @@ func (x *RecordEvents) GetEvents() []*v1.AccessEvent {
 	return nil
 }
 
+// RemoveDevice forgets a device.
+type RemoveDevice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ID of the device to remove.
+	DeviceId      string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveDevice) Reset() {
+	*x = RemoveDevice{}
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveDevice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveDevice) ProtoMessage() {}
+
+func (x *RemoveDevice) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveDevice.ProtoReflect.Descriptor instead.
+func (*RemoveDevice) Descriptor() ([]byte, []int) {
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RemoveDevice) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
 var File_gatehouse_raft_v1_raft_proto protoreflect.FileDescriptor
 
 const file_gatehouse_raft_v1_raft_proto_rawDesc = "" +
@@ -740,7 +820,8 @@ const file_gatehouse_raft_v1_raft_proto_rawDesc = "" +
 	"\x1cgatehouse/raft/v1/raft.proto\x12\x11gatehouse.raft.v1\x1a gatehouse/access/v1/access.proto\"Y\n" +
 	"\x05Entry\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x126\n" +
-	"\bcommands\x18\x02 \x03(\v2\x1a.gatehouse.raft.v1.CommandR\bcommands\"\x82\t\n" +
+	"\bcommands\x18\x02 \x03(\v2\x1a.gatehouse.raft.v1.CommandR\bcommands\"\x88\n" +
+	"\n" +
 	"\aCommand\x120\n" +
 	"\x05stamp\x18\x01 \x01(\v2\x1a.gatehouse.access.v1.StampR\x05stamp\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x1d\n" +
@@ -764,7 +845,10 @@ const file_gatehouse_raft_v1_raft_proto_rawDesc = "" +
 	"\rdelete_person\x18\x17 \x01(\v2\x1f.gatehouse.raft.v1.DeletePersonH\x00R\fdeletePerson\x12@\n" +
 	"\vremove_card\x18\x18 \x01(\v2\x1d.gatehouse.raft.v1.RemoveCardH\x00R\n" +
 	"removeCard\x12F\n" +
-	"\rrecord_events\x18\x19 \x01(\v2\x1f.gatehouse.raft.v1.RecordEventsH\x00R\frecordEventsB\x04\n" +
+	"\rrecord_events\x18\x19 \x01(\v2\x1f.gatehouse.raft.v1.RecordEventsH\x00R\frecordEvents\x12<\n" +
+	"\n" +
+	"put_device\x18\x1a \x01(\v2\x1b.gatehouse.access.v1.DeviceH\x00R\tputDevice\x12F\n" +
+	"\rremove_device\x18\x1b \x01(\v2\x1f.gatehouse.raft.v1.RemoveDeviceH\x00R\fremoveDeviceB\x04\n" +
 	"\x02op\"(\n" +
 	"\vRemoveGrant\x12\x19\n" +
 	"\bgrant_id\x18\x01 \x01(\tR\agrantId\"`\n" +
@@ -780,7 +864,9 @@ const file_gatehouse_raft_v1_raft_proto_rawDesc = "" +
 	"RemoveCard\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x04R\x06number\"H\n" +
 	"\fRecordEvents\x128\n" +
-	"\x06events\x18\x01 \x03(\v2 .gatehouse.access.v1.AccessEventR\x06eventsB\xcb\x01\n" +
+	"\x06events\x18\x01 \x03(\v2 .gatehouse.access.v1.AccessEventR\x06events\"+\n" +
+	"\fRemoveDevice\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceIdB\xcb\x01\n" +
 	"\x15com.gatehouse.raft.v1B\tRaftProtoP\x01ZAgithub.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1;raftv1\xa2\x02\x03GRX\xaa\x02\x11Gatehouse.Raft.V1\xca\x02\x11Gatehouse\\Raft\\V1\xe2\x02\x1dGatehouse\\Raft\\V1\\GPBMetadata\xea\x02\x13Gatehouse::Raft::V1b\x06proto3"
 
 var (
@@ -795,7 +881,7 @@ func file_gatehouse_raft_v1_raft_proto_rawDescGZIP() []byte {
 	return file_gatehouse_raft_v1_raft_proto_rawDescData
 }
 
-var file_gatehouse_raft_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_gatehouse_raft_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_gatehouse_raft_v1_raft_proto_goTypes = []any{
 	(*Entry)(nil),          // 0: gatehouse.raft.v1.Entry
 	(*Command)(nil),        // 1: gatehouse.raft.v1.Command
@@ -805,48 +891,52 @@ var file_gatehouse_raft_v1_raft_proto_goTypes = []any{
 	(*DeletePerson)(nil),   // 5: gatehouse.raft.v1.DeletePerson
 	(*RemoveCard)(nil),     // 6: gatehouse.raft.v1.RemoveCard
 	(*RecordEvents)(nil),   // 7: gatehouse.raft.v1.RecordEvents
-	(*v1.Stamp)(nil),       // 8: gatehouse.access.v1.Stamp
-	(*v1.Site)(nil),        // 9: gatehouse.access.v1.Site
-	(*v1.Zone)(nil),        // 10: gatehouse.access.v1.Zone
-	(*v1.Door)(nil),        // 11: gatehouse.access.v1.Door
-	(*v1.Schedule)(nil),    // 12: gatehouse.access.v1.Schedule
-	(*v1.Group)(nil),       // 13: gatehouse.access.v1.Group
-	(*v1.Person)(nil),      // 14: gatehouse.access.v1.Person
-	(*v1.Card)(nil),        // 15: gatehouse.access.v1.Card
-	(*v1.Grant)(nil),       // 16: gatehouse.access.v1.Grant
-	(*v1.Visit)(nil),       // 17: gatehouse.access.v1.Visit
-	(*v1.VisitorType)(nil), // 18: gatehouse.access.v1.VisitorType
-	(v1.CardStatus)(0),     // 19: gatehouse.access.v1.CardStatus
-	(v1.VisitState)(0),     // 20: gatehouse.access.v1.VisitState
-	(*v1.AccessEvent)(nil), // 21: gatehouse.access.v1.AccessEvent
+	(*RemoveDevice)(nil),   // 8: gatehouse.raft.v1.RemoveDevice
+	(*v1.Stamp)(nil),       // 9: gatehouse.access.v1.Stamp
+	(*v1.Site)(nil),        // 10: gatehouse.access.v1.Site
+	(*v1.Zone)(nil),        // 11: gatehouse.access.v1.Zone
+	(*v1.Door)(nil),        // 12: gatehouse.access.v1.Door
+	(*v1.Schedule)(nil),    // 13: gatehouse.access.v1.Schedule
+	(*v1.Group)(nil),       // 14: gatehouse.access.v1.Group
+	(*v1.Person)(nil),      // 15: gatehouse.access.v1.Person
+	(*v1.Card)(nil),        // 16: gatehouse.access.v1.Card
+	(*v1.Grant)(nil),       // 17: gatehouse.access.v1.Grant
+	(*v1.Visit)(nil),       // 18: gatehouse.access.v1.Visit
+	(*v1.VisitorType)(nil), // 19: gatehouse.access.v1.VisitorType
+	(*v1.Device)(nil),      // 20: gatehouse.access.v1.Device
+	(v1.CardStatus)(0),     // 21: gatehouse.access.v1.CardStatus
+	(v1.VisitState)(0),     // 22: gatehouse.access.v1.VisitState
+	(*v1.AccessEvent)(nil), // 23: gatehouse.access.v1.AccessEvent
 }
 var file_gatehouse_raft_v1_raft_proto_depIdxs = []int32{
 	1,  // 0: gatehouse.raft.v1.Entry.commands:type_name -> gatehouse.raft.v1.Command
-	8,  // 1: gatehouse.raft.v1.Command.stamp:type_name -> gatehouse.access.v1.Stamp
-	9,  // 2: gatehouse.raft.v1.Command.put_site:type_name -> gatehouse.access.v1.Site
-	10, // 3: gatehouse.raft.v1.Command.put_zone:type_name -> gatehouse.access.v1.Zone
-	11, // 4: gatehouse.raft.v1.Command.put_door:type_name -> gatehouse.access.v1.Door
-	12, // 5: gatehouse.raft.v1.Command.put_schedule:type_name -> gatehouse.access.v1.Schedule
-	13, // 6: gatehouse.raft.v1.Command.put_group:type_name -> gatehouse.access.v1.Group
-	14, // 7: gatehouse.raft.v1.Command.put_person:type_name -> gatehouse.access.v1.Person
-	15, // 8: gatehouse.raft.v1.Command.put_card:type_name -> gatehouse.access.v1.Card
-	16, // 9: gatehouse.raft.v1.Command.put_grant:type_name -> gatehouse.access.v1.Grant
+	9,  // 1: gatehouse.raft.v1.Command.stamp:type_name -> gatehouse.access.v1.Stamp
+	10, // 2: gatehouse.raft.v1.Command.put_site:type_name -> gatehouse.access.v1.Site
+	11, // 3: gatehouse.raft.v1.Command.put_zone:type_name -> gatehouse.access.v1.Zone
+	12, // 4: gatehouse.raft.v1.Command.put_door:type_name -> gatehouse.access.v1.Door
+	13, // 5: gatehouse.raft.v1.Command.put_schedule:type_name -> gatehouse.access.v1.Schedule
+	14, // 6: gatehouse.raft.v1.Command.put_group:type_name -> gatehouse.access.v1.Group
+	15, // 7: gatehouse.raft.v1.Command.put_person:type_name -> gatehouse.access.v1.Person
+	16, // 8: gatehouse.raft.v1.Command.put_card:type_name -> gatehouse.access.v1.Card
+	17, // 9: gatehouse.raft.v1.Command.put_grant:type_name -> gatehouse.access.v1.Grant
 	2,  // 10: gatehouse.raft.v1.Command.remove_grant:type_name -> gatehouse.raft.v1.RemoveGrant
 	3,  // 11: gatehouse.raft.v1.Command.set_card_status:type_name -> gatehouse.raft.v1.SetCardStatus
-	17, // 12: gatehouse.raft.v1.Command.put_visit:type_name -> gatehouse.access.v1.Visit
+	18, // 12: gatehouse.raft.v1.Command.put_visit:type_name -> gatehouse.access.v1.Visit
 	4,  // 13: gatehouse.raft.v1.Command.advance_visit:type_name -> gatehouse.raft.v1.AdvanceVisit
-	18, // 14: gatehouse.raft.v1.Command.put_visitor_type:type_name -> gatehouse.access.v1.VisitorType
+	19, // 14: gatehouse.raft.v1.Command.put_visitor_type:type_name -> gatehouse.access.v1.VisitorType
 	5,  // 15: gatehouse.raft.v1.Command.delete_person:type_name -> gatehouse.raft.v1.DeletePerson
 	6,  // 16: gatehouse.raft.v1.Command.remove_card:type_name -> gatehouse.raft.v1.RemoveCard
 	7,  // 17: gatehouse.raft.v1.Command.record_events:type_name -> gatehouse.raft.v1.RecordEvents
-	19, // 18: gatehouse.raft.v1.SetCardStatus.status:type_name -> gatehouse.access.v1.CardStatus
-	20, // 19: gatehouse.raft.v1.AdvanceVisit.state:type_name -> gatehouse.access.v1.VisitState
-	21, // 20: gatehouse.raft.v1.RecordEvents.events:type_name -> gatehouse.access.v1.AccessEvent
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	20, // 18: gatehouse.raft.v1.Command.put_device:type_name -> gatehouse.access.v1.Device
+	8,  // 19: gatehouse.raft.v1.Command.remove_device:type_name -> gatehouse.raft.v1.RemoveDevice
+	21, // 20: gatehouse.raft.v1.SetCardStatus.status:type_name -> gatehouse.access.v1.CardStatus
+	22, // 21: gatehouse.raft.v1.AdvanceVisit.state:type_name -> gatehouse.access.v1.VisitState
+	23, // 22: gatehouse.raft.v1.RecordEvents.events:type_name -> gatehouse.access.v1.AccessEvent
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_raft_v1_raft_proto_init() }
@@ -871,6 +961,8 @@ func file_gatehouse_raft_v1_raft_proto_init() {
 		(*Command_DeletePerson)(nil),
 		(*Command_RemoveCard)(nil),
 		(*Command_RecordEvents)(nil),
+		(*Command_PutDevice)(nil),
+		(*Command_RemoveDevice)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -878,7 +970,7 @@ func file_gatehouse_raft_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_raft_v1_raft_proto_rawDesc), len(file_gatehouse_raft_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

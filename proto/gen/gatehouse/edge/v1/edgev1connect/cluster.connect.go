@@ -42,6 +42,9 @@ const (
 	ClusterServiceJoinProcedure = "/gatehouse.edge.v1.ClusterService/Join"
 	// ClusterServiceLeaveProcedure is the fully-qualified name of the ClusterService's Leave RPC.
 	ClusterServiceLeaveProcedure = "/gatehouse.edge.v1.ClusterService/Leave"
+	// ClusterServiceRenewLeaseProcedure is the fully-qualified name of the ClusterService's RenewLease
+	// RPC.
+	ClusterServiceRenewLeaseProcedure = "/gatehouse.edge.v1.ClusterService/RenewLease"
 )
 
 // ClusterServiceClient is a client for the gatehouse.edge.v1.ClusterService service.
@@ -53,6 +56,12 @@ type ClusterServiceClient interface {
 	Join(context.Context, *connect.Request[v1.JoinRequest]) (*connect.Response[v1.JoinResponse], error)
 	// Leave removes a node from the cluster.
 	Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error)
+	// RenewLease is how a follower keeps the right to decide taps online. The
+	// leader grants it only while the follower has applied every fencing
+	// entry (revocation, disable, checkout) the leader has committed, and
+	// remembers when it granted, so that it knows when an unresponsive
+	// follower's lease has certainly run out (DESIGN.md section 5).
+	RenewLease(context.Context, *connect.Request[v1.RenewLeaseRequest]) (*connect.Response[v1.RenewLeaseResponse], error)
 }
 
 // NewClusterServiceClient constructs a client for the gatehouse.edge.v1.ClusterService service. By
@@ -84,14 +93,21 @@ func NewClusterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(clusterServiceMethods.ByName("Leave")),
 			connect.WithClientOptions(opts...),
 		),
+		renewLease: connect.NewClient[v1.RenewLeaseRequest, v1.RenewLeaseResponse](
+			httpClient,
+			baseURL+ClusterServiceRenewLeaseProcedure,
+			connect.WithSchema(clusterServiceMethods.ByName("RenewLease")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // clusterServiceClient implements ClusterServiceClient.
 type clusterServiceClient struct {
-	propose *connect.Client[v1.ProposeRequest, v1.ProposeResponse]
-	join    *connect.Client[v1.JoinRequest, v1.JoinResponse]
-	leave   *connect.Client[v1.LeaveRequest, v1.LeaveResponse]
+	propose    *connect.Client[v1.ProposeRequest, v1.ProposeResponse]
+	join       *connect.Client[v1.JoinRequest, v1.JoinResponse]
+	leave      *connect.Client[v1.LeaveRequest, v1.LeaveResponse]
+	renewLease *connect.Client[v1.RenewLeaseRequest, v1.RenewLeaseResponse]
 }
 
 // Propose calls gatehouse.edge.v1.ClusterService.Propose.
@@ -109,6 +125,11 @@ func (c *clusterServiceClient) Leave(ctx context.Context, req *connect.Request[v
 	return c.leave.CallUnary(ctx, req)
 }
 
+// RenewLease calls gatehouse.edge.v1.ClusterService.RenewLease.
+func (c *clusterServiceClient) RenewLease(ctx context.Context, req *connect.Request[v1.RenewLeaseRequest]) (*connect.Response[v1.RenewLeaseResponse], error) {
+	return c.renewLease.CallUnary(ctx, req)
+}
+
 // ClusterServiceHandler is an implementation of the gatehouse.edge.v1.ClusterService service.
 type ClusterServiceHandler interface {
 	// Propose commits commands through the leader's group-commit batcher and
@@ -118,6 +139,12 @@ type ClusterServiceHandler interface {
 	Join(context.Context, *connect.Request[v1.JoinRequest]) (*connect.Response[v1.JoinResponse], error)
 	// Leave removes a node from the cluster.
 	Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error)
+	// RenewLease is how a follower keeps the right to decide taps online. The
+	// leader grants it only while the follower has applied every fencing
+	// entry (revocation, disable, checkout) the leader has committed, and
+	// remembers when it granted, so that it knows when an unresponsive
+	// follower's lease has certainly run out (DESIGN.md section 5).
+	RenewLease(context.Context, *connect.Request[v1.RenewLeaseRequest]) (*connect.Response[v1.RenewLeaseResponse], error)
 }
 
 // NewClusterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -145,6 +172,12 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(clusterServiceMethods.ByName("Leave")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterServiceRenewLeaseHandler := connect.NewUnaryHandler(
+		ClusterServiceRenewLeaseProcedure,
+		svc.RenewLease,
+		connect.WithSchema(clusterServiceMethods.ByName("RenewLease")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/gatehouse.edge.v1.ClusterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterServiceProposeProcedure:
@@ -153,6 +186,8 @@ func NewClusterServiceHandler(svc ClusterServiceHandler, opts ...connect.Handler
 			clusterServiceJoinHandler.ServeHTTP(w, r)
 		case ClusterServiceLeaveProcedure:
 			clusterServiceLeaveHandler.ServeHTTP(w, r)
+		case ClusterServiceRenewLeaseProcedure:
+			clusterServiceRenewLeaseHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -172,4 +207,8 @@ func (UnimplementedClusterServiceHandler) Join(context.Context, *connect.Request
 
 func (UnimplementedClusterServiceHandler) Leave(context.Context, *connect.Request[v1.LeaveRequest]) (*connect.Response[v1.LeaveResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("gatehouse.edge.v1.ClusterService.Leave is not implemented"))
+}
+
+func (UnimplementedClusterServiceHandler) RenewLease(context.Context, *connect.Request[v1.RenewLeaseRequest]) (*connect.Response[v1.RenewLeaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("gatehouse.edge.v1.ClusterService.RenewLease is not implemented"))
 }

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/gatehouse/gatehouse/edge/node"
+)
+
+// EdgeConfig is the configuration file of `gatehouse edge`.
+type EdgeConfig struct {
+	// Node configures the edge node.
+	Node node.Config `json:"node"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"log_level"`
+}
+
+// EdgeMain runs one edge node until its context ends.
+type EdgeMain struct {
+	env
+	Config EdgeConfig
+
+	node *node.Node
+}
+
+// ParseFlags reads the node configuration: defaults, --config file, flags.
+// The cluster token may also come from GATEHOUSE_CLUSTER_TOKEN so that it
+// stays out of process listings.
+func (m *EdgeMain) ParseFlags(args []string) error {
+	m.Config = EdgeConfig{
+		Node: node.Config{
+			RaftAddr:     "127.0.0.1:7000",
+			APIAddr:      "127.0.0.1:7001",
+			DataDir:      "data/edge",
+			TimeZone:     "UTC",
+			LeaveOnClose: true,
+		},
+		LogLevel: "info",
+	}
+	rest, err := parseConfig("edge", args, m.stderr, &m.Config, func(fs *flag.FlagSet, c *EdgeConfig) {
+		n := &c.Node
+		fs.StringVar(&n.NodeID, "node-id", n.NodeID, "this node's ID, unique within the site and stable across restarts (required)")
+		fs.StringVar(&n.SiteID, "site-id", n.SiteID, "the site's ID, a ULID (required)")
+		fs.StringVar(&n.SiteName, "site-name", n.SiteName, "the site's display name (written by the bootstrap node)")
+		fs.StringVar(&n.TimeZone, "time-zone", n.TimeZone, "the site's IANA time zone, e.g. Europe/Berlin (written by the bootstrap node)")
+		fs.StringVar(&n.DataDir, "data-dir", n.DataDir, "directory for the Raft log, snapshots and state")
+		fs.StringVar(&n.RaftAddr, "raft-addr", n.RaftAddr, "Raft transport TCP address; must stay the same across restarts")
+		fs.StringVar(&n.APIAddr, "api", n.APIAddr, "address of the node's local API (status, cluster calls)")
+		fs.BoolVar(&n.Bootstrap, "bootstrap", n.Bootstrap, "start a new site with this node as its first member")
+		fs.StringVar(&n.Join, "join", n.Join, "local API URL of any member to join, e.g. http://10.0.0.5:7001")
+		fs.StringVar(&n.ClusterToken, "cluster-token", n.ClusterToken, "the site's shared secret for node-to-node calls (or GATEHOUSE_CLUSTER_TOKEN)")
+		fs.StringVar(&n.APIToken, "api-token", n.APIToken, "the secret the local API requires as a bearer token (or GATEHOUSE_API_TOKEN)")
+		fs.BoolVar(&n.LeaveOnClose, "leave-on-close", n.LeaveOnClose, "leave the cluster on a clean shutdown (set false for rolling restarts)")
+		fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+	})
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("%w: unexpected arguments %v", errUsage, rest)
+	}
+	if m.Config.Node.ClusterToken == "" {
+		// Read after parsing so that --help never prints the secret.
+		m.Config.Node.ClusterToken = os.Getenv("GATEHOUSE_CLUSTER_TOKEN")
+	}
+	if m.Config.Node.APIToken == "" {
+		m.Config.Node.APIToken = os.Getenv("GATEHOUSE_API_TOKEN")
+	}
+	return m.Config.Node.Validate()
+}
+
+// Run serves the node until ctx is done.
+func (m *EdgeMain) Run(ctx context.Context) error {
+	log, err := newLogger(m.stderr, m.Config.LogLevel)
+	if err != nil {
+		return err
+	}
+	m.Config.Node.Version = Version
+	m.node = node.New(m.Config.Node, log)
+	if err := m.node.Open(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.stdout, "Gatehouse edge node %s of site %s: local API at %s\n", m.Config.Node.NodeID, m.Config.Node.SiteID, m.node.URL())
+	<-ctx.Done()
+	return nil
+}
+
+// Close stops the node (leaving the cluster if so configured).
+func (m *EdgeMain) Close() error {
+	if m.node == nil {
+		return nil
+	}
+	return m.node.Close()
+}

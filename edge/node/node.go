@@ -1,0 +1,287 @@
+// Package node runs one edge node of a site: a Raft member (edge/raftnode)
+// with the site's state machine (edge/sitestate), and the node's local API
+// over HTTP: the cluster service other nodes use, and the status service
+// the hub, `gatehouse ctl` and the console read.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/edge/raftnode"
+	"github.com/gatehouse/gatehouse/edge/sitestate"
+	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
+	edgev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1"
+	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1/edgev1connect"
+	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
+	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1/statusv1connect"
+)
+
+// Config configures an edge node.
+type Config struct {
+	// NodeID is this node's ID, unique within the site and stable across restarts.
+	NodeID string `json:"node_id"`
+	// SiteID is the site's ID (a ULID).
+	SiteID string `json:"site_id"`
+	// SiteName and TimeZone describe the site; the bootstrap node writes
+	// them when the site has no record yet.
+	SiteName string `json:"site_name"`
+	TimeZone string `json:"time_zone"`
+	// DataDir holds the node's Raft log, snapshots and state.
+	DataDir string `json:"data_dir"`
+	// RaftAddr is the Raft transport's TCP address; stable across restarts.
+	RaftAddr string `json:"raft_addr"`
+	// APIAddr is where the local API is served, e.g. "127.0.0.1:7001".
+	APIAddr string `json:"api_addr"`
+	// Bootstrap makes this node the first member of a new site.
+	Bootstrap bool `json:"bootstrap"`
+	// Join is the local API URL of any member to join through, e.g.
+	// "http://127.0.0.1:7001".
+	Join string `json:"join"`
+	// ClusterToken is the site's shared secret for node-to-node calls.
+	ClusterToken string `json:"cluster_token"`
+	// APIToken is the secret the site's local API (SiteService) requires.
+	APIToken string `json:"api_token"`
+	// LeaveOnClose removes the node from the cluster when it shuts down
+	// cleanly (not on a crash).
+	LeaveOnClose bool `json:"leave_on_close"`
+	// Version is reported in status.
+	Version string `json:"-"`
+	// TuneRaft adjusts the Raft configuration (timeouts in tests); optional.
+	TuneRaft func(*raftnode.Config) `json:"-"`
+}
+
+// Validate reports the first problem with the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("edge config: node_id is required")
+	case c.DataDir == "":
+		return errors.New("edge config: data_dir is required")
+	case c.RaftAddr == "":
+		return errors.New("edge config: raft_addr is required")
+	case c.APIAddr == "":
+		return errors.New("edge config: api_addr is required")
+	case c.ClusterToken == "":
+		return errors.New("edge config: cluster_token is required (the site's shared secret)")
+	case c.APIToken == "":
+		return errors.New("edge config: api_token is required (the secret of the site's local API)")
+	case c.Bootstrap && c.Join != "":
+		return errors.New("edge config: bootstrap and join exclude each other")
+	}
+	if _, err := access.ParseID(c.SiteID); err != nil {
+		return fmt.Errorf("edge config: site_id: %w", err)
+	}
+	if c.Join != "" && !strings.HasPrefix(c.Join, "http://") && !strings.HasPrefix(c.Join, "https://") {
+		return fmt.Errorf("edge config: join %q: want a URL such as http://10.0.0.5:7001", c.Join)
+	}
+	return nil
+}
+
+// Node is a running edge node. Open starts it; Close stops it and is
+// idempotent.
+type Node struct {
+	cfg     Config
+	base    *slog.Logger // handed to raftnode, which adds node and site itself
+	log     *slog.Logger
+	started time.Time
+
+	machine *sitestate.Machine
+	raft    *raftnode.Node
+
+	ln     net.Listener
+	srv    *http.Server
+	served chan error
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns a node for cfg; it does nothing until Open.
+func New(cfg Config, log *slog.Logger) *Node {
+	return &Node{cfg: cfg, base: log, log: log.With("node", cfg.NodeID, "site", cfg.SiteID)}
+}
+
+// Open binds the local API, opens the Raft member (bootstrapping or joining
+// as configured) and, on the bootstrap node, writes the site record once
+// the node leads. It returns when the node is a member of its cluster.
+func (n *Node) Open(ctx context.Context) (err error) {
+	if err := n.cfg.Validate(); err != nil {
+		return err
+	}
+	n.started = time.Now()
+	var lc net.ListenConfig
+	n.ln, err = lc.Listen(ctx, "tcp", n.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("edge: listen %s: %w", n.cfg.APIAddr, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = n.Close()
+		}
+	}()
+	n.machine = sitestate.New(access.ID(n.cfg.SiteID), n.base.With("node", n.cfg.NodeID))
+	rc := raftnode.Config{
+		NodeID:       n.cfg.NodeID,
+		SiteID:       n.cfg.SiteID,
+		DataDir:      n.cfg.DataDir,
+		RaftAddr:     n.cfg.RaftAddr,
+		APIAddr:      n.URL(),
+		ClusterToken: n.cfg.ClusterToken,
+		Bootstrap:    n.cfg.Bootstrap,
+		JoinAddr:     n.cfg.Join,
+		LeaveOnClose: n.cfg.LeaveOnClose,
+		Logger:       n.base,
+	}
+	if n.cfg.TuneRaft != nil {
+		n.cfg.TuneRaft(&rc)
+	}
+	n.raft, err = raftnode.New(rc, n.machine)
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle(n.raft.ClusterHandler())
+	mux.Handle(statusv1connect.NewStatusServiceHandler(&statusService{n: n}))
+	mux.Handle(edgev1connect.NewSiteServiceHandler(&siteService{n: n}, connect.WithInterceptors(apiAuth(n.cfg.APIToken))))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if st := n.raft.Status(); st.LeaderID == "" {
+			http.Error(w, "no leader", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	n.srv = &http.Server{
+		Handler:           http.MaxBytesHandler(mux, 8<<20),
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+	}
+	n.served = make(chan error, 1)
+	go func() { n.served <- n.srv.Serve(n.ln) }()
+
+	if err := n.raft.Open(ctx); err != nil {
+		return err
+	}
+	if n.cfg.Bootstrap {
+		if err := n.ensureSite(ctx); err != nil {
+			return err
+		}
+	}
+	n.log.Info("edge node serving", "api", n.URL(), "raft", n.raft.RaftAddr())
+	return nil
+}
+
+// ensureSite writes the site record when the site has none yet.
+func (n *Node) ensureSite(ctx context.Context) error {
+	var have bool
+	n.machine.View(func(st *access.State) { _, have = st.Site(access.ID(n.cfg.SiteID)) })
+	if have {
+		return nil
+	}
+	name, tz := n.cfg.SiteName, n.cfg.TimeZone
+	if name == "" {
+		name = n.cfg.SiteID
+	}
+	if tz == "" {
+		tz = "UTC"
+	}
+	_, err := n.Propose(ctx, &raftv1.Command{Actor: "edge/bootstrap",
+		Op: &raftv1.Command_PutSite{PutSite: &accessv1.Site{Id: n.cfg.SiteID, Name: name, TimeZone: tz}}})
+	return err
+}
+
+// ProposeResults commits commands through the site's leader and returns
+// one result per command; domain failures are in the results. It returns an
+// error only when the commands could not be committed.
+func (n *Node) ProposeResults(ctx context.Context, cmds ...*raftv1.Command) ([]*edgev1.CommandResult, error) {
+	return n.raft.Propose(ctx, cmds...)
+}
+
+// Propose commits commands through the site's leader and returns their
+// results; a command's domain error is returned as the first error.
+func (n *Node) Propose(ctx context.Context, cmds ...*raftv1.Command) ([]*edgev1.CommandResult, error) {
+	res, err := n.ProposeResults(ctx, cmds...)
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range res {
+		if r.GetErrorCode() != "" {
+			return res, fmt.Errorf("command %d: %s: %s", i, r.GetErrorCode(), r.GetError())
+		}
+	}
+	return res, nil
+}
+
+// Decide answers a door request from this node's applied state, under the
+// online rule while the node's lease is valid and the offline rule after.
+func (n *Node) Decide(card access.CardNumber, door access.ID, at time.Time) access.Decision {
+	d, _ := n.decide(card, door, at)
+	return d
+}
+
+func (n *Node) decide(card access.CardNumber, door access.ID, at time.Time) (access.Decision, access.Mode) {
+	mode := access.Offline
+	if n.raft.LeaseValid(time.Now()) {
+		mode = access.Online
+	}
+	return n.machine.Decide(access.Request{Card: card, Door: door, At: at, Mode: mode}), mode
+}
+
+// Machine returns the node's state machine (read access for callers that
+// need the index).
+func (n *Node) Machine() *sitestate.Machine { return n.machine }
+
+// Raft returns the node's Raft member.
+func (n *Node) Raft() *raftnode.Node { return n.raft }
+
+// URL returns the base URL of the node's local API.
+func (n *Node) URL() string {
+	if n.ln == nil {
+		return ""
+	}
+	return "http://" + n.ln.Addr().String()
+}
+
+// Close shuts the node down in order: the local API stops taking requests,
+// then the Raft member leaves or steps down as configured and closes its
+// transport and stores (Badger last).
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.raft != nil {
+			// Raft first: a leaving node still needs the leader's API, and
+			// its own API must answer forwarded calls until it has left.
+			errs = append(errs, n.raft.Close())
+		}
+		if n.srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			if err := n.srv.Shutdown(ctx); err != nil {
+				_ = n.srv.Close()
+			}
+			cancel()
+			if err := <-n.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs = append(errs, err)
+			}
+		} else if n.ln != nil {
+			_ = n.ln.Close()
+		}
+		n.closeErr = errors.Join(errs...)
+		n.log.Info("edge node stopped")
+	})
+	return n.closeErr
+}

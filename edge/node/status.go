@@ -1,0 +1,57 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/edge/raftnode"
+	statusv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1"
+)
+
+// statusService answers StatusService for one edge node: itself in full,
+// the other members as this node sees them.
+type statusService struct{ n *Node }
+
+func (s *statusService) GetStatus(context.Context, *connect.Request[statusv1.GetStatusRequest]) (*connect.Response[statusv1.GetStatusResponse], error) {
+	n := s.n
+	st := n.raft.Status()
+	lease := n.raft.LeaseValid(time.Now())
+	healthy := st.State != raftnode.StateShutdown && st.LeaderID != "" && lease
+	detail := ""
+	switch {
+	case st.State == raftnode.StateShutdown:
+		detail = "shut down"
+	case st.LeaderID == "":
+		detail = "no leader known"
+	case !lease:
+		detail = "leader lease expired: deciding under the offline rule"
+	}
+	siteName := n.cfg.SiteName
+	n.machine.View(func(as *access.State) {
+		if site, ok := as.Site(access.ID(n.cfg.SiteID)); ok {
+			siteName = site.Name
+		}
+	})
+	site := &statusv1.SiteStatus{SiteId: n.cfg.SiteID, Name: siteName}
+	for _, m := range st.Members {
+		ns := &statusv1.NodeStatus{Id: m.ID, ApiAddr: m.APIAddr, RaftAddr: m.RaftAddr, LeaderId: st.LeaderID}
+		switch {
+		case m.ID == st.NodeID:
+			ns.Role, ns.Healthy, ns.Detail = string(st.State), healthy, detail
+			ns.AppliedIndex, ns.CommitIndex = st.AppliedIndex, st.CommitIndex
+		case m.ID == st.LeaderID:
+			ns.Role = string(raftnode.StateLeader)
+		default:
+			ns.Role = string(raftnode.StateFollower)
+		}
+		site.Nodes = append(site.Nodes, ns)
+	}
+	return connect.NewResponse(&statusv1.GetStatusResponse{
+		Self: &statusv1.Component{Kind: "edge", Id: n.cfg.NodeID, Version: n.cfg.Version, Healthy: healthy,
+			Detail: detail, UptimeS: int64(time.Since(n.started).Seconds()), ApiAddr: n.URL()},
+		Sites: []*statusv1.SiteStatus{site},
+	}), nil
+}

@@ -1,0 +1,105 @@
+package raftnode
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/gatehouse/gatehouse/access"
+	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
+)
+
+func TestHLC(t *testing.T) {
+	t.Run("Monotonic", func(t *testing.T) {
+		wall := time.Unix(100, 0)
+		c := newHLC("site-a", func() time.Time { return wall })
+		prev := c.stamp()
+		for i := range 100 {
+			if i%10 == 0 {
+				wall = wall.Add(-time.Second) // the clock steps back
+			}
+			s := c.stamp()
+			if !less(prev, s) {
+				t.Fatalf("stamp %v not after %v", s, prev)
+			}
+			if s.GetOrigin() != "site-a" {
+				t.Fatalf("origin %q", s.GetOrigin())
+			}
+			prev = s
+		}
+	})
+	t.Run("Observe", func(t *testing.T) {
+		c := newHLC("site-a", func() time.Time { return time.Unix(100, 0) })
+		c.observe(&accessv1.Stamp{WallUnixNano: time.Unix(200, 0).UnixNano(), Logical: 7, Origin: "hub"})
+		if s := c.stamp(); s.GetWallUnixNano() != time.Unix(100, 0).UnixNano() {
+			t.Errorf("observed another origin's stamp: %v", s)
+		}
+		ahead := &accessv1.Stamp{WallUnixNano: time.Unix(200, 0).UnixNano(), Logical: 7, Origin: "site-a"}
+		c.observe(ahead)
+		if s := c.stamp(); !less(ahead, s) {
+			t.Errorf("stamp %v not after observed %v", s, ahead)
+		}
+	})
+}
+
+func less(a, b *accessv1.Stamp) bool {
+	if a.GetWallUnixNano() != b.GetWallUnixNano() {
+		return a.GetWallUnixNano() < b.GetWallUnixNano()
+	}
+	return a.GetLogical() < b.GetLogical()
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{NodeID: "n1", SiteID: "s", DataDir: "/tmp/x", RaftAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:1", ClusterToken: "t"}
+	for _, tc := range []struct {
+		name   string
+		change func(*Config)
+		want   string
+	}{
+		{"OK", func(*Config) {}, ""},
+		{"ErrNodeIDRequired", func(c *Config) { c.NodeID = "" }, "NodeID is required"},
+		{"ErrTokenRequired", func(c *Config) { c.ClusterToken = "" }, "ClusterToken is required"},
+		{"ErrBootstrapAndJoin", func(c *Config) { c.Bootstrap, c.JoinAddr = true, "x:1" }, "exclusive"},
+		{"ErrLeaseAboveHeartbeat", func(c *Config) { c.LeaderLeaseTimeout = time.Hour }, "LeaderLeaseTimeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ok
+			tc.change(&c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("got %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want %q", err, tc.want)
+			case err != nil && access.ErrorCode(err) != access.Invalid:
+				t.Fatalf("code %q", access.ErrorCode(err))
+			}
+		})
+	}
+}
+
+func TestHCLogAdapter(t *testing.T) {
+	var buf bytes.Buffer
+	l := newHCLog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})), "raft")
+	l.Named("net").With("peer", "n2").Warn("heartbeat failed", "err", errors.New("boom"))
+	l.Debug("hidden")
+	out := buf.String()
+	for _, want := range []string{"level=WARN", "component=raft.net", "peer=n2", "err=boom", `msg="heartbeat failed"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log %q lacks %q", out, want)
+		}
+	}
+	if strings.Contains(out, "hidden") || l.IsDebug() || !l.IsInfo() {
+		t.Errorf("debug not filtered: %q", out)
+	}
+	l.SetLevel(hclog.Error)
+	l.Warn("quiet")
+	if strings.Contains(buf.String(), "quiet") {
+		t.Error("SetLevel ignored")
+	}
+}
