@@ -41,6 +41,9 @@ type Config struct {
 	DataDir string `json:"data_dir"`
 	// RaftAddr is the Raft transport's TCP address; stable across restarts.
 	RaftAddr string `json:"raft_addr"`
+	// RaftAdvertise is the Raft address other nodes dial, when it differs
+	// from RaftAddr (a 0.0.0.0 bind, NAT, a proxy). Optional.
+	RaftAdvertise string `json:"raft_advertise"`
 	// APIAddr is where the local API is served, e.g. "127.0.0.1:7001".
 	APIAddr string `json:"api_addr"`
 	// Bootstrap makes this node the first member of a new site.
@@ -132,16 +135,18 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	}()
 	n.machine = sitestate.New(access.ID(n.cfg.SiteID), n.base.With("node", n.cfg.NodeID))
 	rc := raftnode.Config{
-		NodeID:       n.cfg.NodeID,
-		SiteID:       n.cfg.SiteID,
-		DataDir:      n.cfg.DataDir,
-		RaftAddr:     n.cfg.RaftAddr,
-		APIAddr:      n.URL(),
-		ClusterToken: n.cfg.ClusterToken,
-		Bootstrap:    n.cfg.Bootstrap,
-		JoinAddr:     n.cfg.Join,
-		LeaveOnClose: n.cfg.LeaveOnClose,
-		Logger:       n.base,
+		NodeID:        n.cfg.NodeID,
+		SiteID:        n.cfg.SiteID,
+		DataDir:       n.cfg.DataDir,
+		RaftAddr:      n.cfg.RaftAddr,
+		RaftAdvertise: n.cfg.RaftAdvertise,
+		APIAddr:       n.URL(),
+		IsFencing:     sitestate.Fencing,
+		ClusterToken:  n.cfg.ClusterToken,
+		Bootstrap:     n.cfg.Bootstrap,
+		JoinAddr:      n.cfg.Join,
+		LeaveOnClose:  n.cfg.LeaveOnClose,
+		Logger:        n.base,
 	}
 	if n.cfg.TuneRaft != nil {
 		n.cfg.TuneRaft(&rc)

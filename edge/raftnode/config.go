@@ -10,6 +10,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/gatehouse/gatehouse/access"
+	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
 )
 
 // Defaults for zero [Config] fields. They suit a LAN
@@ -79,6 +80,13 @@ type Config struct {
 	// last contact from a leader (see [Node.LeaseValid]). Default: three
 	// election timeouts.
 	LeaseDuration time.Duration
+	// LeaseMargin stretches every lease the leader accounts for, against
+	// clocks running at slightly different rates. Default: LeaseDuration/10.
+	LeaseMargin time.Duration
+	// IsFencing tells which commands are fencing (revocations, disables,
+	// checkouts): proposing one returns only once every voter has applied
+	// it or certainly lost its lease. Nil means none is.
+	IsFencing func(*raftv1.Command) bool
 
 	// SnapshotThreshold, SnapshotInterval and TrailingLogs are passed to
 	// hashicorp/raft; SnapshotRetain is how many snapshots stay on disk.
@@ -124,6 +132,7 @@ func (c Config) withDefaults() Config {
 	set(&c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
 	set(&c.CommitTimeout, DefaultCommitTimeout)
 	set(&c.LeaseDuration, 3*c.ElectionTimeout)
+	set(&c.LeaseMargin, c.LeaseDuration/10)
 	set(&c.SnapshotInterval, DefaultSnapshotInterval)
 	set(&c.ApplyTimeout, DefaultApplyTimeout)
 	set(&c.LeaveTimeout, DefaultLeaveTimeout)

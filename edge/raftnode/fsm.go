@@ -135,6 +135,10 @@ type fsm struct {
 
 	membersMu sync.RWMutex
 	members   map[string]memberRecord
+
+	// afterEntry, if set, is called on the FSM goroutine after each applied
+	// entry (the node uses it to report fencing entries promptly).
+	afterEntry func(cmds []*raftv1.Command)
 }
 
 var (
@@ -390,6 +394,9 @@ func (f *fsm) applyEntry(index uint64, cmds []*raftv1.Command) (*entryResult, er
 	}
 	if f.committer != nil {
 		f.committer.Committed(index, cmds, results)
+	}
+	if f.afterEntry != nil {
+		f.afterEntry(cmds)
 	}
 	return &entryResult{results: results}, nil
 }

@@ -62,6 +62,12 @@ type Node struct {
 
 	lastVerified atomic.Int64 // UnixNano at which the last successful VerifyLeader started
 
+	// Follower lease and leader fencing (lease.go).
+	epoch      time.Time    // monotonic origin for leaseUntil
+	leaseUntil atomic.Int64 // follower lease end, nanoseconds after epoch; 0 = none
+	leases     leaseBook    // leader's record of follower leases
+	renewKick  chan struct{}
+
 	closeOnce sync.Once
 	closeErr  error
 
@@ -93,6 +99,8 @@ func New(cfg Config, applier Applier) (*Node, error) {
 		inflight:    make(chan *pendingEntry, cfg.MaxInflight),
 		slots:       make(chan struct{}, cfg.MaxInflight),
 		leaseKick:   make(chan struct{}, 1),
+		renewKick:   make(chan struct{}, 1),
+		epoch:       time.Now(),
 		httpClient:  cfg.HTTPClient,
 		clients:     map[string]edgev1connect.ClusterServiceClient{},
 	}
@@ -156,6 +164,7 @@ func (n *Node) open(ctx context.Context) error {
 	}
 	n.db = db
 	n.fsm = newFSM(db, n.applier, n.clock, n.log)
+	n.fsm.afterEntry = n.afterEntry
 
 	logStore, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
 	if err != nil {
@@ -226,11 +235,12 @@ func (n *Node) open(ctx context.Context) error {
 		}
 	}
 
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go n.runBatcher()
 	go n.runCompleter()
 	go n.runLeaderWatch()
 	go n.runLeaseVerifier()
+	go n.runLeaseRenewer()
 
 	if cfg.JoinAddr != "" && !hasState {
 		if err := n.joinVia(ctx, cfg.JoinAddr); err != nil {
@@ -532,8 +542,7 @@ func (n *Node) LeaseValid(now time.Time) bool {
 		v := n.lastVerified.Load()
 		return v != 0 && now.Sub(time.Unix(0, v)) < n.cfg.LeaseDuration
 	case raft.Follower, raft.Candidate:
-		lc := n.raft.LastContact()
-		return !lc.IsZero() && now.Sub(lc) < n.cfg.LeaseDuration
+		return n.followerLeaseValid(now)
 	default:
 		return false
 	}
@@ -554,6 +563,7 @@ func (n *Node) runLeaderWatch() {
 			if !leader {
 				continue
 			}
+			n.leases.ensure(n.raft.CurrentTerm(), time.Now(), n.raft.LastIndex())
 			n.log.Info("became leader", "term", n.raft.CurrentTerm())
 			select {
 			case n.leaseKick <- struct{}{}:

@@ -144,6 +144,13 @@ func (n *Node) proposeLocal(ctx context.Context, cmds []*raftv1.Command, size in
 	}
 	select {
 	case out := <-p.done:
+		if out.err == nil {
+			if idx := n.maxFencingIndex(p, out.results); idx > 0 {
+				if err := n.fence(ctx, idx); err != nil {
+					return out.results, err
+				}
+			}
+		}
 		return out.results, out.err
 	case <-n.batcherDone:
 		// The batcher stopped. A proposal it never took (queued after its
