@@ -101,6 +101,7 @@ type Node struct {
 
 	machine *sitestate.Machine
 	raft    *raftnode.Node
+	metrics *metrics
 
 	ln     net.Listener
 	srv    *http.Server
@@ -156,7 +157,9 @@ func (n *Node) Open(ctx context.Context) (err error) {
 		return err
 	}
 
+	n.metrics = newMetrics(n)
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", n.metrics.handler())
 	mux.Handle(n.raft.ClusterHandler())
 	mux.Handle(statusv1connect.NewStatusServiceHandler(&statusService{n: n}))
 	mux.Handle(edgev1connect.NewSiteServiceHandler(&siteService{n: n}, connect.WithInterceptors(apiAuth(n.cfg.APIToken))))
@@ -214,7 +217,10 @@ func (n *Node) ensureSite(ctx context.Context) error {
 // one result per command; domain failures are in the results. It returns an
 // error only when the commands could not be committed.
 func (n *Node) ProposeResults(ctx context.Context, cmds ...*raftv1.Command) ([]*edgev1.CommandResult, error) {
-	return n.raft.Propose(ctx, cmds...)
+	start := time.Now()
+	res, err := n.raft.Propose(ctx, cmds...)
+	n.metrics.observePropose(start, err)
+	return res, err
 }
 
 // Propose commits commands through the site's leader and returns their

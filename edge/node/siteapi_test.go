@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"io"
+	"strings"
 	"net/http"
 	"testing"
 	"time"
@@ -140,4 +142,19 @@ func TestSiteAPI(t *testing.T) {
 			t.Fatalf("events after 1: %v %v", got, err)
 		}
 	})
+}
+
+func TestMetrics(t *testing.T) {
+	nodes := MustOpenSite(t, 1)
+	res, err := http.Get(nodes[0].URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	for _, want := range []string{"gatehouse_edge_applied_index", "gatehouse_edge_is_leader 1", "gatehouse_edge_commit_seconds_bucket", "go_goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }

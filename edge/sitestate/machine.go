@@ -16,6 +16,7 @@
 //	e/group/{id}   accessv1.Group       e/vtype/{id}   accessv1.VisitorType
 //	e/device/{id}  accessv1.Device
 //	ev/{seq:8}     accessv1.AccessEvent (this site's event log, seq big-endian)
+//	r/{request id} edgev1.CommandResult (first result of a command with a request ID)
 //	m/seq          last assigned event sequence number (8 bytes big-endian)
 package sitestate
 
@@ -39,7 +40,12 @@ import (
 const (
 	prefixEntity = "e/"
 	prefixEvent  = "ev/"
-	keySeq       = "m/seq"
+	// prefixRequest keys the first result of each command that carried a
+	// request ID. Kept for the site's lifetime: request IDs are optional
+	// and set by API clients that retry, so the set grows with those
+	// calls only (pruning by age is still to be built).
+	prefixRequest = "r/"
+	keySeq        = "m/seq"
 )
 
 // Machine is a site's state machine. Apply and Load run on Raft's FSM
@@ -246,6 +252,26 @@ func put(txn *badger.Txn, key []byte, msg proto.Message) error {
 func (m *Machine) Apply(txn *badger.Txn, index uint64, cmd *raftv1.Command) (*edgev1.CommandResult, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	rid := cmd.GetRequestId()
+	if rid != "" {
+		if len(rid) > MaxRequestID {
+			return &edgev1.CommandResult{ErrorCode: string(access.Invalid),
+				Error: fmt.Sprintf("request id is %d bytes, at most %d", len(rid), MaxRequestID)}, nil
+		}
+		// A retried command (same request ID) gets its first result and
+		// changes nothing.
+		item, err := txn.Get(requestKey(rid))
+		switch {
+		case err == nil:
+			var first edgev1.CommandResult
+			if err := item.Value(func(v []byte) error { return proto.Unmarshal(v, &first) }); err != nil {
+				return nil, err
+			}
+			return &first, nil
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return nil, err
+		}
+	}
 	res := &edgev1.CommandResult{}
 	err := m.apply(txn, index, cmd, res)
 	var se storageError
@@ -256,8 +282,20 @@ func (m *Machine) Apply(txn *badger.Txn, index uint64, cmd *raftv1.Command) (*ed
 		res.ErrorCode = string(access.ErrorCode(err))
 		res.Error = err.Error()
 	}
+	if rid != "" {
+		rec := proto.CloneOf(res)
+		rec.Index = index
+		if err := put(txn, requestKey(rid), rec); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
+
+// MaxRequestID is the longest request ID a command may carry.
+const MaxRequestID = 128
+
+func requestKey(id string) []byte { return []byte(prefixRequest + id) }
 
 // storageError marks a Badger failure, as opposed to a domain failure.
 type storageError struct{ err error }

@@ -322,3 +322,29 @@ func upper(s string) string {
 	}
 	return string(b)
 }
+
+func TestRequestIDDedup(t *testing.T) {
+	f := newFixture(t)
+	f.mustApply(siteCmds()...)
+	ev := func() *raftv1.Command {
+		return &raftv1.Command{RequestId: "retry-1", Op: &raftv1.Command_RecordEvents{RecordEvents: &raftv1.RecordEvents{Events: []*accessv1.AccessEvent{
+			{AtMs: now.UnixMilli(), DoorId: string(doorID), Card: 1, Reason: accessv1.Reason_REASON_UNKNOWN_CARD}}}}}
+	}
+	f.mustApply(ev())
+	f.mustApply(ev()) // the retry: same request ID
+	if got := f.m.LastSeq(); got != 1 {
+		t.Fatalf("a retried command recorded again: last seq %d, want 1", got)
+	}
+	// A refused command keeps its refusal for retries too.
+	bad := &raftv1.Command{RequestId: "retry-2", Op: &raftv1.Command_RemoveCard{RemoveCard: &raftv1.RemoveCard{Number: 999}}}
+	if got := f.apply(bad)[0]; got != string(access.NotFound) {
+		t.Fatalf("first: %q", got)
+	}
+	if got := f.apply(bad)[0]; got != string(access.NotFound) {
+		t.Fatalf("retry: %q", got)
+	}
+	long := &raftv1.Command{RequestId: string(make([]byte, MaxRequestID+1)), Op: ev().GetOp()}
+	if got := f.apply(long)[0]; got != string(access.Invalid) {
+		t.Fatalf("oversized request id: %q, want invalid", got)
+	}
+}

@@ -1,0 +1,70 @@
+package node
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/edge/raftnode"
+)
+
+// metrics are the node's Prometheus metrics, served on /metrics of the
+// local API. The device gateway registers its own on the same registry.
+type metrics struct {
+	reg       *prometheus.Registry
+	proposeMs *prometheus.HistogramVec
+}
+
+func newMetrics(n *Node) *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		reg: reg,
+		proposeMs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "gatehouse", Subsystem: "edge", Name: "commit_seconds",
+			Help:    "Time from a proposal to its commands' results (Raft commit and apply; fencing commands include the fence).",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+		}, []string{"outcome"}),
+	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), m.proposeMs)
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gatehouse", Subsystem: "edge", Name: name, Help: help}, f))
+	}
+	status := func() raftnode.Status { return n.raft.Status() }
+	gauge("applied_index", "Highest Raft log index applied to the state machine.", func() float64 { return float64(status().AppliedIndex) })
+	gauge("commit_index", "Highest Raft log index known committed.", func() float64 { return float64(status().CommitIndex) })
+	gauge("is_leader", "1 while this node leads its site's Raft cluster.", func() float64 {
+		if status().State == raftnode.StateLeader {
+			return 1
+		}
+		return 0
+	})
+	gauge("lease_valid", "1 while this node may decide taps under the online rule.", func() float64 {
+		if n.raft.LeaseValid(time.Now()) {
+			return 1
+		}
+		return 0
+	})
+	gauge("cards", "Cards in the node's applied state.", func() float64 {
+		var c int
+		n.machine.View(func(st *access.State) { c = st.Counts().Cards })
+		return float64(c)
+	})
+	gauge("event_seq", "Last access-event sequence number assigned at the site.", func() float64 { return float64(n.machine.LastSeq()) })
+	return m
+}
+
+func (m *metrics) observePropose(start time.Time, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.proposeMs.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
