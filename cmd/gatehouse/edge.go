@@ -35,7 +35,6 @@ func (m *EdgeMain) ParseFlags(args []string) error {
 			APIAddr:      "127.0.0.1:7001",
 			DataDir:      "data/edge",
 			TimeZone:     "UTC",
-			LeaveOnClose: true,
 		},
 		LogLevel: "info",
 	}
@@ -52,7 +51,7 @@ func (m *EdgeMain) ParseFlags(args []string) error {
 		fs.StringVar(&n.Join, "join", n.Join, "local API URL of any member to join, e.g. http://10.0.0.5:7001")
 		fs.StringVar(&n.ClusterToken, "cluster-token", n.ClusterToken, "the site's shared secret for node-to-node calls (or GATEHOUSE_CLUSTER_TOKEN)")
 		fs.StringVar(&n.APIToken, "api-token", n.APIToken, "the secret the local API requires as a bearer token (or GATEHOUSE_API_TOKEN)")
-		fs.BoolVar(&n.LeaveOnClose, "leave-on-close", n.LeaveOnClose, "leave the cluster on a clean shutdown (set false for rolling restarts)")
+		fs.BoolVar(&n.LeaveOnClose, "leave-on-close", n.LeaveOnClose, "remove this node from the site when it shuts down (decommissioning); without it a clean shutdown hands leadership over and the node stays a member")
 		fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	})
 	if err != nil {

@@ -316,11 +316,15 @@ func (n *Node) close() error {
 	var errs []error
 	// 1. No new proposals.
 	close(n.stopping)
-	// 2. Leave the cluster (transferring leadership first).
+	// 2. Leave the cluster (transferring leadership first), or, staying a
+	// member, hand leadership over so the site does not wait out an
+	// election timeout.
 	if n.cfg.LeaveOnClose {
 		if err := n.leaveOnClose(); err != nil {
 			errs = append(errs, fmt.Errorf("raftnode: leave: %w", err))
 		}
+	} else {
+		n.stepDownOnClose()
 	}
 	// 3. Raft, which waits for its own goroutines (snapshot persists
 	// included) and closes the transport it was given.
@@ -365,6 +369,24 @@ func (n *Node) closeStores() error {
 
 // leaveOnClose transfers leadership away if this node leads, then asks the
 // leader to remove this node. A node that is the only voter stays.
+// stepDownOnClose transfers leadership when this node leads and has other
+// voters; a failure only costs the others an election.
+func (n *Node) stepDownOnClose() {
+	if n.raft.State() != raft.Leader || len(n.otherVoters()) == 0 {
+		return
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.await(n.raft.LeadershipTransfer()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			n.log.Warn("leadership transfer on close failed", "err", err)
+		}
+	case <-time.After(n.cfg.LeaveTimeout):
+		n.log.Warn("leadership transfer on close timed out")
+	}
+}
+
 func (n *Node) leaveOnClose() error {
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaveTimeout)
 	defer cancel()
