@@ -31,10 +31,10 @@ type EdgeMain struct {
 func (m *EdgeMain) ParseFlags(args []string) error {
 	m.Config = EdgeConfig{
 		Node: node.Config{
-			RaftAddr:     "127.0.0.1:7000",
-			APIAddr:      "127.0.0.1:7001",
-			DataDir:      "data/edge",
-			TimeZone:     "UTC",
+			RaftAddr: "127.0.0.1:7000",
+			APIAddr:  "127.0.0.1:7001",
+			DataDir:  "data/edge",
+			TimeZone: "UTC",
 		},
 		LogLevel: "info",
 	}

@@ -3,8 +3,8 @@ package node
 import (
 	"context"
 	"io"
-	"strings"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
