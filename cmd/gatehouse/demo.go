@@ -138,7 +138,7 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	fmt.Fprintf(m.stdout, "Gatehouse demo: hub and a %d-node site on this machine.\n\n", len(m.nodes))
 	fmt.Fprintf(m.stdout, "  Console:     %s\n", m.hub.URL())
 	for i, u := range urls {
-		fmt.Fprintf(m.stdout, "  Edge node %d: %s\n", i+1, u)
+		fmt.Fprintf(m.stdout, "  Edge node %d: %s  (MQTT broker %s)\n", i+1, u, m.nodes[i].MQTTAddr())
 	}
 	fmt.Fprintf(m.stdout, "\n  Site status: gatehouse ctl site status --node %s\n  API token:   %s (bearer token of the sites' local API)\n  Data:        %s\n\nPress Ctrl-C to stop.\n", urls[0], m.apiToken, dir)
 	if m.ready != nil {

@@ -48,7 +48,7 @@ func (p *edgeProc) url() string { return "http://" + p.api }
 func startEdge(t *testing.T, bin string, p *edgeProc, extra ...string) {
 	t.Helper()
 	args := append([]string{"edge", "--node-id", p.id, "--site-id", "01JE2E0S1TE000000000000000", "--site-name", "E2E",
-		"--data-dir", p.dir, "--raft-addr", p.raft, "--api", p.api, "--log-level", "warn"}, extra...)
+		"--data-dir", p.dir, "--raft-addr", p.raft, "--api", p.api, "--mqtt-listen", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "GATEHOUSE_CLUSTER_TOKEN=cluster-e2e", "GATEHOUSE_API_TOKEN=api-e2e")
 	cmd.Stdout, cmd.Stderr = testWriter{t}, testWriter{t}

@@ -50,6 +50,9 @@ func (m *EdgeMain) ParseFlags(args []string) error {
 		fs.BoolVar(&n.Bootstrap, "bootstrap", n.Bootstrap, "start a new site with this node as its first member")
 		fs.StringVar(&n.Join, "join", n.Join, "local API URL of any member to join, e.g. http://10.0.0.5:7001")
 		fs.StringVar(&n.ClusterToken, "cluster-token", n.ClusterToken, "the site's shared secret for node-to-node calls (or GATEHOUSE_CLUSTER_TOKEN)")
+		fs.StringVar(&n.MQTTListen, "mqtt-listen", n.MQTTListen, "address of the embedded MQTT broker the site's devices connect to")
+		fs.StringVar(&n.MQTTBroker, "mqtt-broker", n.MQTTBroker, "use this external MQTT broker (e.g. tcp://10.0.0.9:1883, Mosquitto) instead of the embedded one")
+		fs.StringVar(&n.MQTTUsername, "mqtt-username", n.MQTTUsername, "the site service's username at the external broker")
 		fs.StringVar(&n.APIToken, "api-token", n.APIToken, "the secret the local API requires as a bearer token (or GATEHOUSE_API_TOKEN)")
 		fs.BoolVar(&n.LeaveOnClose, "leave-on-close", n.LeaveOnClose, "remove this node from the site when it shuts down (decommissioning); without it a clean shutdown hands leadership over and the node stays a member")
 		fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
@@ -63,6 +66,9 @@ func (m *EdgeMain) ParseFlags(args []string) error {
 	if m.Config.Node.ClusterToken == "" {
 		// Read after parsing so that --help never prints the secret.
 		m.Config.Node.ClusterToken = os.Getenv("GATEHOUSE_CLUSTER_TOKEN")
+	}
+	if m.Config.Node.MQTTPassword == "" {
+		m.Config.Node.MQTTPassword = os.Getenv("GATEHOUSE_MQTT_PASSWORD")
 	}
 	if m.Config.Node.APIToken == "" {
 		m.Config.Node.APIToken = os.Getenv("GATEHOUSE_API_TOKEN")
@@ -81,7 +87,11 @@ func (m *EdgeMain) Run(ctx context.Context) error {
 	if err := m.node.Open(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(m.stdout, "Gatehouse edge node %s of site %s: local API at %s\n", m.Config.Node.NodeID, m.Config.Node.SiteID, m.node.URL())
+	fmt.Fprintf(m.stdout, "Gatehouse edge node %s of site %s: local API at %s", m.Config.Node.NodeID, m.Config.Node.SiteID, m.node.URL())
+	if a := m.node.MQTTAddr(); a != "" {
+		fmt.Fprintf(m.stdout, ", MQTT broker at %s", a)
+	}
+	fmt.Fprintln(m.stdout)
 	<-ctx.Done()
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/edge/mqttgw"
 	"github.com/gatehouse/gatehouse/edge/raftnode"
 	"github.com/gatehouse/gatehouse/edge/sitestate"
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
@@ -55,6 +56,17 @@ type Config struct {
 	ClusterToken string `json:"cluster_token"`
 	// APIToken is the secret the site's local API (SiteService) requires.
 	APIToken string `json:"api_token"`
+	// MQTTListen is the embedded MQTT broker's address for the site's
+	// devices, e.g. "0.0.0.0:1883". Ignored when MQTTBroker is set.
+	MQTTListen string `json:"mqtt_listen"`
+	// MQTTBroker selects an external broker (e.g. "tcp://10.0.0.9:1883",
+	// Mosquitto) instead of the embedded one; device authentication is
+	// then the broker's job.
+	MQTTBroker string `json:"mqtt_broker"`
+	// MQTTUsername and MQTTPassword are this site service's credentials at
+	// the external broker.
+	MQTTUsername string `json:"mqtt_username"`
+	MQTTPassword string `json:"mqtt_password"`
 	// LeaveOnClose removes the node from the cluster when it shuts down
 	// cleanly (not on a crash).
 	LeaveOnClose bool `json:"leave_on_close"`
@@ -102,6 +114,7 @@ type Node struct {
 	machine *sitestate.Machine
 	raft    *raftnode.Node
 	metrics *metrics
+	gateway *mqttgw.Gateway
 
 	ln     net.Listener
 	srv    *http.Server
@@ -190,7 +203,20 @@ func (n *Node) Open(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	n.log.Info("edge node serving", "api", n.URL(), "raft", n.raft.RaftAddr())
+	listen := n.cfg.MQTTListen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	n.gateway = mqttgw.New(mqttgw.Config{
+		SiteID: n.cfg.SiteID, NodeID: n.cfg.NodeID,
+		ListenAddr: listen, BrokerURL: n.cfg.MQTTBroker,
+		ServiceUsername: n.cfg.MQTTUsername, ServicePassword: n.cfg.MQTTPassword,
+		Registerer: n.metrics.reg,
+	}, siteAdapter{n}, n.base.With("node", n.cfg.NodeID, "site", n.cfg.SiteID))
+	if err := n.gateway.Open(ctx); err != nil {
+		return err
+	}
+	n.log.Info("edge node serving", "api", n.URL(), "raft", n.raft.RaftAddr(), "mqtt", n.MQTTAddr())
 	return nil
 }
 
@@ -253,6 +279,44 @@ func (n *Node) decide(card access.CardNumber, door access.ID, at time.Time) (acc
 	return n.machine.Decide(access.Request{Card: card, Door: door, At: at, Mode: mode}), mode
 }
 
+// MQTTAddr returns the embedded broker's address ("" with an external
+// broker or before Open).
+func (n *Node) MQTTAddr() string {
+	if n.gateway == nil || n.cfg.MQTTBroker != "" {
+		return ""
+	}
+	return n.gateway.Addr()
+}
+
+// Gateway returns the node's device gateway.
+func (n *Node) Gateway() *mqttgw.Gateway { return n.gateway }
+
+// siteAdapter is the node as the device gateway sees it.
+type siteAdapter struct{ n *Node }
+
+var (
+	_ mqttgw.Site        = siteAdapter{}
+	_ mqttgw.ModeDecider = siteAdapter{}
+)
+
+func (a siteAdapter) Decide(card access.CardNumber, door access.ID, at time.Time) access.Decision {
+	return a.n.Decide(card, door, at)
+}
+
+func (a siteAdapter) DecideWithMode(card access.CardNumber, door access.ID, at time.Time) (access.Decision, access.Mode) {
+	return a.n.decide(card, door, at)
+}
+
+func (a siteAdapter) Device(id access.ID) (d access.Device, ok bool) {
+	a.n.machine.View(func(st *access.State) { d, ok = st.Device(id) })
+	return d, ok
+}
+
+func (a siteAdapter) RecordEvents(ctx context.Context, events []*accessv1.AccessEvent) error {
+	_, err := a.n.Propose(ctx, &raftv1.Command{Actor: "edge/mqttgw", Op: &raftv1.Command_RecordEvents{RecordEvents: &raftv1.RecordEvents{Events: events}}})
+	return err
+}
+
 // Machine returns the node's state machine (read access for callers that
 // need the index).
 func (n *Node) Machine() *sitestate.Machine { return n.machine }
@@ -274,6 +338,11 @@ func (n *Node) URL() string {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		if n.gateway != nil {
+			// Devices first: stop taking taps and record the queued
+			// events through Raft while it still runs.
+			errs = append(errs, n.gateway.Close())
+		}
 		if n.raft != nil {
 			// Raft first: a leaving node still needs the leader's API, and
 			// its own API must answer forwarded calls until it has left.
