@@ -143,73 +143,37 @@ func loadEntity(st *access.State, key string, v []byte) error {
 	kind, _, _ := cutKind(key)
 	switch kind {
 	case "site":
-		var p accessv1.Site
-		if err := proto.Unmarshal(v, &p); err != nil {
-			return err
-		}
-		return st.PutSite(SiteFromProto(&p))
+		return load(v, &accessv1.Site{}, SiteFromProto, st.PutSite)
 	case "zone":
-		var p accessv1.Zone
-		if err := proto.Unmarshal(v, &p); err != nil {
-			return err
-		}
-		return st.PutZone(ZoneFromProto(&p))
+		return load(v, &accessv1.Zone{}, ZoneFromProto, st.PutZone)
 	case "door":
-		var p accessv1.Door
-		if err := proto.Unmarshal(v, &p); err != nil {
-			return err
-		}
-		return st.PutDoor(DoorFromProto(&p))
+		return load(v, &accessv1.Door{}, DoorFromProto, st.PutDoor)
 	case "sched":
-		var p accessv1.Schedule
-		if err := proto.Unmarshal(v, &p); err != nil {
-			return err
-		}
-		return st.PutSchedule(ScheduleFromProto(&p))
+		return load(v, &accessv1.Schedule{}, ScheduleFromProto, st.PutSchedule)
 	case "group":
-		var p accessv1.Group
-		if err := proto.Unmarshal(v, &p); err != nil {
-			return err
-		}
-		return st.PutGroup(GroupFromProto(&p))
+		return load(v, &accessv1.Group{}, GroupFromProto, st.PutGroup)
 	case "person":
-		var p accessv1.Person
-		if err := proto.Unmarshal(v, &p); err != nil {
-			return err
-		}
-		return st.PutPerson(PersonFromProto(&p))
+		return load(v, &accessv1.Person{}, PersonFromProto, st.PutPerson)
 	case "card":
-		var p accessv1.Card
-		if err := proto.Unmarshal(v, &p); err != nil {
-			return err
-		}
-		return st.PutCard(CardFromProto(&p))
+		return load(v, &accessv1.Card{}, CardFromProto, st.PutCard)
 	case "grant":
-		var p accessv1.Grant
-		if err := proto.Unmarshal(v, &p); err != nil {
-			return err
-		}
-		return st.PutGrant(GrantFromProto(&p))
+		return load(v, &accessv1.Grant{}, GrantFromProto, st.PutGrant)
 	case "visit":
-		var p accessv1.Visit
-		if err := proto.Unmarshal(v, &p); err != nil {
-			return err
-		}
-		return st.PutVisit(VisitFromProto(&p))
+		return load(v, &accessv1.Visit{}, VisitFromProto, st.PutVisit)
 	case "device":
-		var p accessv1.Device
-		if err := proto.Unmarshal(v, &p); err != nil {
-			return err
-		}
-		return st.PutDevice(DeviceFromProto(&p))
+		return load(v, &accessv1.Device{}, DeviceFromProto, st.PutDevice)
 	case "vtype":
-		var p accessv1.VisitorType
-		if err := proto.Unmarshal(v, &p); err != nil {
-			return err
-		}
-		return st.PutVisitorType(VisitorTypeFromProto(&p))
+		return load(v, &accessv1.VisitorType{}, VisitorTypeFromProto, st.PutVisitorType)
 	}
 	return fmt.Errorf("unknown entity kind %q", kind)
+}
+
+// load unmarshals v into m, converts it and puts it into the state.
+func load[M proto.Message, T any](v []byte, m M, from func(M) T, put func(T) error) error {
+	if err := proto.Unmarshal(v, m); err != nil {
+		return err
+	}
+	return put(from(m))
 }
 
 // cutKind splits "e/kind/rest" into kind and rest.
