@@ -302,13 +302,19 @@ func TestSnapshotCatchUp(t *testing.T) {
 	fLast := f.n.Status().LastIndex
 	f.stop()
 
-	const writers, perW = 16, 130
+	// 16 writers × 63 proposals × 10 commands: the follower misses
+	// 10,080 commands, far past the trailing logs.
+	const writers, perW, perCall = 16, 63, 10
 	var wg sync.WaitGroup
 	var maxIdx atomic.Uint64
 	for w := range writers {
 		wg.Go(func() {
 			for i := range perW {
-				res := propose(t, l, cmd(fmt.Sprintf("s%02d-%03d", w, i)))
+				var cmds []*raftv1.Command
+				for k := range perCall {
+					cmds = append(cmds, cmd(fmt.Sprintf("s%02d-%03d-%d", w, i, k)))
+				}
+				res := propose(t, l, cmds...)
 				for {
 					cur := maxIdx.Load()
 					if res[0].GetIndex() <= cur || maxIdx.CompareAndSwap(cur, res[0].GetIndex()) {
@@ -339,7 +345,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 		t.Errorf("applier loaded %d times, want >= 2 (open and restore)", loads)
 	}
 	state := checkSame(t, live)
-	if got, want := len(state), 2*(1+writers*perW); got != want {
+	if got, want := len(state), 2*(1+writers*perW*perCall); got != want {
 		t.Errorf("state has %d keys, want %d", got, want)
 	}
 }
