@@ -162,3 +162,21 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestMergeDevices(t *testing.T) {
+	got := mergeDevices([][]*statusv1.DeviceStatus{
+		{{Id: "r1", Kind: "reader", Online: true, LastSeenMs: 200, Node: "n1"}, {Id: "d1", Kind: "door", Online: false, LastSeenMs: 50, Node: "n1"}},
+		nil, // an unreachable node
+		{{Id: "r1", Kind: "reader", Online: false, LastSeenMs: 100, Node: "n2"}, {Id: "d1", Kind: "door", Online: true, LastSeenMs: 300, Node: "n3"}},
+	})
+	if len(got) != 2 {
+		t.Fatalf("got %d devices, want 2: %v", len(got), got)
+	}
+	// Sorted by kind then ID; the latest sighting wins.
+	if got[0].GetId() != "d1" || !got[0].GetOnline() || got[0].GetNode() != "n3" {
+		t.Errorf("door: %v, want online at n3", got[0])
+	}
+	if got[1].GetId() != "r1" || !got[1].GetOnline() || got[1].GetNode() != "n1" {
+		t.Errorf("reader: %v, want online at n1", got[1])
+	}
+}

@@ -1,8 +1,10 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,16 +35,42 @@ func (s *statusService) GetStatus(ctx context.Context, _ *connect.Request[status
 		},
 	}
 	resp.Sites = make([]*statusv1.SiteStatus, len(h.cfg.Sites))
+	devices := make([][][]*statusv1.DeviceStatus, len(h.cfg.Sites)) // per site, per node
 	var wg sync.WaitGroup
 	for i, site := range h.cfg.Sites {
-		st := &statusv1.SiteStatus{SiteId: site.ID, Name: site.Name, Nodes: make([]*statusv1.NodeStatus, len(site.Nodes))}
-		resp.Sites[i] = st
+		resp.Sites[i] = &statusv1.SiteStatus{SiteId: site.ID, Name: site.Name, Nodes: make([]*statusv1.NodeStatus, len(site.Nodes))}
+		devices[i] = make([][]*statusv1.DeviceStatus, len(site.Nodes))
 		for j, addr := range site.Nodes {
-			wg.Go(func() { st.Nodes[j] = h.probe(ctx, site.ID, addr) })
+			wg.Go(func() { resp.Sites[i].Nodes[j], devices[i][j] = h.probe(ctx, site.ID, addr) })
 		}
 	}
 	wg.Wait()
+	for i := range resp.Sites {
+		resp.Sites[i].Devices = mergeDevices(devices[i])
+	}
 	return connect.NewResponse(resp), nil
+}
+
+// mergeDevices combines the nodes' views of the site's devices: a device
+// connected to one node's broker is offline (or unknown) at the others, so
+// the most recent sighting wins, and the result is sorted by kind and ID.
+func mergeDevices(views [][]*statusv1.DeviceStatus) []*statusv1.DeviceStatus {
+	byID := map[string]*statusv1.DeviceStatus{}
+	for _, v := range views {
+		for _, d := range v {
+			if cur, ok := byID[d.GetId()]; !ok || d.GetLastSeenMs() > cur.GetLastSeenMs() {
+				byID[d.GetId()] = d
+			}
+		}
+	}
+	out := make([]*statusv1.DeviceStatus, 0, len(byID))
+	for _, d := range byID {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b *statusv1.DeviceStatus) int {
+		return cmp.Or(cmp.Compare(a.GetKind(), b.GetKind()), cmp.Compare(a.GetId(), b.GetId()))
+	})
+	return out
 }
 
 // probeClient is shared by all probes. Status is a unary call, so plain
@@ -51,13 +79,13 @@ var probeClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2
 
 // probe asks one edge node for its status; an unreachable node is reported
 // as such, never as healthy.
-func (h *Hub) probe(ctx context.Context, siteID, baseURL string) *statusv1.NodeStatus {
+func (h *Hub) probe(ctx context.Context, siteID, baseURL string) (*statusv1.NodeStatus, []*statusv1.DeviceStatus) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.cfg.ProbeTimeout))
 	defer cancel()
 	client := statusv1connect.NewStatusServiceClient(probeClient, baseURL)
 	res, err := client.GetStatus(ctx, connect.NewRequest(&statusv1.GetStatusRequest{}))
 	if err != nil {
-		return &statusv1.NodeStatus{ApiAddr: baseURL, Role: "unreachable", Detail: err.Error()}
+		return &statusv1.NodeStatus{ApiAddr: baseURL, Role: "unreachable", Detail: err.Error()}, nil
 	}
 	for _, site := range res.Msg.GetSites() {
 		if site.GetSiteId() != siteID {
@@ -66,11 +94,11 @@ func (h *Hub) probe(ctx context.Context, siteID, baseURL string) *statusv1.NodeS
 		for _, n := range site.GetNodes() {
 			if n.GetId() == res.Msg.GetSelf().GetId() {
 				n.ApiAddr = baseURL
-				return n
+				return n, site.GetDevices()
 			}
 		}
 	}
 	self := res.Msg.GetSelf()
 	return &statusv1.NodeStatus{Id: self.GetId(), ApiAddr: baseURL, Role: "unknown",
-		Detail: "node does not report itself as a member of site " + siteID}
+		Detail: "node does not report itself as a member of site " + siteID}, nil
 }

@@ -49,6 +49,15 @@ func (s *statusService) GetStatus(context.Context, *connect.Request[statusv1.Get
 		}
 		site.Nodes = append(site.Nodes, ns)
 	}
+	if n.gateway != nil {
+		for _, d := range n.gateway.Devices() {
+			ds := &statusv1.DeviceStatus{Id: string(d.ID), Kind: d.Kind.String(), Online: d.Online, Node: n.cfg.NodeID, Firmware: d.Firmware}
+			if !d.LastSeen.IsZero() {
+				ds.LastSeenMs = d.LastSeen.UnixMilli()
+			}
+			site.Devices = append(site.Devices, ds)
+		}
+	}
 	return connect.NewResponse(&statusv1.GetStatusResponse{
 		Self: &statusv1.Component{Kind: "edge", Id: n.cfg.NodeID, Version: n.cfg.Version, Healthy: healthy,
 			Detail: detail, UptimeS: int64(time.Since(n.started).Seconds()), ApiAddr: n.URL()},

@@ -60,6 +60,23 @@ function renderSites(sites) {
     }
     table.append(head, body);
     parts.push(h, table);
+    const devices = site.devices || [];
+    const dh = document.createElement("h3");
+    dh.textContent = "Devices (" + devices.length + ")";
+    const dt = document.createElement("table");
+    dt.className = "devices";
+    const dhead = document.createElement("thead");
+    dhead.appendChild(row(["Device", "Kind", "State", "Last seen", "Node", "Firmware"].map(t => {
+      const th = document.createElement("th"); th.textContent = t; return th;
+    })));
+    const dbody = document.createElement("tbody");
+    for (const d of devices) {
+      const seen = Number(d.lastSeenMs || 0);
+      dbody.appendChild(row([cell(d.id), cell(d.kind), cell(d.online ? "online" : "offline", d.online ? "ok" : "bad"),
+        cell(seen ? new Date(seen).toLocaleTimeString() : "never"), cell(d.node), cell(d.firmware)]));
+    }
+    dt.append(dhead, dbody);
+    parts.push(dh, dt);
   }
   root.replaceChildren(...parts);
 }

@@ -225,7 +225,9 @@ type SiteStatus struct {
 	// Display name.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// The site's edge nodes.
-	Nodes         []*NodeStatus `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Nodes []*NodeStatus `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// The site's devices as seen by the reporting node(s)' brokers.
+	Devices       []*DeviceStatus `protobuf:"bytes,4,rep,name=devices,proto3" json:"devices,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -281,6 +283,104 @@ func (x *SiteStatus) GetNodes() []*NodeStatus {
 	return nil
 }
 
+func (x *SiteStatus) GetDevices() []*DeviceStatus {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+// DeviceStatus describes one device's connection to its site.
+type DeviceStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Device ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Device kind: "reader", "door", "kiosk" or "dispenser".
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Whether the device's retained state says it is online.
+	Online bool `protobuf:"varint,3,opt,name=online,proto3" json:"online,omitempty"`
+	// When the device was last heard from, Unix ms; 0 if never.
+	LastSeenMs int64 `protobuf:"varint,4,opt,name=last_seen_ms,json=lastSeenMs,proto3" json:"last_seen_ms,omitempty"`
+	// Node whose broker the device was last seen on.
+	Node string `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	// Firmware version the device reports.
+	Firmware      string `protobuf:"bytes,6,opt,name=firmware,proto3" json:"firmware,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceStatus) Reset() {
+	*x = DeviceStatus{}
+	mi := &file_gatehouse_status_v1_status_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceStatus) ProtoMessage() {}
+
+func (x *DeviceStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_status_v1_status_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceStatus.ProtoReflect.Descriptor instead.
+func (*DeviceStatus) Descriptor() ([]byte, []int) {
+	return file_gatehouse_status_v1_status_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DeviceStatus) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeviceStatus) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *DeviceStatus) GetOnline() bool {
+	if x != nil {
+		return x.Online
+	}
+	return false
+}
+
+func (x *DeviceStatus) GetLastSeenMs() int64 {
+	if x != nil {
+		return x.LastSeenMs
+	}
+	return 0
+}
+
+func (x *DeviceStatus) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *DeviceStatus) GetFirmware() string {
+	if x != nil {
+		return x.Firmware
+	}
+	return ""
+}
+
 // NodeStatus describes one edge node as seen by the reporter.
 type NodeStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -308,7 +408,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_gatehouse_status_v1_status_proto_msgTypes[4]
+	mi := &file_gatehouse_status_v1_status_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +420,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_status_v1_status_proto_msgTypes[4]
+	mi := &file_gatehouse_status_v1_status_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +433,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_gatehouse_status_v1_status_proto_rawDescGZIP(), []int{4}
+	return file_gatehouse_status_v1_status_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -415,12 +515,21 @@ const file_gatehouse_status_v1_status_proto_rawDesc = "" +
 	"\ahealthy\x18\x04 \x01(\bR\ahealthy\x12\x16\n" +
 	"\x06detail\x18\x05 \x01(\tR\x06detail\x12\x19\n" +
 	"\buptime_s\x18\x06 \x01(\x03R\auptimeS\x12\x19\n" +
-	"\bapi_addr\x18\a \x01(\tR\aapiAddr\"p\n" +
+	"\bapi_addr\x18\a \x01(\tR\aapiAddr\"\xad\x01\n" +
 	"\n" +
 	"SiteStatus\x12\x17\n" +
 	"\asite_id\x18\x01 \x01(\tR\x06siteId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x125\n" +
-	"\x05nodes\x18\x03 \x03(\v2\x1f.gatehouse.status.v1.NodeStatusR\x05nodes\"\xff\x01\n" +
+	"\x05nodes\x18\x03 \x03(\v2\x1f.gatehouse.status.v1.NodeStatusR\x05nodes\x12;\n" +
+	"\adevices\x18\x04 \x03(\v2!.gatehouse.status.v1.DeviceStatusR\adevices\"\x9c\x01\n" +
+	"\fDeviceStatus\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06online\x18\x03 \x01(\bR\x06online\x12 \n" +
+	"\flast_seen_ms\x18\x04 \x01(\x03R\n" +
+	"lastSeenMs\x12\x12\n" +
+	"\x04node\x18\x05 \x01(\tR\x04node\x12\x1a\n" +
+	"\bfirmware\x18\x06 \x01(\tR\bfirmware\"\xff\x01\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
@@ -448,25 +557,27 @@ func file_gatehouse_status_v1_status_proto_rawDescGZIP() []byte {
 	return file_gatehouse_status_v1_status_proto_rawDescData
 }
 
-var file_gatehouse_status_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_gatehouse_status_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_gatehouse_status_v1_status_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),  // 0: gatehouse.status.v1.GetStatusRequest
 	(*GetStatusResponse)(nil), // 1: gatehouse.status.v1.GetStatusResponse
 	(*Component)(nil),         // 2: gatehouse.status.v1.Component
 	(*SiteStatus)(nil),        // 3: gatehouse.status.v1.SiteStatus
-	(*NodeStatus)(nil),        // 4: gatehouse.status.v1.NodeStatus
+	(*DeviceStatus)(nil),      // 4: gatehouse.status.v1.DeviceStatus
+	(*NodeStatus)(nil),        // 5: gatehouse.status.v1.NodeStatus
 }
 var file_gatehouse_status_v1_status_proto_depIdxs = []int32{
 	2, // 0: gatehouse.status.v1.GetStatusResponse.self:type_name -> gatehouse.status.v1.Component
 	3, // 1: gatehouse.status.v1.GetStatusResponse.sites:type_name -> gatehouse.status.v1.SiteStatus
-	4, // 2: gatehouse.status.v1.SiteStatus.nodes:type_name -> gatehouse.status.v1.NodeStatus
-	0, // 3: gatehouse.status.v1.StatusService.GetStatus:input_type -> gatehouse.status.v1.GetStatusRequest
-	1, // 4: gatehouse.status.v1.StatusService.GetStatus:output_type -> gatehouse.status.v1.GetStatusResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 2: gatehouse.status.v1.SiteStatus.nodes:type_name -> gatehouse.status.v1.NodeStatus
+	4, // 3: gatehouse.status.v1.SiteStatus.devices:type_name -> gatehouse.status.v1.DeviceStatus
+	0, // 4: gatehouse.status.v1.StatusService.GetStatus:input_type -> gatehouse.status.v1.GetStatusRequest
+	1, // 5: gatehouse.status.v1.StatusService.GetStatus:output_type -> gatehouse.status.v1.GetStatusResponse
+	5, // [5:6] is the sub-list for method output_type
+	4, // [4:5] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_status_v1_status_proto_init() }
@@ -480,7 +591,7 @@ func file_gatehouse_status_v1_status_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_status_v1_status_proto_rawDesc), len(file_gatehouse_status_v1_status_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
