@@ -27,6 +27,8 @@ const (
 	// DefaultEventFlushInterval is the longest pause between two attempts
 	// to record queued events (the cap of the retry backoff).
 	DefaultEventFlushInterval = time.Second
+	// DefaultEventLinger is the default Config.EventLinger.
+	DefaultEventLinger = 20 * time.Millisecond
 	// DefaultEventQueue is how many access events may wait to be recorded
 	// before the oldest are dropped.
 	DefaultEventQueue = 100_000
@@ -87,6 +89,11 @@ type Config struct {
 	// failing call is retried with a backoff capped at this interval
 	// (default DefaultEventFlushInterval).
 	EventFlushInterval time.Duration
+	// EventLinger is how long the recorder waits after each commit for
+	// more events to share the next one (default DefaultEventLinger; a
+	// negative value disables it). It bounds how many Raft commits access
+	// events cost per second, not how long a tap waits.
+	EventLinger time.Duration
 	// EventQueue bounds the access events waiting to be recorded; when it
 	// is full the oldest is dropped (default DefaultEventQueue).
 	EventQueue int
@@ -119,6 +126,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.EventBatchMax == 0 {
 		c.EventBatchMax = DefaultEventBatchMax
+	}
+	if c.EventLinger == 0 {
+		c.EventLinger = DefaultEventLinger
 	}
 	if c.EventFlushInterval == 0 {
 		c.EventFlushInterval = DefaultEventFlushInterval

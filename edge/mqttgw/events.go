@@ -29,6 +29,7 @@ type recorder struct {
 	capacity   int
 	maxBackoff time.Duration
 	timeout    time.Duration
+	linger     time.Duration
 
 	started bool // start was called
 
@@ -57,6 +58,7 @@ func newRecorder(record func(context.Context, []*accessv1.AccessEvent) error, cf
 		capacity:   cfg.EventQueue,
 		maxBackoff: cfg.EventFlushInterval,
 		timeout:    cfg.EventTimeout,
+		linger:     cfg.EventLinger,
 		wake:       make(chan struct{}, 1),
 		drain:      make(chan struct{}),
 		ctx:        ctx,
@@ -154,6 +156,30 @@ func (r *recorder) run() {
 			}
 		}
 		r.recordBatch(batch)
+		r.lingerAfterBatch()
+	}
+}
+
+// lingerAfterBatch waits up to linger after a commit, unless the queue
+// already holds a full batch or stop is draining, so that events arriving
+// meanwhile share the next Raft entry: every commit costs an fsync on each
+// node, and access events are facts for the log, never on anyone's
+// critical path (the tap was answered before its event was queued).
+func (r *recorder) lingerAfterBatch() {
+	if r.linger <= 0 {
+		return
+	}
+	r.mu.Lock()
+	full := r.q.len() >= r.batchMax
+	r.mu.Unlock()
+	if full {
+		return
+	}
+	t := time.NewTimer(r.linger)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.drain:
 	}
 }
 
