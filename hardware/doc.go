@@ -11,7 +11,9 @@
 //   - mqttproto: MQTT topics, the access rules of the broker, and the
 //     versioned JSON payload of every message (docs/protocol-mqtt.md is the vendor
 //     specification);
-//   - canbus: CAN frame layout and segmentation (to come).
+//   - canbus: CAN frame IDs, ISO-TP style segmentation, the TCP stream bridge
+//     and SocketCAN transports, and the door-controller messages on the bus
+//     (docs/protocol-can.md is the vendor spec).
 //
 // Code under hardware/ imports only the standard library and the domain
 // package access; the edge and the simulator import hardware, never the
