@@ -68,7 +68,7 @@ func TestRunUsage(t *testing.T) {
 		{"ErrEdgeBootstrapAndJoin", []string{"edge", "--node-id", "n1", "--site-id", demoSiteID, "--cluster-token", "x", "--api-token", "y", "--bootstrap", "--join", "http://127.0.0.1:1"}, 2, "exclude each other"},
 		{"ErrDemoNodes", []string{"demo", "--nodes", "2"}, 2, "--nodes must be 1, 3 or 5"},
 		{"ErrCloudArgs", []string{"cloud", "extra"}, 2, "unexpected arguments"},
-		{"ErrSimMissing", []string{"sim"}, 1, "not built yet"},
+		{"ErrSimNoMQTT", []string{"sim", "run", "lobby.scn", "--api-token", "t"}, 2, "--mqtt is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("GATEHOUSE_CLUSTER_TOKEN", "")

@@ -133,8 +133,11 @@ func runWrite(ctx context.Context, opt Options, emit func(Result)) error {
 	if err != nil {
 		return fmt.Errorf("fencing commits: %w", err)
 	}
-	if len(r.lat) < 10 {
-		return fmt.Errorf("fencing commits: only %d samples (%d grants to revoke)", len(r.lat), len(granted))
+	if len(r.lat) == 0 {
+		// Percentiles of a handful of samples are rough, but a loaded
+		// machine may allow only that many in a short window; none at
+		// all is an error.
+		return fmt.Errorf("fencing commits: no sample (%d grants to revoke)", len(granted))
 	}
 	opt.Log.Info("write: fencing done", "samples", len(r.lat))
 	emit(NewResult("write", "fencing_commit_p50_us", Micros(Percentile(r.lat, 0.50)), "us", fsyncP50))

@@ -1,0 +1,305 @@
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/hardware/mqttproto"
+	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
+	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
+	"github.com/gatehouse/gatehouse/sim/device"
+	"github.com/gatehouse/gatehouse/sim/scenario"
+)
+
+// readerSpec is a reader to commission and connect.
+type readerSpec struct {
+	name   string
+	door   string // the door's scenario name
+	broker int    // 1-based broker to pin it to, 0 for round-robin
+}
+
+// commissioned is a reader made at the site.
+type commissioned struct {
+	readerSpec
+	id     string
+	doorID string
+	secret string
+	addr   string // broker address
+	reader *device.Reader
+}
+
+// deployment is a scenario applied to a site: the IDs made for its names,
+// the records written, the readers connected. It is used by one goroutine
+// (the run), except that readers tap concurrently in load mode.
+type deployment struct {
+	r    *Runner
+	scn  *scenario.Scenario
+	site siteInfo
+	// base is the time relative instants of the scenario were resolved
+	// against.
+	base time.Time
+
+	zones, doors, schedules, groups, tenants map[string]string // name -> ID
+	people                                   map[string]*accessv1.Person
+	cards                                    map[access.CardNumber]*accessv1.Card
+	grants                                   map[[2]string]string // (person, group) -> live grant ID
+	readers                                  []*commissioned
+	byName                                   map[string]*commissioned
+
+	// setupCmds, setupNodes, setupTook and connectTook describe the setup:
+	// commands applied, nodes that applied them, how long that took, and
+	// how long connecting the readers took.
+	setupCmds, setupNodes  int
+	setupTook, connectTook time.Duration
+
+	// madePeople and madeDevices are the IDs of every person and device
+	// the setup asked for, for teardown (which ignores those the site never
+	// made, so that an answer lost in transit leaks nothing).
+	madePeople  []string
+	madeDevices []string
+}
+
+// label names an entity of the scenario at the site.
+func (d *deployment) label(name string) string { return name + " (sim " + d.scn.Name + ")" }
+
+// deploy applies scn's setup to the site with the given readers and
+// connects them. On failure it undoes what it made and returns an error
+// wrapping ErrSetup.
+func (r *Runner) deploy(ctx context.Context, scn *scenario.Scenario, readers []readerSpec) (*deployment, error) {
+	site, err := r.siteInfo(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	d := &deployment{
+		r: r, scn: scn, site: site, base: time.Now(),
+		zones: map[string]string{}, doors: map[string]string{}, schedules: map[string]string{},
+		groups: map[string]string{}, tenants: map[string]string{},
+		people: map[string]*accessv1.Person{}, cards: map[access.CardNumber]*accessv1.Card{},
+		grants: map[[2]string]string{}, byName: map[string]*commissioned{},
+	}
+	cmds, whats, err := d.commands(readers)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	ctx2, cancel := context.WithTimeout(ctx, r.cfg.ChangeTimeout+time.Duration(len(cmds)/100)*time.Second)
+	a, err := r.change(ctx2, site, cmds)
+	cancel()
+	if err == nil {
+		if errs := resultErrors(a.results, whats); len(errs) > 0 {
+			err = fmt.Errorf("the site refused %d of %d setup commands:\n  %s", len(errs), len(cmds), strings.Join(errs, "\n  "))
+		}
+	}
+	d.setupCmds, d.setupNodes, d.setupTook = len(cmds), a.nodes, a.all
+	if err == nil {
+		t := time.Now()
+		err = d.connect(ctx)
+		d.connectTook = time.Since(t)
+	}
+	if err != nil {
+		d.teardown(ctx)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	return d, nil
+}
+
+// ms returns t in Unix milliseconds, 0 for the zero time.
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// commands builds the setup commands, with a description of each for
+// errors.
+func (d *deployment) commands(readers []readerSpec) ([]*raftv1.Command, []string, error) {
+	var (
+		cmds  []*raftv1.Command
+		whats []string
+	)
+	add := func(line int, what string, c *raftv1.Command) {
+		cmds = append(cmds, c)
+		whats = append(whats, d.scn.Name+":"+strconv.Itoa(line)+": "+what)
+	}
+	site := d.site.id
+	for _, z := range d.scn.Zones {
+		id := d.r.newID()
+		d.zones[z.Name] = id
+		add(z.Line, "zone "+z.Name, &raftv1.Command{Op: &raftv1.Command_PutZone{PutZone: &accessv1.Zone{
+			Id: id, SiteId: site, Name: d.label(z.Name), AntiPassback: z.AntiPassback}}})
+	}
+	for _, x := range d.scn.Doors {
+		id := d.r.newID()
+		d.doors[x.Name] = id
+		add(x.Line, "door "+x.Name, &raftv1.Command{Op: &raftv1.Command_PutDoor{PutDoor: &accessv1.Door{
+			Id: id, SiteId: site, ZoneId: d.zones[x.Zone], Name: d.label(x.Name), Direction: accessv1.Direction(x.Direction),
+			HighSecurity: x.HighSecurity, MaxOfflineMs: x.MaxOffline.Milliseconds()}}})
+	}
+	for _, s := range d.scn.Schedules {
+		id := d.r.newID()
+		d.schedules[s.Name] = id
+		var ws []*accessv1.Window
+		for _, w := range s.Windows(d.base) {
+			ws = append(ws, &accessv1.Window{Weekday: int32(w.Day), StartMinute: int32(w.Start), EndMinute: int32(w.End)})
+		}
+		add(s.Line, "schedule "+s.Name, &raftv1.Command{Op: &raftv1.Command_PutSchedule{PutSchedule: &accessv1.Schedule{
+			Id: id, SiteId: site, Name: d.label(s.Name), Windows: ws, ClosedOnHolidays: s.ClosedOnHolidays}}})
+	}
+	for _, g := range d.scn.Groups {
+		id := d.r.newID()
+		d.groups[g.Name] = id
+		var doors []string
+		for _, x := range g.Doors {
+			doors = append(doors, d.doors[x])
+		}
+		add(g.Line, "group "+g.Name, &raftv1.Command{Op: &raftv1.Command_PutGroup{PutGroup: &accessv1.Group{
+			Id: id, SiteId: site, Name: d.label(g.Name), DoorIds: doors, ScheduleId: d.schedules[g.Schedule],
+			Kind: accessv1.GroupKind_GROUP_KIND_ACCESS}}})
+	}
+	for _, t := range d.scn.Tenants {
+		d.tenants[t] = d.r.newID()
+	}
+	for _, p := range d.scn.People {
+		pm := &accessv1.Person{
+			Id: d.r.newID(), Kind: accessv1.PersonKind(p.Kind), OccupierId: d.tenants[p.Tenant], Name: d.label(p.Name),
+			Active: !p.Inactive, OfflineAccess: p.OfflineAccess,
+			ValidFromMs: ms(p.ValidFrom.Resolve(d.base)), ValidUntilMs: ms(p.ValidUntil.Resolve(d.base)),
+		}
+		d.people[p.Name] = pm
+		d.madePeople = append(d.madePeople, pm.Id)
+		add(p.Line, "person "+p.Name, &raftv1.Command{Op: &raftv1.Command_PutPerson{PutPerson: pm}})
+		for _, n := range p.Cards {
+			c := &accessv1.Card{Number: uint64(n), PersonId: pm.Id, Status: accessv1.CardStatus_CARD_STATUS_ACTIVE,
+				ValidFromMs: ms(p.CardValidFrom.Resolve(d.base)), ValidUntilMs: ms(p.CardValidUntil.Resolve(d.base))}
+			d.cards[n] = c
+			add(p.Line, "card "+n.String()+" of "+p.Name+" (is the number already in use at the site?)",
+				&raftv1.Command{Op: &raftv1.Command_PutCard{PutCard: c}})
+		}
+		for _, g := range p.Groups {
+			id := d.r.newID()
+			d.grants[[2]string{p.Name, g}] = id
+			add(p.Line, "grant of "+g+" to "+p.Name, &raftv1.Command{Op: &raftv1.Command_PutGrant{PutGrant: &accessv1.Grant{
+				Id: id, HolderId: pm.Id, GroupId: d.groups[g]}}})
+		}
+	}
+	rr := 0
+	for _, spec := range readers {
+		c := &commissioned{readerSpec: spec, id: d.r.newID(), doorID: d.doors[spec.door]}
+		brokers := d.r.cfg.Brokers
+		switch {
+		case spec.broker > len(brokers):
+			return nil, nil, fmt.Errorf("reader %s is pinned to broker %d, but only %d MQTT addresses were given", spec.name, spec.broker, len(brokers))
+		case spec.broker > 0:
+			c.addr = brokers[spec.broker-1]
+		default:
+			c.addr = brokers[rr%len(brokers)]
+			rr++
+		}
+		var b [24]byte // 192 bits: more than the protocol's 128
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, nil, err
+		}
+		c.secret = base64.RawURLEncoding.EncodeToString(b[:])
+		d.readers = append(d.readers, c)
+		d.byName[spec.name] = c
+		d.madeDevices = append(d.madeDevices, c.id)
+		line := 0
+		for _, sr := range d.scn.Readers {
+			if sr.Name == spec.name {
+				line = sr.Line
+			}
+		}
+		add(line, "reader "+spec.name, &raftv1.Command{Op: &raftv1.Command_PutDevice{PutDevice: &accessv1.Device{
+			Id: c.id, SiteId: site, Kind: accessv1.DeviceKind_DEVICE_KIND_READER, Name: d.label(spec.name),
+			DoorId: c.doorID, SecretHash: access.HashSecret([]byte(c.secret))}}})
+	}
+	return cmds, whats, nil
+}
+
+// connect connects every reader, all at once.
+func (d *deployment) connect(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, DefaultConnectTimeout)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, c := range d.readers {
+		wg.Go(func() {
+			rd, err := device.DialReader(ctx, device.ReaderConfig{
+				Config: device.Config{
+					Broker: c.addr, Secret: c.secret, TLS: d.r.cfg.TLS, Log: d.r.log,
+					Device: mqttproto.Device{Site: d.site.id, Kind: mqttproto.KindReader, ID: c.id},
+				},
+				Door: access.ID(c.doorID),
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("reader %s: %w", c.name, err))
+				return
+			}
+			c.reader = rd
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// teardown disconnects the readers and, unless the runner keeps things,
+// removes the devices and people it made (which frees the cards). It
+// reports what it could not remove to the runner's output. It runs even
+// when ctx is cancelled, with a deadline of its own.
+func (d *deployment) teardown(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, c := range d.readers {
+		if c.reader != nil {
+			wg.Go(func() { _ = c.reader.Close() })
+		}
+	}
+	wg.Wait()
+	if d.r.cfg.Keep || len(d.madePeople)+len(d.madeDevices) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.r.cfg.ChangeTimeout)
+	defer cancel()
+	var (
+		cmds  []*raftv1.Command
+		whats []string
+	)
+	for _, id := range d.madeDevices {
+		cmds = append(cmds, &raftv1.Command{Op: &raftv1.Command_RemoveDevice{RemoveDevice: &raftv1.RemoveDevice{DeviceId: id}}})
+		whats = append(whats, "remove device "+id)
+	}
+	for _, id := range d.madePeople {
+		cmds = append(cmds, &raftv1.Command{Op: &raftv1.Command_DeletePerson{DeletePerson: &raftv1.DeletePerson{PersonId: id}}})
+		whats = append(whats, "delete person "+id)
+	}
+	res, err := d.r.apply(ctx, cmds)
+	if err == nil {
+		if errs := resultErrors(res, whats, string(access.NotFound)); len(errs) > 0 {
+			err = errors.New(strings.Join(errs, "; "))
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(d.r.cfg.Out, "cleanup of %s incomplete: %v\n", d.scn.Name, err)
+		return
+	}
+	d.madeDevices, d.madePeople = nil, nil
+}
+
+// clonePerson returns a copy of the person record of name, for a change.
+func (d *deployment) clonePerson(name string) *accessv1.Person {
+	return proto.CloneOf(d.people[name])
+}

@@ -1,0 +1,768 @@
+package scenario
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gatehouse/gatehouse/access"
+)
+
+// Error is a problem at one line of a scenario file.
+type Error struct {
+	// File is the scenario's name, Line the 1-based line number.
+	File string
+	Line int
+	// Msg says what is wrong, and how to put it right where that helps.
+	Msg string
+}
+
+// Error returns "FILE:LINE: MSG".
+func (e *Error) Error() string { return e.File + ":" + strconv.Itoa(e.Line) + ": " + e.Msg }
+
+// Errors is every problem Parse found, in line order. Its Error text has
+// one problem per line.
+type Errors []*Error
+
+// Error returns the problems, one per line.
+func (es Errors) Error() string {
+	var b strings.Builder
+	for i, e := range es {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// ErrNoSteps reports a scenario without any step.
+var ErrNoSteps = errors.New("the scenario has no steps")
+
+// keywords are the words of the format; no name may be one of them.
+var keywords = map[string]bool{}
+
+func init() {
+	for _, w := range strings.Fields(`site zone anti-passback door in out high-security max-offline
+		schedule always never now not-now closed-on-holidays daily mon tue wed thu fri sat sun
+		group doors person access-user occupier visitor tenant offline-access inactive card groups
+		valid-from valid-until card-valid-from card-valid-until reader broker
+		at tap expect grant deny within revoke suspend activate deactivate wait`) {
+		keywords[w] = true
+	}
+}
+
+// Parse parses a scenario. name is used in errors and as Scenario.Name
+// (usually the file name). It returns an Errors value listing every line
+// at fault (at most MaxErrors), or an *Error wrapping ErrNoSteps when the
+// scenario has no step. Parse never panics.
+func Parse(name string, src []byte) (*Scenario, error) {
+	p := &parser{
+		s:       &Scenario{Name: name},
+		zones:   map[string]*Zone{},
+		doors:   map[string]*Door{},
+		scheds:  map[string]*Schedule{},
+		groups:  map[string]*Group{},
+		people:  map[string]*Person{},
+		readers: map[string]*Reader{},
+		tenants: map[string]bool{},
+		cards:   map[access.CardNumber]string{},
+		grants:  map[[2]string]bool{},
+	}
+	sc := bufio.NewScanner(bytes.NewReader(src))
+	sc.Buffer(make([]byte, 0, 1024), MaxLineLen+2)
+	sc.Split(scanLines)
+	for sc.Scan() {
+		p.line++
+		if len(p.errs) >= MaxErrors {
+			break
+		}
+		p.parseLine(sc.Text())
+	}
+	if err := sc.Err(); err != nil && len(p.errs) < MaxErrors {
+		p.line++
+		p.errorf("line longer than %d bytes", MaxLineLen)
+	}
+	if len(p.errs) > 0 {
+		return nil, p.errs
+	}
+	if len(p.s.Steps) == 0 {
+		return nil, Errors{{File: name, Line: max(p.line, 1), Msg: ErrNoSteps.Error() + " (add lines such as \"at 0s tap 1234 at r-door expect grant\")"}}
+	}
+	return p.s, nil
+}
+
+// scanLines is bufio.ScanLines, but refuses a line longer than MaxLineLen
+// instead of growing its buffer.
+func scanLines(data []byte, atEOF bool) (int, []byte, error) {
+	adv, tok, err := bufio.ScanLines(data, atEOF)
+	if len(tok) > MaxLineLen || adv == 0 && tok == nil && len(data) > MaxLineLen {
+		return 0, nil, errors.New("line too long")
+	}
+	return adv, tok, err
+}
+
+type parser struct {
+	s    *Scenario
+	line int
+	errs Errors
+
+	zones   map[string]*Zone
+	doors   map[string]*Door
+	scheds  map[string]*Schedule
+	groups  map[string]*Group
+	people  map[string]*Person
+	readers map[string]*Reader
+	tenants map[string]bool
+	cards   map[access.CardNumber]string // card -> person
+	grants  map[[2]string]bool           // (person, group) held at the current point of the timeline
+
+	clock time.Duration // when the next untimed step is due
+}
+
+// lineError aborts the parsing of one line.
+type lineError struct{}
+
+func (p *parser) errorf(format string, args ...any) {
+	p.errs = append(p.errs, &Error{File: p.s.Name, Line: p.line, Msg: fmt.Sprintf(format, args...)})
+}
+
+// toks is the cursor over one line's words.
+type toks struct {
+	p  *parser
+	ws []string
+	i  int
+}
+
+// fail records an error for the current line and abandons it.
+func (t *toks) fail(format string, args ...any) {
+	t.p.errorf(format, args...)
+	panic(lineError{})
+}
+
+func (t *toks) more() bool { return t.i < len(t.ws) }
+
+func (t *toks) peek() string {
+	if t.i < len(t.ws) {
+		return t.ws[t.i]
+	}
+	return ""
+}
+
+// next returns the next word; what says what was expected, for the error
+// at the end of the line.
+func (t *toks) next(what string) string {
+	if t.i >= len(t.ws) {
+		t.fail("missing %s at the end of the line", what)
+	}
+	w := t.ws[t.i]
+	t.i++
+	return w
+}
+
+// expect consumes the keyword kw.
+func (t *toks) expect(kw string) {
+	if w := t.next(strconv.Quote(kw)); w != kw {
+		t.fail("want %q, found %s", kw, quote(w))
+	}
+}
+
+// name consumes a new or existing name of what.
+func (t *toks) name(what string) string {
+	w := t.next(what + " name")
+	if keywords[w] {
+		t.fail("%s is a keyword and cannot be a %s name", quote(w), what)
+	}
+	if !validName(w) {
+		t.fail("%s is not a valid %s name: 1 to %d characters of A-Z a-z 0-9 _ . -, starting with a letter or digit", quote(w), what, MaxNameLen)
+	}
+	return w
+}
+
+// end checks that the line has no words left.
+func (t *toks) end() {
+	if t.more() {
+		t.fail("unexpected %s", quote(t.peek()))
+	}
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case (c == '_' || c == '.' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// quote quotes a word for an error message, shortening a long one.
+func quote(w string) string {
+	if len(w) > 40 {
+		w = w[:40] + "..."
+	}
+	return strconv.Quote(w)
+}
+
+func (p *parser) parseLine(line string) {
+	if i := strings.IndexByte(line, '#'); i >= 0 {
+		line = line[:i]
+	}
+	if !utf8.ValidString(line) {
+		p.errorf("not valid UTF-8")
+		return
+	}
+	ws := strings.Fields(line)
+	if len(ws) == 0 {
+		return
+	}
+	for _, w := range ws {
+		for _, r := range w {
+			if r < 0x20 || r == 0x7f {
+				p.errorf("control character %U in the line", r)
+				return
+			}
+		}
+	}
+	t := &toks{p: p, ws: ws}
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(lineError); !ok {
+				panic(r)
+			}
+		}
+	}()
+	kw := t.next("keyword")
+	setup := true
+	switch kw {
+	case "site":
+		t.expect("zone")
+		p.zone(t)
+	case "zone":
+		p.zone(t)
+	case "door":
+		p.door(t)
+	case "schedule":
+		p.schedule(t)
+	case "group":
+		p.group(t)
+	case "person":
+		p.person(t)
+	case "reader":
+		p.reader(t)
+	default:
+		setup = false
+	}
+	if setup {
+		if len(p.s.Steps) > 0 {
+			t.fail("setup (%s) must come before the first step", kw)
+		}
+		return
+	}
+	t.i = 0
+	p.step(t)
+}
+
+func (p *parser) zone(t *toks) {
+	z := &Zone{Line: p.line, Name: t.name("zone")}
+	if p.zones[z.Name] != nil {
+		t.fail("duplicate zone %s (first declared on line %d)", quote(z.Name), p.zones[z.Name].Line)
+	}
+	p.zones[z.Name] = z
+	if t.peek() == "anti-passback" {
+		t.i++
+		z.AntiPassback = true
+	}
+	t.end()
+	p.s.Zones = append(p.s.Zones, z)
+}
+
+func (p *parser) door(t *toks) {
+	d := &Door{Line: p.line, Name: t.name("door")}
+	if p.doors[d.Name] != nil {
+		t.fail("duplicate door %s (first declared on line %d)", quote(d.Name), p.doors[d.Name].Line)
+	}
+	p.doors[d.Name] = d
+	seen := map[string]bool{}
+	for t.more() {
+		w := t.next("option")
+		if seen[w] {
+			t.fail("%s given twice", quote(w))
+		}
+		seen[w] = true
+		switch w {
+		case "zone":
+			d.Zone = t.name("zone")
+			if p.zones[d.Zone] == nil {
+				t.fail("unknown zone %s (declare it with \"zone %s\" before this line)", quote(d.Zone), d.Zone)
+			}
+		case "in", "out":
+			if seen["in"] && seen["out"] {
+				t.fail("a door is either in or out, not both")
+			}
+			d.Direction = access.DirIn
+			if w == "out" {
+				d.Direction = access.DirOut
+			}
+		case "high-security":
+			d.HighSecurity = true
+		case "max-offline":
+			d.MaxOffline = t.duration("max-offline", 0, MaxOffline)
+		default:
+			t.fail("unknown door option %s (want zone, in, out, high-security or max-offline)", quote(w))
+		}
+	}
+	if d.Direction != access.DirNone && d.Zone == "" {
+		t.fail("direction %s needs a zone: \"door %s zone ZONE %s\"", d.Direction, d.Name, d.Direction)
+	}
+	p.s.Doors = append(p.s.Doors, d)
+}
+
+var dayNames = map[string]time.Weekday{
+	"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday,
+	"thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday,
+}
+
+func (p *parser) schedule(t *toks) {
+	s := &Schedule{Line: p.line, Name: t.name("schedule")}
+	if p.scheds[s.Name] != nil {
+		t.fail("duplicate schedule %s (first declared on line %d)", quote(s.Name), p.scheds[s.Name].Line)
+	}
+	p.scheds[s.Name] = s
+	for t.more() {
+		w := t.next("window")
+		switch w {
+		case "closed-on-holidays":
+			if s.ClosedOnHolidays {
+				t.fail("\"closed-on-holidays\" given twice")
+			}
+			s.ClosedOnHolidays = true
+			continue
+		case "always", "never", "now", "not-now":
+			if s.Special != SpecialNone || len(s.Rules) > 0 {
+				t.fail("%s cannot be combined with other windows", quote(w))
+			}
+			for i, n := range specialNames {
+				if n == w {
+					s.Special = Special(i)
+				}
+			}
+			continue
+		}
+		if s.Special != SpecialNone {
+			t.fail("%s cannot be combined with other windows", quote(s.Special.String()))
+		}
+		days := t.days(w)
+		span := t.next("time span HH:MM-HH:MM")
+		from, to, ok := strings.Cut(span, "-")
+		if !ok {
+			t.fail("bad time span %s: want HH:MM-HH:MM, such as 07:00-20:00", quote(span))
+		}
+		start, err1 := access.ParseMinute(from)
+		end, err2 := access.ParseMinute(to)
+		if err1 != nil || err2 != nil {
+			t.fail("bad time span %s: want HH:MM-HH:MM between 00:00 and 24:00", quote(span))
+		}
+		if end <= start {
+			t.fail("time span %s ends before it starts; a window never crosses midnight (write an overnight shift as two windows)", quote(span))
+		}
+		s.Rules = append(s.Rules, Rule{Days: days, Start: start, End: end})
+	}
+	if s.Special == SpecialNone && len(s.Rules) == 0 {
+		t.fail("schedule %s has no windows: give DAYS HH:MM-HH:MM, or always, never, now or not-now", quote(s.Name))
+	}
+	p.s.Schedules = append(p.s.Schedules, s)
+}
+
+// days parses a day list: daily, a day (mon), a range (mon-fri, fri-mon)
+// or a comma-separated list of those.
+func (t *toks) days(w string) []time.Weekday {
+	if w == "daily" {
+		return []time.Weekday{time.Sunday, time.Monday, time.Tuesday, time.Wednesday, time.Thursday, time.Friday, time.Saturday}
+	}
+	var set [7]bool
+	for _, part := range strings.Split(w, ",") {
+		a, b, rng := strings.Cut(part, "-")
+		da, ok1 := dayNames[a]
+		db, ok2 := dayNames[b]
+		if !ok1 || rng && !ok2 {
+			t.fail("bad days %s: want daily, a day (mon), a range (mon-fri) or a list (sat,sun); days are sun mon tue wed thu fri sat", quote(w))
+		}
+		if !rng {
+			db = da
+		}
+		for d := da; ; d = (d + 1) % 7 {
+			if set[d] {
+				t.fail("bad days %s: %s is listed twice", quote(w), d)
+			}
+			set[d] = true
+			if d == db {
+				break
+			}
+		}
+	}
+	var days []time.Weekday
+	for d, on := range set {
+		if on {
+			days = append(days, time.Weekday(d))
+		}
+	}
+	return days
+}
+
+func (p *parser) group(t *toks) {
+	g := &Group{Line: p.line, Name: t.name("group")}
+	if p.groups[g.Name] != nil {
+		t.fail("duplicate group %s (first declared on line %d)", quote(g.Name), p.groups[g.Name].Line)
+	}
+	p.groups[g.Name] = g
+	seen := map[string]bool{}
+	for t.more() {
+		w := t.next("option")
+		if seen[w] {
+			t.fail("%s given twice", quote(w))
+		}
+		seen[w] = true
+		switch w {
+		case "doors":
+			for t.more() && !keywords[t.peek()] {
+				d := t.name("door")
+				if p.doors[d] == nil {
+					t.fail("unknown door %s (declare it with \"door %s\" before this line)", quote(d), d)
+				}
+				for _, x := range g.Doors {
+					if x == d {
+						t.fail("door %s listed twice", quote(d))
+					}
+				}
+				g.Doors = append(g.Doors, d)
+			}
+		case "schedule":
+			g.Schedule = t.name("schedule")
+			if p.scheds[g.Schedule] == nil {
+				t.fail("unknown schedule %s (declare it with \"schedule %s ...\" before this line)", quote(g.Schedule), g.Schedule)
+			}
+		default:
+			t.fail("unknown group option %s (want doors or schedule)", quote(w))
+		}
+	}
+	if len(g.Doors) == 0 {
+		t.fail("group %s has no doors: \"group %s doors DOOR...\"", quote(g.Name), g.Name)
+	}
+	p.s.Groups = append(p.s.Groups, g)
+}
+
+var personKinds = map[string]access.PersonKind{
+	"access-user": access.AccessUser, "occupier": access.Occupier, "visitor": access.Visitor,
+}
+
+func (p *parser) person(t *toks) {
+	ps := &Person{Line: p.line, Name: t.name("person")}
+	if p.people[ps.Name] != nil {
+		t.fail("duplicate person %s (first declared on line %d)", quote(ps.Name), p.people[ps.Name].Line)
+	}
+	p.people[ps.Name] = ps
+	k := t.next("person kind (access-user, occupier or visitor)")
+	kind, ok := personKinds[k]
+	if !ok {
+		t.fail("unknown person kind %s (want access-user, occupier or visitor)", quote(k))
+	}
+	ps.Kind = kind
+	seen := map[string]bool{}
+	for t.more() {
+		w := t.next("option")
+		if seen[w] && w != "card" {
+			t.fail("%s given twice", quote(w))
+		}
+		seen[w] = true
+		switch w {
+		case "tenant":
+			ps.Tenant = t.name("tenant")
+		case "offline-access":
+			ps.OfflineAccess = true
+		case "inactive":
+			ps.Inactive = true
+		case "card":
+			n := t.card()
+			if other, dup := p.cards[n]; dup {
+				t.fail("card %s already belongs to %s", n, other)
+			}
+			p.cards[n] = ps.Name
+			ps.Cards = append(ps.Cards, n)
+		case "groups":
+			for t.more() && !keywords[t.peek()] {
+				g := t.name("group")
+				if p.groups[g] == nil {
+					t.fail("unknown group %s (declare it with \"group %s doors ...\" before this line)", quote(g), g)
+				}
+				for _, x := range ps.Groups {
+					if x == g {
+						t.fail("group %s listed twice", quote(g))
+					}
+				}
+				ps.Groups = append(ps.Groups, g)
+			}
+			if len(ps.Groups) == 0 {
+				t.fail("\"groups\" names no group")
+			}
+		case "valid-from":
+			ps.ValidFrom = t.instant(w)
+		case "valid-until":
+			ps.ValidUntil = t.instant(w)
+		case "card-valid-from":
+			ps.CardValidFrom = t.instant(w)
+		case "card-valid-until":
+			ps.CardValidUntil = t.instant(w)
+		default:
+			t.fail("unknown person option %s (want tenant, offline-access, inactive, card, groups, valid-from, valid-until, card-valid-from or card-valid-until)", quote(w))
+		}
+	}
+	switch {
+	case ps.Kind == access.Occupier && ps.Tenant == "":
+		t.fail("an occupier needs a tenant: \"person %s occupier tenant COMPANY\"", ps.Name)
+	case ps.Kind != access.Occupier && ps.Tenant != "":
+		t.fail("only an occupier has a tenant")
+	case ps.Kind == access.Visitor && ps.OfflineAccess:
+		t.fail("visitors cannot have offline access")
+	case ps.Kind == access.Visitor && len(ps.Groups) > 0:
+		t.fail("visitors get access through visits, not groups (visits are not in the format yet)")
+	}
+	if err := checkWindow(ps.ValidFrom, ps.ValidUntil); err != "" {
+		t.fail("valid-from and valid-until: %s", err)
+	}
+	if err := checkWindow(ps.CardValidFrom, ps.CardValidUntil); err != "" {
+		t.fail("card-valid-from and card-valid-until: %s", err)
+	}
+	if (ps.CardValidFrom.Set || ps.CardValidUntil.Set) && len(ps.Cards) == 0 {
+		t.fail("card validity given but %s has no card", ps.Name)
+	}
+	if ps.Tenant != "" && !p.tenants[ps.Tenant] {
+		p.tenants[ps.Tenant] = true
+		p.s.Tenants = append(p.s.Tenants, ps.Tenant)
+	}
+	for _, g := range ps.Groups {
+		p.grants[[2]string{ps.Name, g}] = true
+	}
+	p.s.People = append(p.s.People, ps)
+}
+
+// checkWindow reports, as a message, a window that ends before it starts
+// when both ends are of the same sort (both absolute or both relative).
+func checkWindow(from, until Instant) string {
+	if !from.Set || !until.Set {
+		return ""
+	}
+	absFrom, absUntil := !from.Abs.IsZero(), !until.Abs.IsZero()
+	switch {
+	case absFrom && absUntil && !until.Abs.After(from.Abs),
+		!absFrom && !absUntil && until.Rel <= from.Rel:
+		return "the window ends before it starts"
+	}
+	return ""
+}
+
+func (p *parser) reader(t *toks) {
+	r := &Reader{Line: p.line, Name: t.name("reader")}
+	if p.readers[r.Name] != nil {
+		t.fail("duplicate reader %s (first declared on line %d)", quote(r.Name), p.readers[r.Name].Line)
+	}
+	p.readers[r.Name] = r
+	t.expect("door")
+	r.Door = t.name("door")
+	if p.doors[r.Door] == nil {
+		t.fail("unknown door %s (declare it with \"door %s\" before this line)", quote(r.Door), r.Door)
+	}
+	if t.peek() == "broker" {
+		t.i++
+		w := t.next("broker number")
+		n, err := strconv.Atoi(w)
+		if err != nil || n < 1 || n > 64 || w != strconv.Itoa(n) {
+			t.fail("bad broker number %s: want 1 for the first --mqtt address, 2 for the second...", quote(w))
+		}
+		r.Broker = n
+	}
+	t.end()
+	p.s.Readers = append(p.s.Readers, r)
+}
+
+func (p *parser) step(t *toks) {
+	st := &Step{Line: p.line, At: p.clock}
+	if t.peek() == "at" {
+		t.i++
+		st.At = t.duration("at", 0, MaxSpan)
+		st.Timed = true
+		if st.At < p.clock {
+			t.fail("at %s is before the time of the previous step (%s); steps run in the order written", formatDuration(st.At), formatDuration(p.clock))
+		}
+	}
+	kw := t.next("step (tap, grant, revoke, suspend, activate, deactivate or wait)")
+	switch kw {
+	case "tap":
+		st.Kind = StepTap
+		st.Card = t.card()
+		t.expect("at")
+		st.Reader = t.name("reader")
+		if p.readers[st.Reader] == nil {
+			t.fail("unknown reader %s (declare it with \"reader %s door DOOR\")", quote(st.Reader), st.Reader)
+		}
+		if t.peek() == "expect" {
+			t.i++
+			st.Expect.Set = true
+			switch w := t.next("grant or deny"); w {
+			case "grant":
+				st.Expect.Grant = true
+			case "deny":
+				if t.more() && t.peek() != "within" {
+					w := t.next("reason")
+					var r access.Reason
+					if err := r.UnmarshalText([]byte(w)); err != nil {
+						t.fail("unknown reason %s (want one of %s)", quote(w), denyReasons())
+					}
+					if r == access.ReasonGranted {
+						t.fail("\"deny granted\" contradicts itself: write \"expect grant\"")
+					}
+					st.Expect.Reason = r
+				}
+			default:
+				t.fail("want \"expect grant\" or \"expect deny [REASON]\", found %s", quote(w))
+			}
+		}
+		if t.peek() == "within" {
+			t.i++
+			st.Within = t.duration("within", time.Millisecond, MaxWithin)
+		}
+	case "grant", "revoke":
+		st.Kind = StepGrant
+		if kw == "revoke" {
+			st.Kind = StepRevoke
+		}
+		st.Person = t.name("person")
+		if p.people[st.Person] == nil {
+			t.fail("unknown person %s", quote(st.Person))
+		}
+		st.Group = t.name("group")
+		if p.groups[st.Group] == nil {
+			t.fail("unknown group %s", quote(st.Group))
+		}
+		if p.people[st.Person].Kind == access.Visitor {
+			t.fail("visitors get access through visits, not groups")
+		}
+		key := [2]string{st.Person, st.Group}
+		if kw == "grant" && p.grants[key] {
+			t.fail("%s already has %s at this point", st.Person, st.Group)
+		}
+		if kw == "revoke" && !p.grants[key] {
+			t.fail("%s has no grant of %s to revoke at this point", st.Person, st.Group)
+		}
+		p.grants[key] = kw == "grant"
+	case "suspend":
+		st.Kind = StepSuspendCard
+		t.expect("card")
+		st.Card = p.ownCard(t)
+	case "activate", "deactivate":
+		if kw == "activate" && t.peek() == "card" {
+			t.i++
+			st.Kind = StepActivateCard
+			st.Card = p.ownCard(t)
+			break
+		}
+		st.Kind = StepDeactivate
+		if kw == "activate" {
+			st.Kind = StepActivate
+		}
+		st.Person = t.name("person")
+		if p.people[st.Person] == nil {
+			t.fail("unknown person %s", quote(st.Person))
+		}
+	case "wait":
+		st.Kind = StepWait
+		st.Wait = t.duration("wait", time.Millisecond, MaxSpan)
+		if st.At+st.Wait > MaxSpan {
+			t.fail("the scenario runs past %s", formatDuration(MaxSpan))
+		}
+	default:
+		t.fail("unknown keyword %s (setup: zone, door, schedule, group, person, reader; steps: [at TIME] tap, grant, revoke, suspend, activate, deactivate, wait)", quote(kw))
+	}
+	t.end()
+	p.clock = st.At
+	if st.Kind == StepWait {
+		p.clock += st.Wait
+	}
+	p.s.Steps = append(p.s.Steps, st)
+}
+
+// ownCard reads a card number that a person of the scenario holds: steps
+// never change cards the scenario did not make.
+func (p *parser) ownCard(t *toks) access.CardNumber {
+	n := t.card()
+	if _, ok := p.cards[n]; !ok {
+		t.fail("card %s belongs to no person of this scenario (steps change only the scenario's own cards)", n)
+	}
+	return n
+}
+
+func denyReasons() string {
+	var names []string
+	for _, r := range access.Reasons() {
+		if r != access.ReasonGranted {
+			names = append(names, r.String())
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// card reads a card number: decimal, 1 to 2^64-1, without leading zeros.
+func (t *toks) card() access.CardNumber {
+	w := t.next("card number")
+	n, err := strconv.ParseUint(w, 10, 64)
+	if err != nil || n == 0 || w != strconv.FormatUint(n, 10) {
+		t.fail("bad card number %s: want a decimal number from 1 to 18446744073709551615 without leading zeros", quote(w))
+	}
+	return access.CardNumber(n)
+}
+
+// duration reads a non-negative Go duration (500ms, 1.5s, 2m, 1h30m)
+// within [lo, hi].
+func (t *toks) duration(what string, lo, hi time.Duration) time.Duration {
+	w := t.next(what + " duration")
+	d, err := time.ParseDuration(w)
+	if err != nil || strings.HasPrefix(w, "-") || strings.HasPrefix(w, "+") {
+		t.fail("bad %s duration %s: want a number with a unit, such as 500ms, 2s, 15m or 1h30m", what, quote(w))
+	}
+	if d < lo || d > hi {
+		t.fail("%s %s is out of range: want %s to %s", what, w, formatDuration(lo), formatDuration(hi))
+	}
+	return d
+}
+
+// instant reads an absolute RFC 3339 time or a signed offset from the
+// start of the run.
+func (t *toks) instant(what string) Instant {
+	w := t.next(what + " time")
+	if strings.Contains(w, "T") && strings.ContainsAny(w, ":") {
+		at, err := time.Parse(time.RFC3339, w)
+		if err != nil || at.Year() < 2000 || at.Year() >= 2100 {
+			t.fail("bad %s time %s: want RFC 3339 (2026-03-01T08:00:00Z) between 2000 and 2100, or an offset from the start such as -1h or +30m", what, quote(w))
+		}
+		return Instant{Set: true, Abs: at.UTC()}
+	}
+	d, err := time.ParseDuration(w)
+	if err != nil {
+		t.fail("bad %s time %s: want an offset from the start of the run such as -1h or +30m, or an RFC 3339 time", what, quote(w))
+	}
+	if d > 100*365*24*time.Hour || d < -100*365*24*time.Hour {
+		t.fail("%s offset %s is out of range (at most 100 years)", what, w)
+	}
+	return Instant{Set: true, Rel: d}
+}

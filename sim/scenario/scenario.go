@@ -1,0 +1,398 @@
+// Package scenario is the simulator's scenario format: a small line-based
+// text a field engineer can read and write, describing a piece of a site
+// (zones, doors, schedules, groups, people with their cards, readers) and a
+// timeline of steps (taps with the decision expected, revocations, card
+// suspensions, deactivations, waits). docs/sim.md is its reference, with the
+// grammar and examples; sim/scenarios holds real scenarios.
+//
+// Names in a scenario are local to its file: the runner (sim/runner) makes a
+// fresh ID for every entity when it applies the scenario to a site, so a
+// scenario can run many times against the same site.
+//
+// Parse is strict: an unknown keyword, an unknown or duplicate name, a bad
+// number, duration, time or reason, a step before its time, or anything else
+// malformed is an *Error naming the file and line, and Parse reports every
+// such line (up to MaxErrors) rather than stopping at the first. It never
+// panics, whatever its input. Format writes a Scenario back in canonical
+// form; Parse(Format(s)) gives s again, line numbers aside.
+//
+// Everything here is pure: no I/O and no clock (times relative to the start
+// of a run are resolved with the start the caller passes). Values are not
+// safe for concurrent mutation but may be shared read-only.
+package scenario
+
+import (
+	"time"
+
+	"github.com/gatehouse/gatehouse/access"
+)
+
+// Limits of the format.
+const (
+	// MaxLineLen is the longest line, in bytes.
+	MaxLineLen = 4096
+	// MaxNameLen is the longest name of anything in a scenario.
+	MaxNameLen = 64
+	// MaxSpan is the latest time a step may be scheduled at, and the
+	// longest wait: a scenario runs for less than a day, which is what
+	// the schedules now and not-now rely on.
+	MaxSpan = 24 * time.Hour
+	// MaxWithin is the largest latency bound of a tap.
+	MaxWithin = time.Minute
+	// MaxOffline is the largest maximum offline time of a door (that of
+	// the MQTT protocol).
+	MaxOffline = 365 * 24 * time.Hour
+	// MaxErrors is the most errors Parse reports; it stops after that.
+	MaxErrors = 50
+)
+
+// Scenario is a parsed scenario file: its setup, in the order declared, and
+// its steps, in the order they run.
+type Scenario struct {
+	// Name is the name the scenario was parsed under (its file name).
+	Name string
+	// Zones, Doors, Schedules, Groups, People and Readers are the setup.
+	Zones     []*Zone
+	Doors     []*Door
+	Schedules []*Schedule
+	Groups    []*Group
+	People    []*Person
+	Readers   []*Reader
+	// Tenants are the occupier companies named by people, in order of
+	// first mention.
+	Tenants []string
+	// Steps are the timeline.
+	Steps []*Step
+}
+
+// Zone is an area of the site: `zone NAME [anti-passback]`.
+type Zone struct {
+	Line         int
+	Name         string
+	AntiPassback bool
+}
+
+// Door is a door: `door NAME [zone Z [in|out]] [high-security] [max-offline D]`.
+type Door struct {
+	Line int
+	Name string
+	// Zone is the name of the door's zone, "" for none.
+	Zone string
+	// Direction says whether passing the door enters or leaves Zone.
+	Direction access.Direction
+	// HighSecurity marks a door that fails secure after MaxOffline cut off.
+	HighSecurity bool
+	// MaxOffline is how long a cut-off controller may keep deciding alone.
+	MaxOffline time.Duration
+}
+
+// Special is a schedule whose windows depend on when the scenario runs.
+type Special uint8
+
+// The special schedules.
+const (
+	// SpecialNone is a schedule of fixed windows.
+	SpecialNone Special = iota
+	// SpecialAlways allows every day, all day.
+	SpecialAlways
+	// SpecialNever has no window: it allows nothing.
+	SpecialNever
+	// SpecialNow allows the whole of the five weekdays around the start of
+	// the run (two before the UTC date of the start, that date, two after),
+	// so it allows the run's taps in any site time zone for at least a day.
+	SpecialNow
+	// SpecialNotNow allows the whole of the other two weekdays, so it
+	// denies the run's taps in any site time zone for at least a day.
+	SpecialNotNow
+)
+
+var specialNames = []string{SpecialAlways: "always", SpecialNever: "never", SpecialNow: "now", SpecialNotNow: "not-now"}
+
+// String returns the keyword of s ("" for SpecialNone).
+func (s Special) String() string {
+	if int(s) < len(specialNames) {
+		return specialNames[s]
+	}
+	return ""
+}
+
+// Rule is one line of windows of a schedule: the same span of local time on
+// each of Days.
+type Rule struct {
+	Days  []time.Weekday
+	Start access.Minute
+	End   access.Minute
+}
+
+// Schedule is a weekly schedule: `schedule NAME (always | never | now |
+// not-now | DAYS HH:MM-HH:MM...) [closed-on-holidays]`.
+type Schedule struct {
+	Line             int
+	Name             string
+	Special          Special
+	Rules            []Rule
+	ClosedOnHolidays bool
+}
+
+// Windows returns the schedule's weekly windows for a run starting at
+// start (only SpecialNow and SpecialNotNow depend on it).
+func (s *Schedule) Windows(start time.Time) []access.Window {
+	allDay := func(days ...time.Weekday) []access.Window {
+		ws := make([]access.Window, 0, len(days))
+		for _, d := range days {
+			ws = append(ws, access.Window{Day: d, Start: 0, End: access.MinutesPerDay})
+		}
+		return ws
+	}
+	around := func(from, to int) []access.Window {
+		today := int(start.UTC().Weekday())
+		var days []time.Weekday
+		for i := from; i <= to; i++ {
+			days = append(days, time.Weekday((today+i+7)%7))
+		}
+		return allDay(days...)
+	}
+	switch s.Special {
+	case SpecialAlways:
+		return allDay(time.Sunday, time.Monday, time.Tuesday, time.Wednesday, time.Thursday, time.Friday, time.Saturday)
+	case SpecialNever:
+		return nil
+	case SpecialNow:
+		return around(-2, 2)
+	case SpecialNotNow:
+		return around(3, 4)
+	}
+	var ws []access.Window
+	for _, r := range s.Rules {
+		for _, d := range r.Days {
+			ws = append(ws, access.Window{Day: d, Start: r.Start, End: r.End})
+		}
+	}
+	return ws
+}
+
+// Group is an access group: `group NAME doors D... [schedule S]`.
+type Group struct {
+	Line  int
+	Name  string
+	Doors []string
+	// Schedule is the name of the group's schedule, "" for always.
+	Schedule string
+}
+
+// Instant is a time in a scenario: either absolute (RFC 3339) or relative
+// to the start of the run (a signed duration such as -1h or +30m). The
+// zero value is unset.
+type Instant struct {
+	// Set reports that the instant was given.
+	Set bool
+	// Abs is the absolute time, when not zero.
+	Abs time.Time
+	// Rel is the offset from the start of the run, when Abs is zero.
+	Rel time.Duration
+}
+
+// Resolve returns the instant for a run starting at start, or the zero
+// time when i is unset.
+func (i Instant) Resolve(start time.Time) time.Time {
+	switch {
+	case !i.Set:
+		return time.Time{}
+	case !i.Abs.IsZero():
+		return i.Abs
+	}
+	return start.Add(i.Rel)
+}
+
+// Person is a cardholder: `person NAME KIND [tenant T] [offline-access]
+// [inactive] [card N]... [groups G...] [valid-from I] [valid-until I]
+// [card-valid-from I] [card-valid-until I]`.
+type Person struct {
+	Line int
+	Name string
+	// Kind is access.AccessUser, access.Occupier or access.Visitor.
+	Kind access.PersonKind
+	// Tenant names the occupier company of an occupier user.
+	Tenant        string
+	OfflineAccess bool
+	Inactive      bool
+	Cards         []access.CardNumber
+	// Groups are the groups the person is granted when the run starts.
+	Groups                []string
+	ValidFrom, ValidUntil Instant
+	// CardValidFrom and CardValidUntil bound the validity of every card of
+	// the person.
+	CardValidFrom, CardValidUntil Instant
+}
+
+// Reader is a simulated card reader: `reader NAME door D [broker N]`.
+type Reader struct {
+	Line int
+	Name string
+	Door string
+	// Broker, when not zero, pins the reader to the Broker-th broker
+	// address the runner is given (1-based); zero means round-robin.
+	Broker int
+}
+
+// StepKind is what a step does.
+type StepKind uint8
+
+// The step kinds.
+const (
+	// StepTap presents Card at Reader and checks Expect.
+	StepTap StepKind = iota + 1
+	// StepGrant grants Person the Group.
+	StepGrant
+	// StepRevoke removes Person's grant of Group.
+	StepRevoke
+	// StepSuspendCard suspends Card.
+	StepSuspendCard
+	// StepActivateCard makes Card active again.
+	StepActivateCard
+	// StepDeactivate makes Person inactive.
+	StepDeactivate
+	// StepActivate makes Person active again.
+	StepActivate
+	// StepWait waits Wait before the next step.
+	StepWait
+)
+
+// Expect is the decision a tap expects.
+type Expect struct {
+	// Set reports that the tap has an expectation.
+	Set bool
+	// Grant is the expected outcome.
+	Grant bool
+	// Reason, for a deny, is the expected reason; zero accepts any deny.
+	Reason access.Reason
+}
+
+// Match reports whether a decision with grant and reason meets e (an unset
+// expectation is met by any decision).
+func (e Expect) Match(grant bool, reason access.Reason) bool {
+	switch {
+	case !e.Set:
+		return true
+	case e.Grant:
+		return grant
+	case grant:
+		return false
+	}
+	return e.Reason == 0 || e.Reason == reason
+}
+
+// String returns e as written after "expect": "grant", "deny" or
+// "deny REASON" ("" when unset).
+func (e Expect) String() string {
+	switch {
+	case !e.Set:
+		return ""
+	case e.Grant:
+		return "grant"
+	case e.Reason == 0:
+		return "deny"
+	}
+	return "deny " + e.Reason.String()
+}
+
+// Step is one step of the timeline: `[at OFFSET] ACTION`.
+type Step struct {
+	Line int
+	// At is when the step is due, as an offset from the start of the run.
+	// A step given without "at" is due at the previous step's time (plus
+	// the previous step's wait), that is, as soon as the previous step is
+	// done.
+	At time.Duration
+	// Timed reports that the step was written with "at".
+	Timed bool
+	Kind  StepKind
+	// Card is the card of a tap, suspend or activate card.
+	Card access.CardNumber
+	// Reader is the reader of a tap.
+	Reader string
+	// Person and Group are those of a grant, revoke, deactivate or activate.
+	Person, Group string
+	// Expect is the decision a tap expects.
+	Expect Expect
+	// Within, when not zero, bounds the tap's latency.
+	Within time.Duration
+	// Wait is the duration of a wait.
+	Wait time.Duration
+}
+
+// Action returns the step's action in canonical form, without its time:
+// "tap 1234 at r-lobby-in expect grant within 500ms".
+func (s *Step) Action() string {
+	switch s.Kind {
+	case StepTap:
+		a := "tap " + s.Card.String() + " at " + s.Reader
+		if s.Expect.Set {
+			a += " expect " + s.Expect.String()
+		}
+		if s.Within != 0 {
+			a += " within " + formatDuration(s.Within)
+		}
+		return a
+	case StepGrant:
+		return "grant " + s.Person + " " + s.Group
+	case StepRevoke:
+		return "revoke " + s.Person + " " + s.Group
+	case StepSuspendCard:
+		return "suspend card " + s.Card.String()
+	case StepActivateCard:
+		return "activate card " + s.Card.String()
+	case StepDeactivate:
+		return "deactivate " + s.Person
+	case StepActivate:
+		return "activate " + s.Person
+	case StepWait:
+		return "wait " + formatDuration(s.Wait)
+	}
+	return "?"
+}
+
+// Checks returns the number of taps with an expectation.
+func (s *Scenario) Checks() int {
+	n := 0
+	for _, st := range s.Steps {
+		if st.Kind == StepTap && st.Expect.Set {
+			n++
+		}
+	}
+	return n
+}
+
+// Span returns when the last step is due.
+func (s *Scenario) Span() time.Duration {
+	if len(s.Steps) == 0 {
+		return 0
+	}
+	last := s.Steps[len(s.Steps)-1]
+	if last.Kind == StepWait {
+		return last.At + last.Wait
+	}
+	return last.At
+}
+
+// Holder returns the person holding card n.
+func (s *Scenario) Holder(n access.CardNumber) (*Person, bool) {
+	for _, p := range s.People {
+		for _, c := range p.Cards {
+			if c == n {
+				return p, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// Door returns the door named name.
+func (s *Scenario) Door(name string) (*Door, bool) {
+	for _, d := range s.Doors {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return nil, false
+}
