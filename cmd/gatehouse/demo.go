@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -12,11 +13,10 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/gatehouse/gatehouse/access"
 	"github.com/gatehouse/gatehouse/cloud/hub"
 	"github.com/gatehouse/gatehouse/edge/node"
-	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
-	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
+	"github.com/gatehouse/gatehouse/sim/runner"
+	"github.com/gatehouse/gatehouse/sim/scenario"
 )
 
 // demoSiteID is the demo site's fixed ID, so a kept data directory is the
@@ -32,6 +32,8 @@ type DemoConfig struct {
 	DataDir string `json:"data_dir"`
 	// Nodes is the number of edge nodes of the demo site (1, 3 or 5).
 	Nodes int `json:"nodes"`
+	// TapRate is how many taps per second the simulated readers make.
+	TapRate float64 `json:"tap_rate"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
 }
@@ -49,15 +51,18 @@ type DemoMain struct {
 	nodes    []*node.Node
 	tempDir  string
 	apiToken string
+	simStop  context.CancelFunc
+	simDone  chan error
 }
 
 // ParseFlags reads the demo configuration.
 func (m *DemoMain) ParseFlags(args []string) error {
-	m.Config = DemoConfig{HTTPAddr: "127.0.0.1:8080", Nodes: 3, LogLevel: "warn"}
+	m.Config = DemoConfig{HTTPAddr: "127.0.0.1:8080", Nodes: 3, TapRate: 2, LogLevel: "warn"}
 	rest, err := parseConfig("demo", args, m.stderr, &m.Config, func(fs *flag.FlagSet, c *DemoConfig) {
 		fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "address of the console and hub APIs")
 		fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "keep the site's state here between runs (default: a temporary directory removed on exit)")
 		fs.IntVar(&c.Nodes, "nodes", c.Nodes, "number of edge nodes in the demo site: 1, 3 or 5")
+		fs.Float64Var(&c.TapRate, "tap-rate", c.TapRate, "taps per second the simulated readers make")
 		fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	})
 	if err != nil {
@@ -65,6 +70,9 @@ func (m *DemoMain) ParseFlags(args []string) error {
 	}
 	if len(rest) > 0 {
 		return fmt.Errorf("%w: unexpected arguments %v", errUsage, rest)
+	}
+	if !(m.Config.TapRate > 0) || m.Config.TapRate > 1000 {
+		return fmt.Errorf("%w: --tap-rate must be above 0 and at most 1000", errUsage)
 	}
 	if m.Config.Nodes != 1 && m.Config.Nodes != 3 && m.Config.Nodes != 5 {
 		return fmt.Errorf("%w: --nodes must be 1, 3 or 5, not %d", errUsage, m.Config.Nodes)
@@ -123,9 +131,6 @@ func (m *DemoMain) Run(ctx context.Context) error {
 		m.nodes = append(m.nodes, n)
 		urls = append(urls, n.URL())
 	}
-	if err := seedDemoSite(ctx, m.nodes[0], log); err != nil {
-		return fmt.Errorf("demo: configure the site: %w", err)
-	}
 
 	hcfg := hub.DefaultConfig()
 	hcfg.HTTPAddr = m.Config.HTTPAddr
@@ -135,12 +140,15 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	if err := m.hub.Open(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(m.stdout, "Gatehouse demo: hub and a %d-node site on this machine.\n\n", len(m.nodes))
+	fmt.Fprintf(m.stdout, "Gatehouse demo: hub, a %d-node site and simulated readers (%.3g taps/s) on this machine.\n\n", len(m.nodes), m.Config.TapRate)
 	fmt.Fprintf(m.stdout, "  Console:     %s\n", m.hub.URL())
 	for i, u := range urls {
 		fmt.Fprintf(m.stdout, "  Edge node %d: %s  (MQTT broker %s)\n", i+1, u, m.nodes[i].MQTTAddr())
 	}
 	fmt.Fprintf(m.stdout, "\n  Site status: gatehouse ctl site status --node %s\n  API token:   %s (bearer token of the sites' local API)\n  Data:        %s\n\nPress Ctrl-C to stop.\n", urls[0], m.apiToken, dir)
+	if err := m.startDevices(ctx, urls, log); err != nil {
+		return err
+	}
 	if m.ready != nil {
 		m.ready(m.hub.URL(), m.nodes)
 	}
@@ -149,11 +157,54 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	return nil
 }
 
+// demoBuilding is the simulated building: doors, groups and people.
+//
+//go:embed demo.scn
+var demoBuilding []byte
+
+// startDevices runs the simulator against the demo site: it sets up the
+// building of demo.scn through the site's local API, commissions simulated
+// readers spread over the nodes' brokers, and keeps a trickle of taps going
+// until the demo stops.
+func (m *DemoMain) startDevices(ctx context.Context, nodeURLs []string, log *slog.Logger) error {
+	scn, err := scenario.Parse("demo.scn", demoBuilding)
+	if err != nil {
+		return fmt.Errorf("demo: the embedded building: %w", err)
+	}
+	var brokers []string
+	for _, n := range m.nodes {
+		brokers = append(brokers, n.MQTTAddr())
+	}
+	r, err := runner.New(runner.Config{Node: nodeURLs[0], APIToken: m.apiToken, Brokers: brokers, Log: log})
+	if err != nil {
+		return err
+	}
+	simCtx, cancel := context.WithCancel(ctx)
+	m.simStop = cancel
+	m.simDone = make(chan error, 1)
+	go func() {
+		_, err := r.Load(simCtx, scn, runner.LoadConfig{Readers: 8, Rate: m.Config.TapRate, Duration: 365 * 24 * time.Hour, Interval: time.Hour})
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		m.simDone <- err
+	}()
+	return nil
+}
+
 // Close stops the hub, then the edge nodes (followers before the leader, so
 // the site keeps a leader as long as possible), then removes a temporary
 // data directory.
 func (m *DemoMain) Close() error {
 	var errs []error
+	if m.simStop != nil {
+		// The simulated devices first: they tap through the nodes.
+		m.simStop()
+		if err := <-m.simDone; err != nil {
+			errs = append(errs, fmt.Errorf("demo: simulated devices: %w", err))
+		}
+		m.simStop = nil
+	}
 	if m.hub != nil {
 		errs = append(errs, m.hub.Close())
 	}
@@ -166,55 +217,4 @@ func (m *DemoMain) Close() error {
 		m.tempDir = ""
 	}
 	return errors.Join(errs...)
-}
-
-// seedDemoSite configures a small site through Raft, as an operator would:
-// a lobby zone with anti-passback, three doors, office-hours and always
-// schedules, staff and visitor groups, two cardholders and a visitor type.
-func seedDemoSite(ctx context.Context, n *node.Node, log *slog.Logger) error {
-	var have bool
-	n.Machine().View(func(st *access.State) { have = st.Counts().Doors > 0 })
-	if have {
-		return nil
-	}
-	gen := access.NewIDGen(rand.Reader)
-	now := time.Now()
-	id := func() string {
-		v, err := gen.New(now)
-		if err != nil {
-			panic(err) // only on 2^80 IDs in one millisecond
-		}
-		return string(v)
-	}
-	zone, lobbyIn, lobbyOut, server := id(), id(), id(), id()
-	office, staff, profile := id(), id(), id()
-	alice, bob := id(), id()
-	var windows []*accessv1.Window
-	for d := 1; d <= 5; d++ {
-		windows = append(windows, &accessv1.Window{Weekday: int32(d), StartMinute: 7 * 60, EndMinute: 20 * 60})
-	}
-	cmds := []*raftv1.Command{
-		{Op: &raftv1.Command_PutZone{PutZone: &accessv1.Zone{Id: zone, SiteId: demoSiteID, Name: "Lobby", AntiPassback: true}}},
-		{Op: &raftv1.Command_PutDoor{PutDoor: &accessv1.Door{Id: lobbyIn, SiteId: demoSiteID, ZoneId: zone, Name: "lobby-in", Direction: accessv1.Direction_DIRECTION_IN}}},
-		{Op: &raftv1.Command_PutDoor{PutDoor: &accessv1.Door{Id: lobbyOut, SiteId: demoSiteID, ZoneId: zone, Name: "lobby-out", Direction: accessv1.Direction_DIRECTION_OUT}}},
-		{Op: &raftv1.Command_PutDoor{PutDoor: &accessv1.Door{Id: server, SiteId: demoSiteID, Name: "server-room", HighSecurity: true, MaxOfflineMs: 15 * 60 * 1000}}},
-		{Op: &raftv1.Command_PutSchedule{PutSchedule: &accessv1.Schedule{Id: office, SiteId: demoSiteID, Name: "Office hours", Windows: windows, ClosedOnHolidays: true}}},
-		{Op: &raftv1.Command_PutGroup{PutGroup: &accessv1.Group{Id: staff, SiteId: demoSiteID, Name: "Staff", DoorIds: []string{lobbyIn, lobbyOut, server}, Kind: accessv1.GroupKind_GROUP_KIND_ACCESS}}},
-		{Op: &raftv1.Command_PutGroup{PutGroup: &accessv1.Group{Id: profile, SiteId: demoSiteID, Name: "Visitor lobby", DoorIds: []string{lobbyIn, lobbyOut}, ScheduleId: office, Kind: accessv1.GroupKind_GROUP_KIND_VISITOR_PROFILE}}},
-		{Op: &raftv1.Command_PutVisitorType{PutVisitorType: &accessv1.VisitorType{Id: id(), Name: "Guest", AllowedGroupIds: []string{profile}, MaxDurationMs: 12 * 3600 * 1000}}},
-		{Op: &raftv1.Command_PutPerson{PutPerson: &accessv1.Person{Id: alice, Kind: accessv1.PersonKind_PERSON_KIND_ACCESS_USER, Name: "Alice Guard", Active: true, OfflineAccess: true}}},
-		{Op: &raftv1.Command_PutPerson{PutPerson: &accessv1.Person{Id: bob, Kind: accessv1.PersonKind_PERSON_KIND_OCCUPIER, OccupierId: id(), Name: "Bob Tenant", Active: true}}},
-		{Op: &raftv1.Command_PutCard{PutCard: &accessv1.Card{Number: 1001, PersonId: alice, SiteId: demoSiteID, Status: accessv1.CardStatus_CARD_STATUS_ACTIVE}}},
-		{Op: &raftv1.Command_PutCard{PutCard: &accessv1.Card{Number: 1002, PersonId: bob, SiteId: demoSiteID, Status: accessv1.CardStatus_CARD_STATUS_ACTIVE}}},
-		{Op: &raftv1.Command_PutGrant{PutGrant: &accessv1.Grant{Id: id(), HolderId: alice, GroupId: staff}}},
-		{Op: &raftv1.Command_PutGrant{PutGrant: &accessv1.Grant{Id: id(), HolderId: bob, GroupId: profile}}},
-	}
-	for _, c := range cmds {
-		c.Actor = "demo/seed"
-	}
-	if _, err := n.Propose(ctx, cmds...); err != nil {
-		return err
-	}
-	log.Info("demo site configured", "doors", 3, "cardholders", 2)
-	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -67,6 +68,7 @@ func TestRunUsage(t *testing.T) {
 		{"ErrEdgeNoToken", []string{"edge", "--node-id", "n1", "--site-id", demoSiteID}, 2, "cluster_token is required"},
 		{"ErrEdgeBootstrapAndJoin", []string{"edge", "--node-id", "n1", "--site-id", demoSiteID, "--cluster-token", "x", "--api-token", "y", "--bootstrap", "--join", "http://127.0.0.1:1"}, 2, "exclude each other"},
 		{"ErrDemoNodes", []string{"demo", "--nodes", "2"}, 2, "--nodes must be 1, 3 or 5"},
+		{"ErrDemoTapRate", []string{"demo", "--tap-rate", "0"}, 2, "--tap-rate"},
 		{"ErrCloudArgs", []string{"cloud", "extra"}, 2, "unexpected arguments"},
 		{"ErrSimNoMQTT", []string{"sim", "run", "lobby.scn", "--api-token", "t"}, 2, "--mqtt is required"},
 	} {
@@ -277,14 +279,23 @@ func TestDemo(t *testing.T) {
 		}
 		return leaders == 1, st.Msg.String()
 	})
-	// The demo site was configured through Raft: every node has its doors.
+	// The simulated building was set up through the local API and its
+	// readers tap: every node applies the decisions' access events.
 	for _, n := range nodes {
 		n.Machine().View(func(st *access.State) {
-			if c := st.Counts(); c.Doors != 3 || c.Cards != 2 || c.Sites != 1 {
-				t.Errorf("node state counts %+v, want 1 site, 3 doors, 2 cards", c)
+			if c := st.Counts(); c.Doors < 5 || c.Cards < 7 || c.Devices < 8 {
+				t.Errorf("node state counts %+v, want the demo building's 5 doors, 7 cards, 8 readers", c)
 			}
 		})
 	}
+	waitFor(t, "simulated taps recorded on every node", 30*time.Second, func() (bool, string) {
+		for _, n := range nodes {
+			if n.Machine().LastSeq() < 3 {
+				return false, fmt.Sprintf("%d events", n.Machine().LastSeq())
+			}
+		}
+		return true, ""
+	})
 
 	code, out, errs := run(t, "ctl", "site", "status", "--node", nodes[1].URL())
 	if code != 0 || !strings.Contains(out, "leader") || strings.Count(out, "node") < 3 {
