@@ -22,6 +22,7 @@ func WriteMarkdown(w io.Writer, results []Result, quick bool, at time.Time) erro
 	}
 	fmt.Fprintf(&b, "- run: %s, mode %s\n- machine: %s/%s, %d CPUs, %s\n\n",
 		at.UTC().Format(time.RFC3339), mode, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	b.WriteString(goals)
 	var current string
 	for _, r := range results {
 		if r.Bench != current {
@@ -33,3 +34,19 @@ func WriteMarkdown(w io.Writer, results []Result, quick bool, at time.Time) erro
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// goals are the targets the benchmarks are read against (DESIGN.md §7 and
+// the edge issue); the tables below say where each run stands.
+const goals = `## Goals
+
+| benchmark | metric | goal |
+|---|---|---|
+| door | tap_p99_us | ratio ≤ 1.5 (p99 within 1.5× the broker's bare echo) |
+| write | ops_per_s_c64 | ≥ 40,000 ops/s on a 3-node site |
+| write | commit_p50_us | ratio ≤ 3 (within 3× one fsync) |
+| failover | first_write_ms_p50 | ≤ 800 ms |
+| can | tap_rtt_p99_us | close to the raw-frame floor |
+
+All nodes of a site run in one process on this machine's two cores and one disk, with the load
+generator beside them; a real site runs one node per appliance.
+`
