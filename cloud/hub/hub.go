@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/cloud/web"
+	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1/consolev1connect"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1/statusv1connect"
 )
 
@@ -23,8 +24,11 @@ type Config struct {
 	HTTPAddr string `json:"http_addr"`
 	// Sites are the sites whose edge nodes the hub probes for health.
 	Sites []SiteEndpoint `json:"sites"`
-	// ProbeTimeout bounds one health probe of one node.
+	// ProbeTimeout bounds one health probe, or one event read, of one node.
 	ProbeTimeout Duration `json:"probe_timeout"`
+	// EventPoll is how often the hub reads each site's new access events
+	// for the console's live decisions.
+	EventPoll Duration `json:"event_poll"`
 	// Version is reported in status.
 	Version string `json:"-"`
 }
@@ -37,11 +41,15 @@ type SiteEndpoint struct {
 	Name string `json:"name"`
 	// Nodes are the base URLs of the nodes' local APIs, e.g. "http://127.0.0.1:7001".
 	Nodes []string `json:"nodes"`
+	// APIToken is the site's local API token, which the hub needs to read
+	// the site's access events; without it the console shows no decisions
+	// from this site.
+	APIToken string `json:"api_token"`
 }
 
 // DefaultConfig returns the configuration used when nothing is set.
 func DefaultConfig() Config {
-	return Config{HTTPAddr: "127.0.0.1:8080", ProbeTimeout: Duration(time.Second)}
+	return Config{HTTPAddr: "127.0.0.1:8080", ProbeTimeout: Duration(time.Second), EventPoll: Duration(time.Second)}
 }
 
 // Validate reports the first problem with the configuration.
@@ -54,6 +62,9 @@ func (c Config) Validate() error {
 	}
 	if c.ProbeTimeout <= 0 {
 		return errors.New("hub config: probe_timeout must be positive")
+	}
+	if c.EventPoll <= 0 {
+		return errors.New("hub config: event_poll must be positive")
 	}
 	for i, s := range c.Sites {
 		if s.ID == "" {
@@ -76,6 +87,10 @@ type Hub struct {
 	ln     net.Listener
 	srv    *http.Server
 	served chan error
+
+	feed     feed
+	stopTail context.CancelFunc
+	tails    sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -102,6 +117,7 @@ func (h *Hub) Open(ctx context.Context) error {
 
 	mux := http.NewServeMux()
 	mux.Handle(statusv1connect.NewStatusServiceHandler(&statusService{hub: h}))
+	mux.Handle(consolev1connect.NewConsoleServiceHandler(&consoleService{hub: h}))
 	mux.Handle("/", web.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -119,6 +135,15 @@ func (h *Hub) Open(ctx context.Context) error {
 	}
 	h.served = make(chan error, 1)
 	go func() { h.served <- h.srv.Serve(ln) }()
+	tailCtx, stop := context.WithCancel(context.Background())
+	h.stopTail = stop
+	for _, site := range h.cfg.Sites {
+		if site.APIToken == "" {
+			h.log.Warn("no api_token for site: the console shows no decisions from it", "site", site.ID)
+			continue
+		}
+		h.tails.Go(func() { h.tailSite(tailCtx, site) })
+	}
 	h.log.Info("hub serving", "addr", h.Addr(), "sites", len(h.cfg.Sites))
 	return nil
 }
@@ -141,6 +166,8 @@ func (h *Hub) Close() error {
 		if h.srv == nil {
 			return
 		}
+		h.stopTail()
+		h.tails.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := h.srv.Shutdown(ctx); err != nil {

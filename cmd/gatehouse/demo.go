@@ -135,7 +135,7 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	hcfg := hub.DefaultConfig()
 	hcfg.HTTPAddr = m.Config.HTTPAddr
 	hcfg.Version = Version
-	hcfg.Sites = []hub.SiteEndpoint{{ID: demoSiteID, Name: "Demo HQ", Nodes: urls}}
+	hcfg.Sites = []hub.SiteEndpoint{{ID: demoSiteID, Name: "Demo HQ", Nodes: urls, APIToken: m.apiToken}}
 	m.hub = hub.New(hcfg, log)
 	if err := m.hub.Open(ctx); err != nil {
 		return err

@@ -19,6 +19,8 @@ import (
 
 	"github.com/gatehouse/gatehouse/access"
 	"github.com/gatehouse/gatehouse/edge/node"
+	consolev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1"
+	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1/consolev1connect"
 	statusv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1/statusv1connect"
 )
@@ -291,6 +293,28 @@ func TestDemo(t *testing.T) {
 			}
 		}
 		return true, ""
+	})
+
+	// The console's live decisions: the hub tails the site's events, with
+	// a realistic mix of grants and denies from the simulated readers.
+	console := consolev1connect.NewConsoleServiceClient(http.DefaultClient, strings.TrimSuffix(url, "/"), connect.WithProtoJSON())
+	waitFor(t, "grants and denies in the console's live decisions", 30*time.Second, func() (bool, string) {
+		res, err := console.ListDecisions(context.Background(), connect.NewRequest(&consolev1.ListDecisionsRequest{Limit: 500}))
+		if err != nil {
+			return false, err.Error()
+		}
+		var granted, denied int
+		for _, d := range res.Msg.GetDecisions() {
+			if d.GetSiteName() != "Demo HQ" || strings.Count(d.GetCardMasked(), "*") == 0 && len(d.GetCardMasked()) > 4 {
+				return false, "unexpected decision " + d.String()
+			}
+			if d.GetGranted() {
+				granted++
+			} else {
+				denied++
+			}
+		}
+		return granted > 0 && denied > 0, fmt.Sprintf("%d granted, %d denied", granted, denied)
 	})
 
 	code, out, errs := run(t, "ctl", "site", "status", "--node", nodes[1].URL())

@@ -101,5 +101,48 @@ async function refresh() {
   }
 }
 
-refresh();
-setInterval(refresh, 2000);
+const DECISIONS_URL = "/gatehouse.console.v1.ConsoleService/ListDecisions";
+const MAX_DECISION_ROWS = 50;
+let decisionCursor = 0;
+
+function reasonText(r) {
+  // Connect's JSON gives enum names like "REASON_NO_OFFLINE_ACCESS".
+  return String(r || "REASON_GRANTED").replace(/^REASON_/, "").toLowerCase().replace(/_/g, " ");
+}
+
+async function refreshDecisions() {
+  const res = await fetch(DECISIONS_URL, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "Connect-Protocol-Version": "1" },
+    body: JSON.stringify({ afterCursor: String(decisionCursor), limit: MAX_DECISION_ROWS }),
+  });
+  const msg = await res.json();
+  if (!res.ok) throw new Error(msg.message || res.statusText);
+  const body = document.querySelector("#decisions tbody");
+  const fresh = msg.decisions || [];
+  if (decisionCursor === 0 || msg.truncated) body.replaceChildren();
+  decisionCursor = Number(msg.cursor || 0);
+  if (fresh.length === 0) return;
+  if (body.querySelector("td[colspan]")) body.replaceChildren();
+  for (const d of fresh) {
+    const tr = row([cell(new Date(Number(d.atMs || 0)).toLocaleTimeString()), cell(d.siteName || d.siteId),
+      cell(d.doorId), cell(d.cardMasked), cell(d.granted ? "granted" : "denied", d.granted ? "ok" : "bad"),
+      cell(reasonText(d.reason)), cell(d.node)]);
+    body.insertBefore(tr, body.firstChild);
+  }
+  while (body.children.length > MAX_DECISION_ROWS) body.removeChild(body.lastChild);
+}
+
+async function refreshAll() {
+  await refresh();
+  try {
+    await refreshDecisions();
+  } catch (e) {
+    const err = document.getElementById("error");
+    err.textContent = "Cannot read decisions: " + e.message;
+    err.hidden = false;
+  }
+}
+
+refreshAll();
+setInterval(refreshAll, 1000);
