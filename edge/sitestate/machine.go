@@ -18,6 +18,8 @@
 //	ev/{seq:8}     accessv1.AccessEvent (this site's event log, seq big-endian)
 //	r/{request id} edgev1.CommandResult (first result of a command with a request ID)
 //	m/seq          last assigned event sequence number (8 bytes big-endian)
+//	dseq/{device}  a device's event watermark: the highest contiguous device
+//	               sequence number recorded (8 bytes big-endian)
 package sitestate
 
 import (
@@ -46,6 +48,9 @@ const (
 	// calls only (pruning by age is still to be built).
 	prefixRequest = "r/"
 	keySeq        = "m/seq"
+	// prefixDevSeq keys each device's event watermark
+	// (RecordDeviceEvents).
+	prefixDevSeq = "dseq/"
 )
 
 // Machine is a site's state machine. Apply and Load run on Raft's FSM
@@ -64,11 +69,65 @@ type Machine struct {
 	// command at the same index keeps its sequence numbers.
 	memoIndex uint64
 	seqMemo   map[*raftv1.Command]uint64
+	// devSeq is each device's event watermark; devMemo keeps, like
+	// seqMemo, the watermark a RecordDeviceEvents command started from,
+	// so that re-applying it records the same events.
+	devSeq  map[access.ID]uint64
+	devMemo map[*raftv1.Command]uint64
+
+	// changed is closed (and replaced) when a committed entry or a load
+	// may have changed what doors decide; see Changed.
+	chMu    sync.Mutex
+	changed chan struct{}
 }
 
 // New returns an empty machine for the given site.
 func New(site access.ID, log *slog.Logger) *Machine {
-	return &Machine{site: site, log: log.With("site", string(site)), st: access.NewState()}
+	return &Machine{site: site, log: log.With("site", string(site)), st: access.NewState(),
+		devSeq: map[access.ID]uint64{}, changed: make(chan struct{})}
+}
+
+// Changed returns a channel that is closed the next time the applied state
+// may change what a door decides: after an entry with any command other
+// than event recording commits, and after a load (start, snapshot restore).
+// Take a new channel after each close. It is safe for concurrent use.
+func (m *Machine) Changed() <-chan struct{} {
+	m.chMu.Lock()
+	defer m.chMu.Unlock()
+	return m.changed
+}
+
+// notify closes the current Changed channel.
+func (m *Machine) notify() {
+	m.chMu.Lock()
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.chMu.Unlock()
+}
+
+// Committed implements raftnode.Committer: it signals Changed unless the
+// entry only recorded events (or changed nothing).
+func (m *Machine) Committed(_ uint64, cmds []*raftv1.Command, results []*edgev1.CommandResult) {
+	for i, c := range cmds {
+		if i < len(results) && results[i].GetErrorCode() != "" {
+			continue
+		}
+		switch c.GetOp().(type) {
+		case *raftv1.Command_RecordEvents, *raftv1.Command_RecordDeviceEvents:
+			continue
+		}
+		m.notify()
+		return
+	}
+}
+
+// DeviceSeq returns the event watermark of a device: the highest sequence
+// number up to which every event of the device is recorded in this node's
+// applied state (0 when none is). It is safe for concurrent use.
+func (m *Machine) DeviceSeq(device access.ID) uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.devSeq[device]
 }
 
 // Site returns the site this machine serves.
@@ -101,6 +160,7 @@ func (m *Machine) LastSeq() uint64 {
 func (m *Machine) Load(db *badger.DB) error {
 	st := access.NewState()
 	var seq uint64
+	devSeq := map[access.ID]uint64{}
 	err := db.View(func(txn *badger.Txn) error {
 		if item, err := txn.Get([]byte(keySeq)); err == nil {
 			if err := item.Value(func(v []byte) error {
@@ -124,15 +184,31 @@ func (m *Machine) Load(db *badger.DB) error {
 				return fmt.Errorf("sitestate: load %q: %w", key, err)
 			}
 		}
+		dit := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte(prefixDevSeq)})
+		defer dit.Close()
+		for dit.Rewind(); dit.Valid(); dit.Next() {
+			item := dit.Item()
+			key := string(item.Key())
+			if err := item.Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("want 8 bytes, have %d", len(v))
+				}
+				devSeq[access.ID(key[len(prefixDevSeq):])] = binary.BigEndian.Uint64(v)
+				return nil
+			}); err != nil {
+				return fmt.Errorf("sitestate: load %q: %w", key, err)
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
-	m.st, m.seq = st, seq
-	m.memoIndex, m.seqMemo = 0, nil
+	m.st, m.seq, m.devSeq = st, seq, devSeq
+	m.memoIndex, m.seqMemo, m.devMemo = 0, nil, nil
 	m.mu.Unlock()
+	m.notify()
 	c := st.Counts()
 	m.log.Info("state loaded", "cards", c.Cards, "people", c.People, "grants", c.Grants, "last_seq", seq)
 	return nil
@@ -442,6 +518,8 @@ func (m *Machine) apply(txn *badger.Txn, index uint64, cmd *raftv1.Command, res 
 		return m.deletePerson(txn, access.ID(op.DeletePerson.GetPersonId()))
 	case *raftv1.Command_RecordEvents:
 		return m.recordEvents(txn, index, cmd, op.RecordEvents.GetEvents(), res)
+	case *raftv1.Command_RecordDeviceEvents:
+		return m.recordDeviceEvents(txn, index, cmd, op.RecordDeviceEvents, res)
 	case nil:
 		return access.Errorf(access.Invalid, "command has no operation")
 	default:
@@ -509,7 +587,7 @@ func (m *Machine) recordEvents(txn *badger.Txn, index uint64, cmd *raftv1.Comman
 		return access.Errorf(access.Invalid, "record events: no events")
 	}
 	if m.memoIndex != index {
-		m.memoIndex, m.seqMemo = index, nil
+		m.memoIndex, m.seqMemo, m.devMemo = index, nil, nil
 	}
 	first, memo := m.seqMemo[cmd]
 	if !memo {
@@ -546,6 +624,59 @@ func (m *Machine) recordEvents(txn *badger.Txn, index uint64, cmd *raftv1.Comman
 		})
 	}
 	res.FirstSeq = first
+	return nil
+}
+
+// recordDeviceEvents records the events of one device that follow its
+// watermark without a gap, skipping duplicates, and moves the watermark.
+// Events recorded are appended to the site's event log like recordEvents
+// does; an entry with nothing new changes nothing but is not an error.
+func (m *Machine) recordDeviceEvents(txn *badger.Txn, index uint64, cmd *raftv1.Command, op *raftv1.RecordDeviceEvents, res *edgev1.CommandResult) error {
+	dev := access.ID(op.GetDeviceId())
+	if _, err := access.ParseID(string(dev)); err != nil {
+		return access.Errorf(access.Invalid, "record device events: device: %w", err)
+	}
+	if m.memoIndex != index {
+		m.memoIndex, m.seqMemo, m.devMemo = index, nil, nil
+	}
+	mark, memo := m.devMemo[cmd]
+	if !memo {
+		mark = m.devSeq[dev]
+	}
+	from := mark
+	if s := op.GetSkipTo(); s > mark {
+		mark = s
+	}
+	var rec []*accessv1.AccessEvent
+	for _, e := range op.GetEvents() {
+		s := e.GetDeviceSeq()
+		if s <= mark {
+			continue // a duplicate
+		}
+		if s != mark+1 {
+			break // a gap: the device resends
+		}
+		ev := proto.CloneOf(e)
+		ev.DeviceId = string(dev)
+		rec = append(rec, ev)
+		mark = s
+	}
+	if mark == from {
+		return nil
+	}
+	if err := store(txn.Set([]byte(prefixDevSeq+string(dev)), binary.BigEndian.AppendUint64(nil, mark))); err != nil {
+		return err
+	}
+	if len(rec) > 0 {
+		if err := m.recordEvents(txn, index, cmd, rec, res); err != nil {
+			return err
+		}
+	}
+	if m.devMemo == nil {
+		m.devMemo = map[*raftv1.Command]uint64{}
+	}
+	m.devMemo[cmd] = from
+	m.devSeq[dev] = mark
 	return nil
 }
 

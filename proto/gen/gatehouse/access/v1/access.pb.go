@@ -1651,7 +1651,22 @@ type AccessEvent struct {
 	// Request ID of the tap, for idempotence.
 	RequestId string `protobuf:"bytes,9,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Node that decided.
-	Node          string `protobuf:"bytes,10,opt,name=node,proto3" json:"node,omitempty"`
+	Node string `protobuf:"bytes,10,opt,name=node,proto3" json:"node,omitempty"`
+	// Device that reported the event, for events a device recorded itself
+	// (a door controller's offline decisions and door events); empty for
+	// decisions made by a node.
+	DeviceId string `protobuf:"bytes,11,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// The device's own sequence number of the event (with device_id).
+	DeviceSeq uint64 `protobuf:"varint,12,opt,name=device_seq,json=deviceSeq,proto3" json:"device_seq,omitempty"`
+	// Empty for a door decision; otherwise the device event type, such as
+	// "forced_open", "held_open", "tamper" or "door_opened"
+	// (docs/protocol-mqtt.md §9.1).
+	Type string `protobuf:"bytes,13,opt,name=type,proto3" json:"type,omitempty"`
+	// Whether the decision was made under the offline rule: by a door
+	// controller cut off from its site, or by a node without a lease.
+	Offline bool `protobuf:"varint,14,opt,name=offline,proto3" json:"offline,omitempty"`
+	// Detail of a device event, such as the error of a rejected command.
+	Detail        string `protobuf:"bytes,15,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1752,6 +1767,41 @@ func (x *AccessEvent) GetRequestId() string {
 func (x *AccessEvent) GetNode() string {
 	if x != nil {
 		return x.Node
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetDeviceSeq() uint64 {
+	if x != nil {
+		return x.DeviceSeq
+	}
+	return 0
+}
+
+func (x *AccessEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetOffline() bool {
+	if x != nil {
+		return x.Offline
+	}
+	return false
+}
+
+func (x *AccessEvent) GetDetail() string {
+	if x != nil {
+		return x.Detail
 	}
 	return ""
 }
@@ -1951,7 +2001,7 @@ const file_gatehouse_access_v1_access_proto_rawDesc = "" +
 	"\x11allowed_group_ids\x18\x03 \x03(\tR\x0fallowedGroupIds\x12-\n" +
 	"\x12required_documents\x18\x04 \x03(\tR\x11requiredDocuments\x12&\n" +
 	"\x0fmax_duration_ms\x18\x05 \x01(\x03R\rmaxDurationMs\x12'\n" +
-	"\x0fescort_required\x18\x06 \x01(\bR\x0eescortRequired\"\x98\x02\n" +
+	"\x0fescort_required\x18\x06 \x01(\bR\x0eescortRequired\"\x9a\x03\n" +
 	"\vAccessEvent\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x13\n" +
@@ -1964,7 +2014,13 @@ const file_gatehouse_access_v1_access_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\t \x01(\tR\trequestId\x12\x12\n" +
 	"\x04node\x18\n" +
-	" \x01(\tR\x04node\"\xd0\x01\n" +
+	" \x01(\tR\x04node\x12\x1b\n" +
+	"\tdevice_id\x18\v \x01(\tR\bdeviceId\x12\x1d\n" +
+	"\n" +
+	"device_seq\x18\f \x01(\x04R\tdeviceSeq\x12\x12\n" +
+	"\x04type\x18\r \x01(\tR\x04type\x12\x18\n" +
+	"\aoffline\x18\x0e \x01(\bR\aoffline\x12\x16\n" +
+	"\x06detail\x18\x0f \x01(\tR\x06detail\"\xd0\x01\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\asite_id\x18\x02 \x01(\tR\x06siteId\x123\n" +

@@ -117,6 +117,7 @@ type Command struct {
 	//	*Command_RecordEvents
 	//	*Command_PutDevice
 	//	*Command_RemoveDevice
+	//	*Command_RecordDeviceEvents
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -342,6 +343,15 @@ func (x *Command) GetRemoveDevice() *RemoveDevice {
 	return nil
 }
 
+func (x *Command) GetRecordDeviceEvents() *RecordDeviceEvents {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RecordDeviceEvents); ok {
+			return x.RecordDeviceEvents
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -436,6 +446,12 @@ type Command_RemoveDevice struct {
 	RemoveDevice *RemoveDevice `protobuf:"bytes,27,opt,name=remove_device,json=removeDevice,proto3,oneof"`
 }
 
+type Command_RecordDeviceEvents struct {
+	// Append a device's sequenced events (a door controller's) to the
+	// site's event log, each (device, device_seq) once.
+	RecordDeviceEvents *RecordDeviceEvents `protobuf:"bytes,28,opt,name=record_device_events,json=recordDeviceEvents,proto3,oneof"`
+}
+
 func (*Command_PutSite) isCommand_Op() {}
 
 func (*Command_PutZone) isCommand_Op() {}
@@ -471,6 +487,8 @@ func (*Command_RecordEvents) isCommand_Op() {}
 func (*Command_PutDevice) isCommand_Op() {}
 
 func (*Command_RemoveDevice) isCommand_Op() {}
+
+func (*Command_RecordDeviceEvents) isCommand_Op() {}
 
 // RemoveGrant tombstones one grant.
 type RemoveGrant struct {
@@ -813,6 +831,79 @@ func (x *RemoveDevice) GetDeviceId() string {
 	return ""
 }
 
+// RecordDeviceEvents appends the events of one device, numbered by the
+// device's own event sequence (docs/protocol-mqtt.md §6.3), to the site's
+// event log. The state keeps, per device, the highest contiguous sequence
+// number recorded (the watermark the site acknowledges). Applying records
+// the events in order: one at or below the watermark is a duplicate and
+// skipped; one at the watermark plus one is recorded and moves the
+// watermark; recording stops at the first gap.
+type RecordDeviceEvents struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Device that reported the events.
+	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// Events in ascending device_seq order, each with device_id and
+	// device_seq set; the applier assigns their site sequence numbers.
+	Events []*v1.AccessEvent `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	// When above the watermark: the device no longer holds the events up to
+	// and including skip_to (a permanent gap), so the watermark moves there
+	// before the events are recorded. 0: no gap is skipped.
+	SkipTo        uint64 `protobuf:"varint,3,opt,name=skip_to,json=skipTo,proto3" json:"skip_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordDeviceEvents) Reset() {
+	*x = RecordDeviceEvents{}
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordDeviceEvents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordDeviceEvents) ProtoMessage() {}
+
+func (x *RecordDeviceEvents) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordDeviceEvents.ProtoReflect.Descriptor instead.
+func (*RecordDeviceEvents) Descriptor() ([]byte, []int) {
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RecordDeviceEvents) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *RecordDeviceEvents) GetEvents() []*v1.AccessEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *RecordDeviceEvents) GetSkipTo() uint64 {
+	if x != nil {
+		return x.SkipTo
+	}
+	return 0
+}
+
 var File_gatehouse_raft_v1_raft_proto protoreflect.FileDescriptor
 
 const file_gatehouse_raft_v1_raft_proto_rawDesc = "" +
@@ -820,7 +911,7 @@ const file_gatehouse_raft_v1_raft_proto_rawDesc = "" +
 	"\x1cgatehouse/raft/v1/raft.proto\x12\x11gatehouse.raft.v1\x1a gatehouse/access/v1/access.proto\"Y\n" +
 	"\x05Entry\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x126\n" +
-	"\bcommands\x18\x02 \x03(\v2\x1a.gatehouse.raft.v1.CommandR\bcommands\"\x88\n" +
+	"\bcommands\x18\x02 \x03(\v2\x1a.gatehouse.raft.v1.CommandR\bcommands\"\xe3\n" +
 	"\n" +
 	"\aCommand\x120\n" +
 	"\x05stamp\x18\x01 \x01(\v2\x1a.gatehouse.access.v1.StampR\x05stamp\x12\x14\n" +
@@ -848,7 +939,8 @@ const file_gatehouse_raft_v1_raft_proto_rawDesc = "" +
 	"\rrecord_events\x18\x19 \x01(\v2\x1f.gatehouse.raft.v1.RecordEventsH\x00R\frecordEvents\x12<\n" +
 	"\n" +
 	"put_device\x18\x1a \x01(\v2\x1b.gatehouse.access.v1.DeviceH\x00R\tputDevice\x12F\n" +
-	"\rremove_device\x18\x1b \x01(\v2\x1f.gatehouse.raft.v1.RemoveDeviceH\x00R\fremoveDeviceB\x04\n" +
+	"\rremove_device\x18\x1b \x01(\v2\x1f.gatehouse.raft.v1.RemoveDeviceH\x00R\fremoveDevice\x12Y\n" +
+	"\x14record_device_events\x18\x1c \x01(\v2%.gatehouse.raft.v1.RecordDeviceEventsH\x00R\x12recordDeviceEventsB\x04\n" +
 	"\x02op\"(\n" +
 	"\vRemoveGrant\x12\x19\n" +
 	"\bgrant_id\x18\x01 \x01(\tR\agrantId\"`\n" +
@@ -866,7 +958,11 @@ const file_gatehouse_raft_v1_raft_proto_rawDesc = "" +
 	"\fRecordEvents\x128\n" +
 	"\x06events\x18\x01 \x03(\v2 .gatehouse.access.v1.AccessEventR\x06events\"+\n" +
 	"\fRemoveDevice\x12\x1b\n" +
-	"\tdevice_id\x18\x01 \x01(\tR\bdeviceIdB\xcb\x01\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"\x84\x01\n" +
+	"\x12RecordDeviceEvents\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x128\n" +
+	"\x06events\x18\x02 \x03(\v2 .gatehouse.access.v1.AccessEventR\x06events\x12\x17\n" +
+	"\askip_to\x18\x03 \x01(\x04R\x06skipToB\xcb\x01\n" +
 	"\x15com.gatehouse.raft.v1B\tRaftProtoP\x01ZAgithub.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1;raftv1\xa2\x02\x03GRX\xaa\x02\x11Gatehouse.Raft.V1\xca\x02\x11Gatehouse\\Raft\\V1\xe2\x02\x1dGatehouse\\Raft\\V1\\GPBMetadata\xea\x02\x13Gatehouse::Raft::V1b\x06proto3"
 
 var (
@@ -881,62 +977,65 @@ func file_gatehouse_raft_v1_raft_proto_rawDescGZIP() []byte {
 	return file_gatehouse_raft_v1_raft_proto_rawDescData
 }
 
-var file_gatehouse_raft_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_gatehouse_raft_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_gatehouse_raft_v1_raft_proto_goTypes = []any{
-	(*Entry)(nil),          // 0: gatehouse.raft.v1.Entry
-	(*Command)(nil),        // 1: gatehouse.raft.v1.Command
-	(*RemoveGrant)(nil),    // 2: gatehouse.raft.v1.RemoveGrant
-	(*SetCardStatus)(nil),  // 3: gatehouse.raft.v1.SetCardStatus
-	(*AdvanceVisit)(nil),   // 4: gatehouse.raft.v1.AdvanceVisit
-	(*DeletePerson)(nil),   // 5: gatehouse.raft.v1.DeletePerson
-	(*RemoveCard)(nil),     // 6: gatehouse.raft.v1.RemoveCard
-	(*RecordEvents)(nil),   // 7: gatehouse.raft.v1.RecordEvents
-	(*RemoveDevice)(nil),   // 8: gatehouse.raft.v1.RemoveDevice
-	(*v1.Stamp)(nil),       // 9: gatehouse.access.v1.Stamp
-	(*v1.Site)(nil),        // 10: gatehouse.access.v1.Site
-	(*v1.Zone)(nil),        // 11: gatehouse.access.v1.Zone
-	(*v1.Door)(nil),        // 12: gatehouse.access.v1.Door
-	(*v1.Schedule)(nil),    // 13: gatehouse.access.v1.Schedule
-	(*v1.Group)(nil),       // 14: gatehouse.access.v1.Group
-	(*v1.Person)(nil),      // 15: gatehouse.access.v1.Person
-	(*v1.Card)(nil),        // 16: gatehouse.access.v1.Card
-	(*v1.Grant)(nil),       // 17: gatehouse.access.v1.Grant
-	(*v1.Visit)(nil),       // 18: gatehouse.access.v1.Visit
-	(*v1.VisitorType)(nil), // 19: gatehouse.access.v1.VisitorType
-	(*v1.Device)(nil),      // 20: gatehouse.access.v1.Device
-	(v1.CardStatus)(0),     // 21: gatehouse.access.v1.CardStatus
-	(v1.VisitState)(0),     // 22: gatehouse.access.v1.VisitState
-	(*v1.AccessEvent)(nil), // 23: gatehouse.access.v1.AccessEvent
+	(*Entry)(nil),              // 0: gatehouse.raft.v1.Entry
+	(*Command)(nil),            // 1: gatehouse.raft.v1.Command
+	(*RemoveGrant)(nil),        // 2: gatehouse.raft.v1.RemoveGrant
+	(*SetCardStatus)(nil),      // 3: gatehouse.raft.v1.SetCardStatus
+	(*AdvanceVisit)(nil),       // 4: gatehouse.raft.v1.AdvanceVisit
+	(*DeletePerson)(nil),       // 5: gatehouse.raft.v1.DeletePerson
+	(*RemoveCard)(nil),         // 6: gatehouse.raft.v1.RemoveCard
+	(*RecordEvents)(nil),       // 7: gatehouse.raft.v1.RecordEvents
+	(*RemoveDevice)(nil),       // 8: gatehouse.raft.v1.RemoveDevice
+	(*RecordDeviceEvents)(nil), // 9: gatehouse.raft.v1.RecordDeviceEvents
+	(*v1.Stamp)(nil),           // 10: gatehouse.access.v1.Stamp
+	(*v1.Site)(nil),            // 11: gatehouse.access.v1.Site
+	(*v1.Zone)(nil),            // 12: gatehouse.access.v1.Zone
+	(*v1.Door)(nil),            // 13: gatehouse.access.v1.Door
+	(*v1.Schedule)(nil),        // 14: gatehouse.access.v1.Schedule
+	(*v1.Group)(nil),           // 15: gatehouse.access.v1.Group
+	(*v1.Person)(nil),          // 16: gatehouse.access.v1.Person
+	(*v1.Card)(nil),            // 17: gatehouse.access.v1.Card
+	(*v1.Grant)(nil),           // 18: gatehouse.access.v1.Grant
+	(*v1.Visit)(nil),           // 19: gatehouse.access.v1.Visit
+	(*v1.VisitorType)(nil),     // 20: gatehouse.access.v1.VisitorType
+	(*v1.Device)(nil),          // 21: gatehouse.access.v1.Device
+	(v1.CardStatus)(0),         // 22: gatehouse.access.v1.CardStatus
+	(v1.VisitState)(0),         // 23: gatehouse.access.v1.VisitState
+	(*v1.AccessEvent)(nil),     // 24: gatehouse.access.v1.AccessEvent
 }
 var file_gatehouse_raft_v1_raft_proto_depIdxs = []int32{
 	1,  // 0: gatehouse.raft.v1.Entry.commands:type_name -> gatehouse.raft.v1.Command
-	9,  // 1: gatehouse.raft.v1.Command.stamp:type_name -> gatehouse.access.v1.Stamp
-	10, // 2: gatehouse.raft.v1.Command.put_site:type_name -> gatehouse.access.v1.Site
-	11, // 3: gatehouse.raft.v1.Command.put_zone:type_name -> gatehouse.access.v1.Zone
-	12, // 4: gatehouse.raft.v1.Command.put_door:type_name -> gatehouse.access.v1.Door
-	13, // 5: gatehouse.raft.v1.Command.put_schedule:type_name -> gatehouse.access.v1.Schedule
-	14, // 6: gatehouse.raft.v1.Command.put_group:type_name -> gatehouse.access.v1.Group
-	15, // 7: gatehouse.raft.v1.Command.put_person:type_name -> gatehouse.access.v1.Person
-	16, // 8: gatehouse.raft.v1.Command.put_card:type_name -> gatehouse.access.v1.Card
-	17, // 9: gatehouse.raft.v1.Command.put_grant:type_name -> gatehouse.access.v1.Grant
+	10, // 1: gatehouse.raft.v1.Command.stamp:type_name -> gatehouse.access.v1.Stamp
+	11, // 2: gatehouse.raft.v1.Command.put_site:type_name -> gatehouse.access.v1.Site
+	12, // 3: gatehouse.raft.v1.Command.put_zone:type_name -> gatehouse.access.v1.Zone
+	13, // 4: gatehouse.raft.v1.Command.put_door:type_name -> gatehouse.access.v1.Door
+	14, // 5: gatehouse.raft.v1.Command.put_schedule:type_name -> gatehouse.access.v1.Schedule
+	15, // 6: gatehouse.raft.v1.Command.put_group:type_name -> gatehouse.access.v1.Group
+	16, // 7: gatehouse.raft.v1.Command.put_person:type_name -> gatehouse.access.v1.Person
+	17, // 8: gatehouse.raft.v1.Command.put_card:type_name -> gatehouse.access.v1.Card
+	18, // 9: gatehouse.raft.v1.Command.put_grant:type_name -> gatehouse.access.v1.Grant
 	2,  // 10: gatehouse.raft.v1.Command.remove_grant:type_name -> gatehouse.raft.v1.RemoveGrant
 	3,  // 11: gatehouse.raft.v1.Command.set_card_status:type_name -> gatehouse.raft.v1.SetCardStatus
-	18, // 12: gatehouse.raft.v1.Command.put_visit:type_name -> gatehouse.access.v1.Visit
+	19, // 12: gatehouse.raft.v1.Command.put_visit:type_name -> gatehouse.access.v1.Visit
 	4,  // 13: gatehouse.raft.v1.Command.advance_visit:type_name -> gatehouse.raft.v1.AdvanceVisit
-	19, // 14: gatehouse.raft.v1.Command.put_visitor_type:type_name -> gatehouse.access.v1.VisitorType
+	20, // 14: gatehouse.raft.v1.Command.put_visitor_type:type_name -> gatehouse.access.v1.VisitorType
 	5,  // 15: gatehouse.raft.v1.Command.delete_person:type_name -> gatehouse.raft.v1.DeletePerson
 	6,  // 16: gatehouse.raft.v1.Command.remove_card:type_name -> gatehouse.raft.v1.RemoveCard
 	7,  // 17: gatehouse.raft.v1.Command.record_events:type_name -> gatehouse.raft.v1.RecordEvents
-	20, // 18: gatehouse.raft.v1.Command.put_device:type_name -> gatehouse.access.v1.Device
+	21, // 18: gatehouse.raft.v1.Command.put_device:type_name -> gatehouse.access.v1.Device
 	8,  // 19: gatehouse.raft.v1.Command.remove_device:type_name -> gatehouse.raft.v1.RemoveDevice
-	21, // 20: gatehouse.raft.v1.SetCardStatus.status:type_name -> gatehouse.access.v1.CardStatus
-	22, // 21: gatehouse.raft.v1.AdvanceVisit.state:type_name -> gatehouse.access.v1.VisitState
-	23, // 22: gatehouse.raft.v1.RecordEvents.events:type_name -> gatehouse.access.v1.AccessEvent
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	9,  // 20: gatehouse.raft.v1.Command.record_device_events:type_name -> gatehouse.raft.v1.RecordDeviceEvents
+	22, // 21: gatehouse.raft.v1.SetCardStatus.status:type_name -> gatehouse.access.v1.CardStatus
+	23, // 22: gatehouse.raft.v1.AdvanceVisit.state:type_name -> gatehouse.access.v1.VisitState
+	24, // 23: gatehouse.raft.v1.RecordEvents.events:type_name -> gatehouse.access.v1.AccessEvent
+	24, // 24: gatehouse.raft.v1.RecordDeviceEvents.events:type_name -> gatehouse.access.v1.AccessEvent
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_raft_v1_raft_proto_init() }
@@ -963,6 +1062,7 @@ func file_gatehouse_raft_v1_raft_proto_init() {
 		(*Command_RecordEvents)(nil),
 		(*Command_PutDevice)(nil),
 		(*Command_RemoveDevice)(nil),
+		(*Command_RecordDeviceEvents)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -970,7 +1070,7 @@ func file_gatehouse_raft_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_raft_v1_raft_proto_rawDesc), len(file_gatehouse_raft_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
