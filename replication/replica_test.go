@@ -350,25 +350,29 @@ func TestDeltaValidate(t *testing.T) {
 		t.Fatalf("valid delta: %v", err)
 	}
 	for name, mutate := range map[string]func(*Delta){
-		"Seq0":          func(d *Delta) { d.Seq = 0 },
-		"StampOrigin":   func(d *Delta) { d.Stamp.Origin = "site-a" },
-		"ZeroStamp":     func(d *Delta) { d.Stamp = Stamp{} },
-		"Lane":          func(d *Delta) { d.Lane = LanePriority },
-		"RevokeNormal":  func(d *Delta) { d.Ops = []Op{RevokeOp(uGroups[0])} },
-		"Kind":          func(d *Delta) { d.Kind = 99 },
-		"ID":            func(d *Delta) { d.ID = "nope" },
-		"LowerID":       func(d *Delta) { d.ID = "01jbx000000000000000000030" },
-		"NoOps":         func(d *Delta) { d.Ops = nil },
-		"Field":         func(d *Delta) { d.Ops = []Op{SetOp("colour", "red")} },
-		"Bool":          func(d *Delta) { d.Ops = []Op{SetOp("offline_access", "yes")} },
-		"Time":          func(d *Delta) { d.Ops = []Op{SetOp("valid_from", "012")} },
-		"Enum":          func(d *Delta) { d.Ops = []Op{SetOp("kind", "alien")} },
-		"OpForKind":     func(d *Delta) { d.Ops = []Op{AdvanceOp(access.VisitInvited)} },
-		"Observed":      func(d *Delta) { d.Ops = []Op{{Type: OpEnable, Observed: []Stamp{{2, 0, "a"}, {1, 0, "a"}}}} },
-		"CardReason":    func(d *Delta) { d.Kind, d.ID, d.Lane, d.Ops = KindCard, "1001", LanePriority, []Op{DisableOp("active")} },
-		"CardID":        func(d *Delta) { d.Kind, d.ID = KindCard, "01001" },
-		"Holder":        func(d *Delta) { d.Kind, d.ID, d.Ops = KindCard, "1001", []Op{AddOp("holders", "x/y")} },
-		"GrantWindow":   func(d *Delta) { d.Kind, d.Ops = KindGrant, []Op{{Type: OpGrant, Value: string(uPeople[0]) + " " + string(uGroups[0]) + " 5 4"}} },
+		"Seq0":         func(d *Delta) { d.Seq = 0 },
+		"StampOrigin":  func(d *Delta) { d.Stamp.Origin = "site-a" },
+		"ZeroStamp":    func(d *Delta) { d.Stamp = Stamp{} },
+		"Lane":         func(d *Delta) { d.Lane = LanePriority },
+		"RevokeNormal": func(d *Delta) { d.Ops = []Op{RevokeOp(uGroups[0])} },
+		"Kind":         func(d *Delta) { d.Kind = 99 },
+		"ID":           func(d *Delta) { d.ID = "nope" },
+		"LowerID":      func(d *Delta) { d.ID = "01jbx000000000000000000030" },
+		"NoOps":        func(d *Delta) { d.Ops = nil },
+		"Field":        func(d *Delta) { d.Ops = []Op{SetOp("colour", "red")} },
+		"Bool":         func(d *Delta) { d.Ops = []Op{SetOp("offline_access", "yes")} },
+		"Time":         func(d *Delta) { d.Ops = []Op{SetOp("valid_from", "012")} },
+		"Enum":         func(d *Delta) { d.Ops = []Op{SetOp("kind", "alien")} },
+		"OpForKind":    func(d *Delta) { d.Ops = []Op{AdvanceOp(access.VisitInvited)} },
+		"Observed":     func(d *Delta) { d.Ops = []Op{{Type: OpEnable, Observed: []Stamp{{2, 0, "a"}, {1, 0, "a"}}}} },
+		"CardReason": func(d *Delta) {
+			d.Kind, d.ID, d.Lane, d.Ops = KindCard, "1001", LanePriority, []Op{DisableOp("active")}
+		},
+		"CardID": func(d *Delta) { d.Kind, d.ID = KindCard, "01001" },
+		"Holder": func(d *Delta) { d.Kind, d.ID, d.Ops = KindCard, "1001", []Op{AddOp("holders", "x/y")} },
+		"GrantWindow": func(d *Delta) {
+			d.Kind, d.Ops = KindGrant, []Op{{Type: OpGrant, Value: string(uPeople[0]) + " " + string(uGroups[0]) + " 5 4"}}
+		},
 		"UnexpectedVal": func(d *Delta) { d.Lane, d.Ops = LanePriority, []Op{{Type: OpDelete, Value: "x"}} },
 	} {
 		t.Run(name, func(t *testing.T) {
