@@ -9,9 +9,17 @@
 // site-to-device topics (renewed after every reconnect, since a clean
 // session forgets them), strict decoding of what it receives, and
 // automatic reconnection. A device kind is a small type on top of a Conn
-// that handles its channels: Reader is the first. Door controllers (with
-// their offline cache), kiosks and card dispensers are the next ones to
-// add the same way; they are not built yet (docs/sim.md).
+// that handles its channels: Reader and Controller so far; kiosks and card
+// dispensers are the next ones to add the same way (docs/sim.md).
+//
+// Controller is a door controller, over MQTT (DialController) or CAN
+// (OpenCANController, through hardware/canbus): it keeps its offline
+// caches, event counter, event buffer, door modes and cut-off state on its
+// own storage (a bbolt file in its state directory) across restarts, sends
+// taps to its site and uses the site's decision, decides alone from the
+// cache when it is cut off or a decision does not come, fails secure on a
+// high-security door after its maximum offline time, and replays its
+// unacknowledged events in order on reconnect and on the site's resend.
 //
 // Reader publishes taps, each with a request ID unique for the device, and
 // matches decisions to the tap waiting for them by request ID, measuring
@@ -83,6 +91,17 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// Log receives the device's logs (nil: discard).
 	Log *slog.Logger
+	// Background makes Dial return at once and connect in the background,
+	// retrying (at most 2 s apart) until Close: a device that starts while
+	// its broker is unreachable keeps working and connects later. Without
+	// it, Dial waits for the first connect and fails when it fails.
+	Background bool
+	// OnConnect, when set, is called after every connect once the device
+	// has subscribed and published its online state, on its own goroutine.
+	OnConnect func()
+	// OnConnectionLost, when set, is called when the connection is lost,
+	// on paho's goroutine; it must not block.
+	OnConnectionLost func(error)
 }
 
 // withDefaults returns c with defaults filled in.
@@ -188,12 +207,21 @@ func Dial(ctx context.Context, cfg Config, status func() mqttproto.State, handle
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			c.lost.Add(1)
 			c.log.Warn("device connection lost; reconnecting", "err", err)
+			if cfg.OnConnectionLost != nil {
+				cfg.OnConnectionLost(err)
+			}
 		})
+	if cfg.Background {
+		opts.SetConnectRetry(true).SetConnectRetryInterval(maxReconnectInterval / 4)
+	}
 	if cfg.TLS != nil {
 		opts.SetTLSConfig(cfg.TLS)
 	}
 	c.client = paho.NewClient(opts)
 	tok := c.client.Connect()
+	if cfg.Background {
+		return c, nil
+	}
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():
@@ -229,6 +257,9 @@ func (c *Conn) onConnect(cl paho.Client) {
 	select {
 	case c.ready <- err:
 	default: // nobody waits after Dial: a reconnect
+	}
+	if err == nil && c.cfg.OnConnect != nil {
+		c.cfg.OnConnect()
 	}
 }
 
@@ -269,6 +300,18 @@ func (c *Conn) publishState(cl paho.Client) error {
 		return err
 	}
 	return c.wait(cl.Publish(c.dev.Topic(mqttproto.ChannelState).String(), mqttproto.QoS, true, b), "publish state")
+}
+
+// PublishState publishes the device's current state (retained) and waits
+// for the broker's acknowledgement, at most the connect timeout. It
+// returns ErrClosed after Close and the publication's error.
+func (c *Conn) PublishState() error {
+	select {
+	case <-c.closed:
+		return ErrClosed
+	default:
+	}
+	return c.publishState(c.client)
 }
 
 // wait waits for a token, at most the connect timeout.
