@@ -64,6 +64,9 @@ type SimMain struct {
 	Config SimConfig
 	Verb   string
 	Files  []string
+	acs    *SimACSMain // set for "sim acs" (sim_acs.go)
+
+	site *SimSiteMain // set for "sim site" (sim_site.go)
 }
 
 // simVerbs describes the verbs, in the order --help lists them.
@@ -71,6 +74,8 @@ var simVerbs = []struct{ name, args, help string }{
 	{"run", "FILE...", "run scenarios against a site: apply each one's setup, connect its readers, run its steps on its clock, print a timeline and a summary; exit 0 only if every expectation held"},
 	{"load", "FILE", "tap a scenario's cards at N new readers at R taps/s in total for D (open loop), printing rates and latency percentiles every second"},
 	{"check", "FILE...", "parse scenarios and report every error, without touching a site"},
+	{"acs", "", "simulate a third-party access-control system's API (--style gallagher|netbox); see \"sim acs --help\""},
+	{"site", "", simSiteHelp + "; see \"sim site --help\""},
 }
 
 // bindSim registers the flags of verb on fs.
@@ -138,6 +143,12 @@ func (m *SimMain) ParseFlags(args []string) error {
 		simUsage(m.stdout)
 		return flag.ErrHelp
 	case "run", "load", "check":
+	case "acs":
+		m.Verb, m.acs = "acs", &SimACSMain{env: m.env}
+		return m.acs.ParseFlags(args[1:])
+	case "site":
+		m.Verb, m.site = "site", &SimSiteMain{env: m.env}
+		return m.site.ParseFlags(args[1:])
 	default:
 		simUsage(m.stderr)
 		return fmt.Errorf("%w: unknown verb %q (want run, load or check)", errUsage, args[0])
@@ -260,6 +271,12 @@ func parseFiles(w io.Writer, files []string) ([]*scenario.Scenario, error) {
 
 // Run runs the verb.
 func (m *SimMain) Run(ctx context.Context) error {
+	if m.acs != nil {
+		return m.acs.Run(ctx)
+	}
+	if m.site != nil {
+		return m.site.Run(ctx)
+	}
 	if m.Verb == "check" {
 		scns, err := parseFiles(m.stdout, m.Files)
 		for _, s := range scns {
