@@ -220,8 +220,8 @@ var schemas = map[Kind]schema{
 // a zero sequence number, a zero stamp or one of another origin, an unknown
 // kind, a malformed ID, no operations or too many, an operation the kind
 // does not take, an unknown field or set, a value not in its field's
-// canonical encoding, or a lane that does not match the operations (see
-// LaneOf).
+// canonical encoding, a field set twice, or a lane that does not match the
+// operations (see LaneOf).
 func (d Delta) Validate() error {
 	if err := d.Source().Validate(); err != nil {
 		return access.Errorf(access.Invalid, "delta: %w: %w", ErrBadDelta, err)
@@ -249,9 +249,16 @@ func (d Delta) Validate() error {
 	if len(d.Ops) == 0 || len(d.Ops) > MaxOps {
 		return bad("%d operations, want 1..%d", len(d.Ops), MaxOps)
 	}
+	set := make(map[string]bool)
 	for i, op := range d.Ops {
 		if err := sc.checkOp(op); err != nil {
 			return bad("%s %s: op %d (%s): %v", d.Kind, d.ID, i, op.Type, err)
+		}
+		if op.Type == OpSet {
+			if set[op.Field] {
+				return bad("%s %s: field %s set twice", d.Kind, d.ID, op.Field)
+			}
+			set[op.Field] = true
 		}
 	}
 	if want := LaneOf(d.Ops); d.Lane != want {

@@ -18,6 +18,33 @@
 //     revocations first, never past a gap, and acknowledges only what its
 //     caller says is durable.
 //
-// Revocations win every merge: a removed grant, a disable, a checkout, a
-// cancellation and a deletion can never be undone by a concurrent change.
+// Revocations win every merge: a removed grant, a membership revocation, a
+// disable, a checkout, a cancellation and a deletion can never be undone by
+// a concurrent change. They also travel first: each origin numbers its
+// deltas in two lanes, and sessions send the priority lane (revocations)
+// before the normal one, each in sequence order.
+//
+// A change is made like this (on a site, inside the Raft apply, with the
+// stamp the leader put in the command):
+//
+//	d, err := writer.Make(stamp, replication.KindCard, "4711",
+//		replication.DisableOp("lost"))
+//	...
+//	_, err = replica.Apply(d)
+//
+// and a link to a peer is driven like this (the transport is the caller's):
+//
+//	s, err := replication.NewSession(replication.SessionConfig{
+//		Log: replica, Store: replica, Authorizer: auth, Clock: clock, Durable: durable})
+//	for { m, ok, err := s.Next(); if !ok { break }; send(m) }   // and again after each event
+//	err = s.Receive(msg)                                          // for each message received
+//	s.MarkDurable(v)                                              // once applied deltas are durable
+//
+// Card numbers are unique across the platform by construction elsewhere
+// (every number has one home that assigns it); when a merge still finds a
+// number bound to two live holders, the Replica materialises the card as
+// suspended for both and lists a Conflict.
+//
+// Nothing in this package is safe for concurrent use unless its
+// documentation says so; Clock is.
 package replication

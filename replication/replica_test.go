@@ -350,6 +350,7 @@ func TestDeltaValidate(t *testing.T) {
 		t.Fatalf("valid delta: %v", err)
 	}
 	for name, mutate := range map[string]func(*Delta){
+		"SetTwice":     func(d *Delta) { d.Ops = []Op{SetOp("name", "a"), SetOp("name", "b")} },
 		"Seq0":         func(d *Delta) { d.Seq = 0 },
 		"StampOrigin":  func(d *Delta) { d.Stamp.Origin = "site-a" },
 		"ZeroStamp":    func(d *Delta) { d.Stamp = Stamp{} },
