@@ -133,10 +133,12 @@ type Fence struct {
 // Batch is one atomic write: either every part of it is applied, durably
 // (fsynced), before Commit returns nil, or none is.
 //
-// The parts are checked in this order and the first failure is returned:
-// the fence, the appends, the puts, the claims, the unclaims. Acks cannot
-// fail except for bad input. An origin, an entity (kind, id), a unique key
-// or a peer may appear at most once in each list of a batch.
+// The whole batch is validated first (names, sizes, order, duplicates: an
+// origin, an entity (kind, id), a unique key or a peer may appear at most
+// once in each list, and a key not in both Claim and Unclaim), then checked
+// against the stored state: the fence, the appends, the puts, the claims,
+// the unclaims. Acks cannot fail except for bad input. When several parts
+// would fail, which one's error is returned is unspecified.
 type Batch struct {
 	// Fence, if non-nil, makes the batch conditional on the named site's
 	// lease still being held, unexpired, with that token; otherwise it
