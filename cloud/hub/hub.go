@@ -88,6 +88,7 @@ type Hub struct {
 	srv    *http.Server
 	served chan error
 
+	extra    map[string]http.Handler
 	feed     feed
 	stopTail context.CancelFunc
 	tails    sync.WaitGroup
@@ -99,6 +100,15 @@ type Hub struct {
 // New returns a hub for cfg; it does nothing until Open.
 func New(cfg Config, log *slog.Logger) *Hub {
 	return &Hub{cfg: cfg, log: log.With("component", "hub")}
+}
+
+// Handle serves pattern with handler next to the hub's own routes, such as
+// the demo's caught-mail pages. Call it before Open.
+func (h *Hub) Handle(pattern string, handler http.Handler) {
+	if h.extra == nil {
+		h.extra = map[string]http.Handler{}
+	}
+	h.extra[pattern] = handler
 }
 
 // Open validates the configuration, binds the HTTP address and starts
@@ -119,6 +129,9 @@ func (h *Hub) Open(ctx context.Context) error {
 	mux.Handle(statusv1connect.NewStatusServiceHandler(&statusService{hub: h}))
 	mux.Handle(consolev1connect.NewConsoleServiceHandler(&consoleService{hub: h}))
 	mux.Handle("/", web.Handler())
+	for pattern, handler := range h.extra {
+		mux.Handle(pattern, handler)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/cloud/hub"
+	"github.com/gatehouse/gatehouse/cloud/mail"
 	"github.com/gatehouse/gatehouse/edge/node"
 	"github.com/gatehouse/gatehouse/sim/runner"
 	"github.com/gatehouse/gatehouse/sim/scenario"
@@ -48,6 +49,7 @@ type DemoMain struct {
 	ready func(consoleURL string, nodes []*node.Node)
 
 	hub      *hub.Hub
+	mail     *mail.Catcher
 	nodes    []*node.Node
 	tempDir  string
 	apiToken string
@@ -137,11 +139,21 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	hcfg.Version = Version
 	hcfg.Sites = []hub.SiteEndpoint{{ID: demoSiteID, Name: "Demo HQ", Nodes: urls, APIToken: m.apiToken}}
 	m.hub = hub.New(hcfg, log)
+	// The demo's mail goes to an SMTP server on loopback that keeps it and
+	// shows it at /mail: nothing leaves this machine.
+	catcher, err := mail.StartCatcher("127.0.0.1:0", log.With("component", "mail-catcher"))
+	if err != nil {
+		return err
+	}
+	m.mail = catcher
+	m.hub.Handle("/mail", catcher.Handler())
+	m.hub.Handle("/mail/", catcher.Handler())
 	if err := m.hub.Open(ctx); err != nil {
 		return err
 	}
 	fmt.Fprintf(m.stdout, "Gatehouse demo: hub, a %d-node site and simulated readers (%.3g taps/s) on this machine.\n\n", len(m.nodes), m.Config.TapRate)
 	fmt.Fprintf(m.stdout, "  Console:     %s\n", m.hub.URL())
+	fmt.Fprintf(m.stdout, "  Mail:        %smail  (SMTP catcher on %s)\n", m.hub.URL(), catcher.Addr())
 	for i, u := range urls {
 		fmt.Fprintf(m.stdout, "  Edge node %d: %s  (MQTT broker %s)\n", i+1, u, m.nodes[i].MQTTAddr())
 	}
@@ -207,6 +219,9 @@ func (m *DemoMain) Close() error {
 	}
 	if m.hub != nil {
 		errs = append(errs, m.hub.Close())
+	}
+	if m.mail != nil {
+		errs = append(errs, m.mail.Close())
 	}
 	for i := len(m.nodes) - 1; i >= 0; i-- {
 		errs = append(errs, m.nodes[i].Close())

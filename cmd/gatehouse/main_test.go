@@ -260,6 +260,15 @@ func TestDemo(t *testing.T) {
 	if res.StatusCode != 200 || !strings.Contains(string(body), "Gatehouse console") {
 		t.Fatalf("console: %d %q", res.StatusCode, body)
 	}
+	if res, err := http.Get(url + "mail"); err != nil || res.StatusCode != 200 {
+		t.Fatalf("caught-mail page: %v %v", res, err)
+	} else {
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if !strings.Contains(string(body), "Caught mail") {
+			t.Fatalf("caught-mail page: %q", body)
+		}
+	}
 	client := statusv1connect.NewStatusServiceClient(http.DefaultClient, strings.TrimSuffix(url, "/"), connect.WithProtoJSON())
 	waitFor(t, "all nodes healthy and in step", 30*time.Second, func() (bool, string) {
 		st, err := client.GetStatus(context.Background(), connect.NewRequest(&statusv1.GetStatusRequest{}))

@@ -42,8 +42,14 @@ type Error struct {
 	Msg string
 }
 
-// Error returns "FILE:LINE: MSG".
-func (e *Error) Error() string { return e.File + ":" + strconv.Itoa(e.Line) + ": " + e.Msg }
+// Error returns "FILE:LINE: MSG", or MSG alone for a typed command (no
+// file).
+func (e *Error) Error() string {
+	if e.File == "" {
+		return e.Msg
+	}
+	return e.File + ":" + strconv.Itoa(e.Line) + ": " + e.Msg
+}
 
 // Errors is every problem Parse found, in line order; its Error text has
 // one problem per line.
@@ -323,9 +329,10 @@ func Parse(name string, src []byte) (*File, error) {
 
 // ParseCommand parses one operator command as typed while the site runs:
 // a script line without "at DUR". f is the running site's file, against
-// which doors and dispensers are checked. It returns an *Error (line 0).
+// which doors and dispensers are checked. It returns an *Error without a
+// file or line.
 func ParseCommand(f *File, text string) (Command, error) {
-	p := &parser{f: &File{Name: "command"}, doors: map[string]*Door{}, devices: map[string]*Device{}, live: true}
+	p := &parser{f: &File{}, doors: map[string]*Door{}, devices: map[string]*Device{}, live: true}
 	for _, d := range f.Doors {
 		p.doors[d.Name] = d
 	}
@@ -334,7 +341,7 @@ func ParseCommand(f *File, text string) (Command, error) {
 	}
 	words := strings.Fields(text)
 	if len(words) == 0 {
-		return Command{}, &Error{File: "command", Msg: "empty command"}
+		return Command{}, &Error{Msg: "empty command"}
 	}
 	c, ok := p.command(words)
 	if !ok {
