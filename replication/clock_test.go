@@ -256,3 +256,28 @@ func FuzzStampText(f *testing.F) {
 		}
 	})
 }
+
+// TestClockRestart persists Last and witnesses it in a new clock whose wall
+// clock stepped back: stamps keep increasing across the restart.
+func TestClockRestart(t *testing.T) {
+	w := &fakeWall{t: t0}
+	c := mustClock(t, "me", 0, w)
+	var last Stamp
+	for range 3 {
+		last = c.Now()
+	}
+	if c.Last() != last {
+		t.Fatalf("Last() = %s, want %s", c.Last(), last)
+	}
+	w2 := &fakeWall{t: t0.Add(-time.Hour)}
+	c2 := mustClock(t, "me", 0, w2)
+	if err := c2.Witness(c.Last()); err != nil {
+		t.Fatal(err)
+	}
+	if got := c2.Now(); !last.Less(got) {
+		t.Fatalf("after restart Now() = %s, not after %s", got, last)
+	}
+	if _, err := NewClock("bad origin", 0, nil); !errors.Is(err, ErrBadStamp) {
+		t.Errorf("NewClock with a bad origin: %v", err)
+	}
+}

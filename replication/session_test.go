@@ -447,3 +447,101 @@ func TestSessionMalformedBatch(t *testing.T) {
 		t.Fatalf("malformed batches applied")
 	}
 }
+
+// TestSessionStar runs two sites that never talk to each other, linked
+// only through the hub, over lossy, duplicating, reordering wires with cuts
+// and crashes: the hub relays each site's changes to the other, and all
+// three converge.
+func TestSessionStar(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		hub, sa, sb := newNode(t, "hub"), newNode(t, "site-a"), newNode(t, "site-b")
+		seedBase(t, hub)
+		// Each node's sides (one per link) share its durable vector.
+		sides := map[*node][]*side{}
+		link := func(x, y *node) [2]*side {
+			l := [2]*side{{n: x, durable: x.rep.Vector()}, {n: y, durable: y.rep.Vector()}}
+			l[0].open(t)
+			l[1].open(t)
+			sides[x] = append(sides[x], l[0])
+			sides[y] = append(sides[y], l[1])
+			return l
+		}
+		links := [][2]*side{link(hub, sa), link(hub, sb)}
+		nodes := []*node{hub, sa, sb}
+		markDurable := func(n *node, all bool) {
+			v := Vector{}
+			for _, s := range sides[n] {
+				v = v.Merge(s.durable)
+			}
+			for src, seq := range n.rep.Vector() {
+				if all || src.Origin == n.origin {
+					v.Advance(src, seq)
+				}
+			}
+			for _, s := range sides[n] {
+				s.durable = v.Clone()
+				s.sess.MarkDurable(v)
+			}
+		}
+		for range rapid.IntRange(1, 200).Draw(t, "steps") {
+			l := rapid.SampledFrom(links).Draw(t, "link")
+			dir := rapid.IntRange(0, 1).Draw(t, "dir")
+			from, to := l[dir], l[1-dir]
+			switch rapid.IntRange(0, 9).Draw(t, "action") {
+			case 0:
+				n := rapid.SampledFrom(nodes).Draw(t, "at")
+				randomOp(t, n)
+				markDurable(n, false)
+			case 1, 2, 3:
+				pump(t, from, to)
+			case 4, 5, 6:
+				if len(to.inbox) == 0 {
+					continue
+				}
+				i := rapid.IntRange(0, len(to.inbox)-1).Draw(t, "which")
+				switch rapid.IntRange(0, 5).Draw(t, "fate") {
+				case 0:
+					to.inbox = append(to.inbox[:i:i], to.inbox[i+1:]...)
+				case 1:
+					deliver(t, to, i, true)
+				default:
+					deliver(t, to, i, false)
+				}
+			case 7:
+				markDurable(to.n, true)
+			case 8:
+				from.sess.Resend()
+			case 9:
+				if rapid.Bool().Draw(t, "crash") {
+					to.crash(t)
+					for _, s := range sides[to.n] {
+						for _, l := range links {
+							if l[0] == s || l[1] == s {
+								l[0].open(t)
+								l[1].open(t)
+							}
+						}
+					}
+				} else {
+					l[0].open(t)
+					l[1].open(t)
+				}
+			}
+			for _, l := range links {
+				checkAcks(t, l[0], l[1])
+			}
+		}
+		for _, l := range links {
+			l[0].open(t)
+			l[1].open(t)
+		}
+		for range 3 {
+			for _, l := range links {
+				heal(t, l[0], l[1])
+				markDurable(l[0].n, true)
+				markDurable(l[1].n, true)
+			}
+		}
+		sameState(t, nodes)
+	})
+}
