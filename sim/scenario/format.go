@@ -9,7 +9,7 @@ import (
 )
 
 // Format returns s in canonical form: setup first (zones, doors, schedules,
-// groups, people, readers), then one line per step, each with its time.
+// groups, people, readers, controllers), then one line per step, each with its time.
 // Parsing the result gives s again, line numbers aside.
 func Format(s *Scenario) string {
 	var b strings.Builder
@@ -91,6 +91,13 @@ func Format(s *Scenario) string {
 		ws := []string{"reader", r.Name, "door", r.Door}
 		if r.Broker != 0 {
 			ws = append(ws, "broker", strconv.Itoa(r.Broker))
+		}
+		line(ws...)
+	}
+	for _, c := range s.Controllers {
+		ws := []string{"controller", c.Name, "door", c.Door}
+		if c.Broker != 0 {
+			ws = append(ws, "broker", strconv.Itoa(c.Broker))
 		}
 		line(ws...)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,7 +53,8 @@ func init() {
 		schedule always never now not-now closed-on-holidays daily mon tue wed thu fri sat sun
 		group doors person access-user occupier visitor tenant offline-access inactive card groups
 		valid-from valid-until card-valid-from card-valid-until reader broker
-		at tap expect grant deny within revoke suspend activate deactivate wait`) {
+		at tap expect grant deny within revoke suspend activate deactivate wait
+		controller badge via sensor cut restore restart kill node event acked cache online offline`) {
 		keywords[w] = true
 	}
 }
@@ -70,6 +72,7 @@ func Parse(name string, src []byte) (*Scenario, error) {
 		groups:  map[string]*Group{},
 		people:  map[string]*Person{},
 		readers: map[string]*Reader{},
+		ctls:    map[string]*Controller{},
 		tenants: map[string]bool{},
 		cards:   map[access.CardNumber]string{},
 		grants:  map[[2]string]bool{},
@@ -118,6 +121,7 @@ type parser struct {
 	groups  map[string]*Group
 	people  map[string]*Person
 	readers map[string]*Reader
+	ctls    map[string]*Controller
 	tenants map[string]bool
 	cards   map[access.CardNumber]string // card -> person
 	grants  map[[2]string]bool           // (person, group) held at the current point of the timeline
@@ -261,6 +265,8 @@ func (p *parser) parseLine(line string) {
 		p.person(t)
 	case "reader":
 		p.reader(t)
+	case "controller":
+		p.controller(t)
 	default:
 		setup = false
 	}
@@ -585,15 +591,157 @@ func (p *parser) reader(t *toks) {
 	}
 	if t.peek() == "broker" {
 		t.i++
-		w := t.next("broker number")
-		n, err := strconv.Atoi(w)
-		if err != nil || n < 1 || n > 64 || w != strconv.Itoa(n) {
-			t.fail("bad broker number %s: want 1 for the first --mqtt address, 2 for the second...", quote(w))
-		}
-		r.Broker = n
+		r.Broker = t.number("broker")
 	}
 	t.end()
 	p.s.Readers = append(p.s.Readers, r)
+}
+
+// number reads a broker or node number, 1 to 64.
+func (t *toks) number(what string) int {
+	w := t.next(what + " number")
+	n, err := strconv.Atoi(w)
+	if err != nil || n < 1 || n > 64 || w != strconv.Itoa(n) {
+		t.fail("bad %s number %s: want 1 for the first --mqtt address, 2 for the second...", what, quote(w))
+	}
+	return n
+}
+
+func (p *parser) controller(t *toks) {
+	c := &Controller{Line: p.line, Name: t.name("controller")}
+	if p.ctls[c.Name] != nil {
+		t.fail("duplicate controller %s (first declared on line %d)", quote(c.Name), p.ctls[c.Name].Line)
+	}
+	p.ctls[c.Name] = c
+	t.expect("door")
+	c.Door = t.name("door")
+	if p.doors[c.Door] == nil {
+		t.fail("unknown door %s (declare it with \"door %s\" before this line)", quote(c.Door), c.Door)
+	}
+	if t.peek() == "broker" {
+		t.i++
+		c.Broker = t.number("broker")
+	}
+	t.end()
+	p.s.Controllers = append(p.s.Controllers, c)
+}
+
+// ctl reads the name of a declared controller.
+func (p *parser) ctl(t *toks) string {
+	n := t.name("controller")
+	if p.ctls[n] == nil {
+		t.fail("unknown controller %s (declare it with \"controller %s door DOOR\")", quote(n), n)
+	}
+	return n
+}
+
+// ctlDoor reads "at door DOOR via controller CTL" and checks the door is
+// the controller's.
+func (p *parser) ctlDoor(t *toks, st *Step) {
+	t.expect("at")
+	t.expect("door")
+	st.Door = t.name("door")
+	if p.doors[st.Door] == nil {
+		t.fail("unknown door %s", quote(st.Door))
+	}
+	t.expect("via")
+	t.expect("controller")
+	st.Controller = p.ctl(t)
+	if d := p.ctls[st.Controller].Door; d != st.Door {
+		t.fail("controller %s drives door %s, not %s", st.Controller, d, st.Door)
+	}
+}
+
+// expectation reads "grant" or "deny [REASON]" after "expect".
+func (t *toks) expectation(e *Expect) {
+	e.Set = true
+	switch w := t.next("grant or deny"); w {
+	case "grant":
+		e.Grant = true
+	case "deny":
+		if t.more() && t.peek() != "within" && t.peek() != "acked" {
+			w := t.next("reason")
+			var r access.Reason
+			if err := r.UnmarshalText([]byte(w)); err != nil {
+				t.fail("unknown reason %s (want one of %s)", quote(w), denyReasons())
+			}
+			if r == access.ReasonGranted {
+				t.fail("\"deny granted\" contradicts itself: write \"expect grant\"")
+			}
+			e.Reason = r
+		}
+	default:
+		t.fail("want \"expect grant\" or \"expect deny [REASON]\", found %s", quote(w))
+	}
+}
+
+// within reads an optional "within D".
+func (t *toks) within() time.Duration {
+	if t.peek() != "within" {
+		return 0
+	}
+	t.i++
+	return t.duration("within", time.Millisecond, MaxWithin)
+}
+
+// oneOf reads a word that must be one of allowed.
+func (t *toks) oneOf(what string, allowed []string) string {
+	w := t.next(what)
+	if !slices.Contains(allowed, w) {
+		t.fail("unknown %s %s (want one of %s)", what, quote(w), strings.Join(allowed, ", "))
+	}
+	return w
+}
+
+// expectStep parses what follows "expect" in a step.
+func (p *parser) expectStep(t *toks, st *Step) {
+	switch w := t.next("event, controller or cache"); w {
+	case "event":
+		st.Kind = StepExpectEvent
+		st.Event = t.oneOf("event type", ExpectEvents)
+		t.expect("at")
+		t.expect("controller")
+		st.Controller = p.ctl(t)
+		seen := map[string]bool{}
+		for t.more() && t.peek() != "within" {
+			o := t.next("option")
+			if seen[o] || o == "deny" && seen["grant"] || o == "grant" && seen["deny"] {
+				t.fail("%s given twice", quote(o))
+			}
+			seen[o] = true
+			switch o {
+			case "door":
+				st.Door = t.name("door")
+				if d := p.ctls[st.Controller].Door; d != st.Door {
+					t.fail("controller %s drives door %s, not %s", st.Controller, d, st.Door)
+				}
+			case "card":
+				st.Card = t.card()
+			case "grant", "deny":
+				t.i--
+				t.expectation(&st.Expect)
+			case "acked":
+				st.Acked = true
+			default:
+				t.fail("unknown event option %s (want door, card, grant, deny, acked or within)", quote(o))
+			}
+		}
+		if (st.Card != 0 || st.Expect.Set) && st.Event != "offline_decision" {
+			t.fail("card, grant and deny apply to offline_decision events only")
+		}
+	case "controller":
+		st.Kind = StepExpectState
+		st.Controller = p.ctl(t)
+		st.State = t.oneOf("controller state", []string{"online", "offline"})
+	case "cache":
+		st.Kind = StepExpectCache
+		t.expect("at")
+		t.expect("controller")
+		st.Controller = p.ctl(t)
+	default:
+		t.fail("want \"expect event\", \"expect controller\" or \"expect cache\", found %s", quote(w))
+	}
+	st.Within = t.within()
 }
 
 func (p *parser) step(t *toks) {
@@ -606,7 +754,7 @@ func (p *parser) step(t *toks) {
 			t.fail("at %s is before the time of the previous step (%s); steps run in the order written", formatDuration(st.At), formatDuration(p.clock))
 		}
 	}
-	kw := t.next("step (tap, grant, revoke, suspend, activate, deactivate or wait)")
+	kw := t.next("step (tap, badge, grant, revoke, suspend, activate, deactivate, wait, sensor, cut, restore, restart, kill or expect)")
 	switch kw {
 	case "tap":
 		st.Kind = StepTap
@@ -618,30 +766,59 @@ func (p *parser) step(t *toks) {
 		}
 		if t.peek() == "expect" {
 			t.i++
-			st.Expect.Set = true
-			switch w := t.next("grant or deny"); w {
-			case "grant":
-				st.Expect.Grant = true
-			case "deny":
-				if t.more() && t.peek() != "within" {
-					w := t.next("reason")
-					var r access.Reason
-					if err := r.UnmarshalText([]byte(w)); err != nil {
-						t.fail("unknown reason %s (want one of %s)", quote(w), denyReasons())
-					}
-					if r == access.ReasonGranted {
-						t.fail("\"deny granted\" contradicts itself: write \"expect grant\"")
-					}
-					st.Expect.Reason = r
-				}
-			default:
-				t.fail("want \"expect grant\" or \"expect deny [REASON]\", found %s", quote(w))
-			}
+			t.expectation(&st.Expect)
 		}
-		if t.peek() == "within" {
+		st.Within = t.within()
+	case "badge":
+		st.Kind = StepBadge
+		t.expect("card")
+		st.Card = t.card()
+		p.ctlDoor(t, st)
+		if t.peek() == "expect" {
 			t.i++
-			st.Within = t.duration("within", time.Millisecond, MaxWithin)
+			t.expectation(&st.Expect)
 		}
+		st.Within = t.within()
+	case "sensor":
+		st.Kind = StepSensor
+		st.Event = t.oneOf("sensor event", SensorEvents)
+		p.ctlDoor(t, st)
+	case "cut", "restore":
+		st.Kind = StepCut
+		if kw == "restore" {
+			st.Kind = StepRestore
+		}
+		switch w := t.next("controller or reader"); w {
+		case "controller":
+			st.Controller = p.ctl(t)
+		case "reader":
+			st.Reader = t.name("reader")
+			if p.readers[st.Reader] == nil {
+				t.fail("unknown reader %s", quote(st.Reader))
+			}
+		default:
+			t.fail("want \"%s controller NAME\" or \"%s reader NAME\", found %s", kw, kw, quote(w))
+		}
+	case "restart":
+		switch w := t.next("controller, broker or node"); w {
+		case "controller":
+			st.Kind = StepRestart
+			st.Controller = p.ctl(t)
+		case "broker":
+			st.Kind = StepRestartBroker
+			st.N = t.number("broker")
+		case "node":
+			st.Kind = StepRestartNode
+			st.N = t.number("node")
+		default:
+			t.fail("want \"restart controller NAME\", \"restart broker N\" or \"restart node N\", found %s", quote(w))
+		}
+	case "kill":
+		st.Kind = StepKillNode
+		t.expect("node")
+		st.N = t.number("node")
+	case "expect":
+		p.expectStep(t, st)
 	case "grant", "revoke":
 		st.Kind = StepGrant
 		if kw == "revoke" {
@@ -692,7 +869,7 @@ func (p *parser) step(t *toks) {
 			t.fail("the scenario runs past %s", formatDuration(MaxSpan))
 		}
 	default:
-		t.fail("unknown keyword %s (setup: zone, door, schedule, group, person, reader; steps: [at TIME] tap, grant, revoke, suspend, activate, deactivate, wait)", quote(kw))
+		t.fail("unknown keyword %s (setup: zone, door, schedule, group, person, reader, controller; steps: [at TIME] tap, badge, grant, revoke, suspend, activate, deactivate, wait, sensor, cut, restore, restart, kill, expect)", quote(kw))
 	}
 	t.end()
 	p.clock = st.At

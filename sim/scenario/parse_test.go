@@ -383,6 +383,12 @@ func checkRoundTrip(t *testing.T, s *Scenario) {
 func stripLines(s *Scenario) Scenario {
 	c := *s
 	c.Zones, c.Doors, c.Schedules, c.Groups, c.People, c.Readers, c.Steps = nil, nil, nil, nil, nil, nil, nil
+	c.Controllers = nil
+	for _, x := range s.Controllers {
+		y := *x
+		y.Line = 0
+		c.Controllers = append(c.Controllers, &y)
+	}
 	for _, x := range s.Zones {
 		y := *x
 		y.Line = 0
@@ -419,4 +425,126 @@ func stripLines(s *Scenario) Scenario {
 		c.Steps = append(c.Steps, &y)
 	}
 	return c
+}
+
+// controllerBase declares two door controllers (lines 1-6).
+const controllerBase = `door lobby
+door vault high-security max-offline 1s
+group g doors lobby vault
+person p access-user offline-access card 7001 groups g
+controller lobby-ctl door lobby
+controller vault-ctl door vault broker 2
+`
+
+func TestParseControllers(t *testing.T) {
+	src := controllerBase + `
+at 0s  expect cache at controller lobby-ctl within 15s
+       badge card 7001 at door lobby via controller lobby-ctl expect grant within 1s
+       sensor door_opened at door lobby via controller lobby-ctl
+       cut controller lobby-ctl
+       expect controller lobby-ctl offline within 2s
+       badge card 7002 at door lobby via controller lobby-ctl expect deny unknown_card
+       expect event offline_decision at controller lobby-ctl door lobby card 7002 deny unknown_card
+       restart controller lobby-ctl
+       restore controller lobby-ctl
+       expect event offline_decision at controller lobby-ctl card 7001 grant acked within 10s
+       expect event fail_secure at controller vault-ctl
+       expect controller lobby-ctl online
+       restart broker 1
+       kill node 3
+       restart node 3
+`
+	s, err := Parse("ctl.scn", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Controllers) != 2 || s.Controllers[1].Broker != 2 || s.Controllers[0].Door != "lobby" {
+		t.Fatalf("controllers %+v %+v", s.Controllers[0], s.Controllers[1])
+	}
+	want := []struct {
+		kind StepKind
+		ok   func(st *Step) bool
+	}{
+		{StepExpectCache, func(st *Step) bool { return st.Controller == "lobby-ctl" && st.Within == 15*time.Second }},
+		{StepBadge, func(st *Step) bool {
+			return st.Card == 7001 && st.Door == "lobby" && st.Controller == "lobby-ctl" && st.Expect.Grant && st.Within == time.Second
+		}},
+		{StepSensor, func(st *Step) bool { return st.Event == "door_opened" && st.Door == "lobby" }},
+		{StepCut, func(st *Step) bool { return st.Controller == "lobby-ctl" }},
+		{StepExpectState, func(st *Step) bool { return st.State == "offline" && st.Within == 2*time.Second }},
+		{StepBadge, func(st *Step) bool { return !st.Expect.Grant && st.Expect.Reason == access.ReasonUnknownCard }},
+		{StepExpectEvent, func(st *Step) bool {
+			return st.Event == "offline_decision" && st.Door == "lobby" && st.Card == 7002 && st.Expect.Set && !st.Expect.Grant && !st.Acked
+		}},
+		{StepRestart, func(st *Step) bool { return st.Controller == "lobby-ctl" }},
+		{StepRestore, func(st *Step) bool { return st.Controller == "lobby-ctl" }},
+		{StepExpectEvent, func(st *Step) bool { return st.Card == 7001 && st.Expect.Grant && st.Acked && st.Within == 10*time.Second }},
+		{StepExpectEvent, func(st *Step) bool { return st.Event == "fail_secure" && st.Controller == "vault-ctl" }},
+		{StepExpectState, func(st *Step) bool { return st.State == "online" && st.Within == 0 }},
+		{StepRestartBroker, func(st *Step) bool { return st.N == 1 }},
+		{StepKillNode, func(st *Step) bool { return st.N == 3 }},
+		{StepRestartNode, func(st *Step) bool { return st.N == 3 }},
+	}
+	if len(s.Steps) != len(want) {
+		t.Fatalf("%d steps, want %d", len(s.Steps), len(want))
+	}
+	for i, w := range want {
+		if st := s.Steps[i]; st.Kind != w.kind || !w.ok(st) || st.Line != 8+i {
+			t.Errorf("step %d (line %d): %+v", i+1, st.Line, st)
+		}
+	}
+	if got := s.Steps[9].Action(); got != "expect event offline_decision at controller lobby-ctl card 7001 grant acked within 10s" {
+		t.Errorf("action %q", got)
+	}
+	checkRoundTrip(t, s)
+}
+
+func TestParseControllerErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, src string
+		line      int
+		want      string
+	}{
+		{"ErrControllerDoor", "door d\ncontroller c door nope\n", 2, `unknown door "nope"`},
+		{"ErrControllerTwice", "door d\ncontroller c door d\ncontroller c door d\n", 3, `duplicate controller "c" (first declared on line 2)`},
+		{"ErrControllerNoDoor", "door d\ncontroller c\n", 2, `missing "door" at the end of the line`},
+		{"ErrControllerBroker", "door d\ncontroller c door d broker x\n", 2, `bad broker number "x"`},
+		{"ErrControllerName", "door d\ncontroller cut door d\n", 2, `"cut" is a keyword and cannot be a controller name`},
+		{"ErrUnknownController", controllerBase + "badge card 1 at door lobby via controller nope\n", 7, `unknown controller "nope" (declare it with "controller nope door DOOR")`},
+		{"ErrBadgeWrongDoor", controllerBase + "badge card 1 at door vault via controller lobby-ctl\n", 7, `controller lobby-ctl drives door lobby, not vault`},
+		{"ErrBadgeNoVia", controllerBase + "badge card 1 at door lobby\n", 7, `missing "via" at the end of the line`},
+		{"ErrBadgeCard", controllerBase + "badge card x at door lobby via controller lobby-ctl\n", 7, `bad card number "x"`},
+		{"ErrBadgeExpect", controllerBase + "badge card 1 at door lobby via controller lobby-ctl expect perhaps\n", 7, `want "expect grant" or "expect deny [REASON]"`},
+		{"ErrBadgeReason", controllerBase + "badge card 1 at door lobby via controller lobby-ctl expect deny nope\n", 7, `unknown reason "nope"`},
+		{"ErrSensorEvent", controllerBase + "sensor door_exploded at door lobby via controller lobby-ctl\n", 7, `unknown sensor event "door_exploded" (want one of door_opened, door_closed`},
+		{"ErrCutWhat", controllerBase + "cut wan\n", 7, `want "cut controller NAME" or "cut reader NAME", found "wan"`},
+		{"ErrRestoreReader", controllerBase + "restore reader nope\n", 7, `unknown reader "nope"`},
+		{"ErrRestartWhat", controllerBase + "restart site\n", 7, `want "restart controller NAME", "restart broker N" or "restart node N"`},
+		{"ErrKillBroker", controllerBase + "kill broker 1\n", 7, `want "node", found "broker"`},
+		{"ErrNodeNumber", controllerBase + "kill node 0\n", 7, `bad node number "0"`},
+		{"ErrExpectWhat", controllerBase + "expect miracle\n", 7, `want "expect event", "expect controller" or "expect cache", found "miracle"`},
+		{"ErrEventType", controllerBase + "expect event door_exploded at controller lobby-ctl\n", 7, `unknown event type "door_exploded"`},
+		{"ErrEventOption", controllerBase + "expect event offline_decision at controller lobby-ctl soon\n", 7, `unknown event option "soon"`},
+		{"ErrEventCardNotDecision", controllerBase + "expect event door_opened at controller lobby-ctl card 1\n", 7, `apply to offline_decision events only`},
+		{"ErrEventTwice", controllerBase + "expect event offline_decision at controller lobby-ctl grant deny\n", 7, `"deny" given twice`},
+		{"ErrEventDoor", controllerBase + "expect event door_opened at controller lobby-ctl door vault\n", 7, `drives door lobby, not vault`},
+		{"ErrState", controllerBase + "expect controller lobby-ctl asleep\n", 7, `unknown controller state "asleep" (want one of online, offline)`},
+		{"ErrCacheAt", controllerBase + "expect cache lobby-ctl\n", 7, `want "at", found "lobby-ctl"`},
+		{"ErrWithin", controllerBase + "expect cache at controller lobby-ctl within forever\n", 7, `bad within duration "forever"`},
+		{"ErrTrailing", controllerBase + "kill node 1 now\n", 7, `unexpected "now"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Parse("t.scn", []byte(tc.src))
+			var es Errors
+			if !errors.As(err, &es) || s != nil {
+				t.Fatalf("Parse = %v, %v; want errors", s, err)
+			}
+			if es[0].Line != tc.line || !strings.Contains(es[0].Msg, tc.want) {
+				t.Fatalf("first error %q at line %d; want %q at line %d\nall: %v", es[0].Msg, es[0].Line, tc.want, tc.line, err)
+			}
+			if !strings.HasPrefix(es[0].Error(), "t.scn:") {
+				t.Errorf("error %q does not name the file and line", es[0].Error())
+			}
+		})
+	}
 }

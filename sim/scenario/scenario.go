@@ -1,8 +1,10 @@
 // Package scenario is the simulator's scenario format: a small line-based
 // text a field engineer can read and write, describing a piece of a site
-// (zones, doors, schedules, groups, people with their cards, readers) and a
-// timeline of steps (taps with the decision expected, revocations, card
-// suspensions, deactivations, waits). docs/sim.md is its reference, with the
+// (zones, doors, schedules, groups, people with their cards, readers, door
+// controllers) and a timeline of steps (taps and badges with the decision
+// expected, revocations, card suspensions, deactivations, waits, door
+// sensor events, faults such as a cut link or a killed node, and
+// expectations about what door controllers did). docs/sim.md is its reference, with the
 // grammar and examples; sim/scenarios holds real scenarios.
 //
 // Names in a scenario are local to its file: the runner (sim/runner) makes a
@@ -22,6 +24,8 @@
 package scenario
 
 import (
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/gatehouse/gatehouse/access"
@@ -58,6 +62,8 @@ type Scenario struct {
 	Groups    []*Group
 	People    []*Person
 	Readers   []*Reader
+	// Controllers are the simulated door controllers.
+	Controllers []*Controller
 	// Tenants are the occupier companies named by people, in order of
 	// first mention.
 	Tenants []string
@@ -235,6 +241,16 @@ type Reader struct {
 	Broker int
 }
 
+// Controller is a simulated door controller: `controller NAME door D
+// [broker N]`. It drives one door (a site's device serves one door).
+type Controller struct {
+	Line int
+	Name string
+	Door string
+	// Broker is as for Reader.
+	Broker int
+}
+
 // StepKind is what a step does.
 type StepKind uint8
 
@@ -256,7 +272,40 @@ const (
 	StepActivate
 	// StepWait waits Wait before the next step.
 	StepWait
+	// StepBadge presents Card at Door of Controller and checks Expect.
+	StepBadge
+	// StepSensor makes Controller report Event at Door.
+	StepSensor
+	// StepCut cuts the link of Controller or Reader to its broker.
+	StepCut
+	// StepRestore restores the link of Controller or Reader.
+	StepRestore
+	// StepRestart restarts Controller on its own storage.
+	StepRestart
+	// StepRestartBroker restarts broker N.
+	StepRestartBroker
+	// StepKillNode kills edge node N.
+	StepKillNode
+	// StepRestartNode starts edge node N again.
+	StepRestartNode
+	// StepExpectEvent waits up to Within for Controller to have made an
+	// event matching Event, Door, Card and Expect (and, with Acked,
+	// acknowledged by the site).
+	StepExpectEvent
+	// StepExpectState waits up to Within for Controller to be in State
+	// ("online" or "offline").
+	StepExpectState
+	// StepExpectCache waits up to Within for Controller to hold an
+	// offline cache of its door.
+	StepExpectCache
 )
+
+// SensorEvents are the door events a sensor step can cause, as the
+// protocol names them.
+var SensorEvents = []string{"door_opened", "door_closed", "request_to_exit", "forced_open", "held_open", "tamper", "tamper_cleared"}
+
+// ExpectEvents are the door event types an expect event step can wait for.
+var ExpectEvents = append(slices.Clone(SensorEvents), "offline_decision", "offline_started", "offline_ended", "fail_secure", "cmd_rejected")
 
 // Expect is the decision a tap expects.
 type Expect struct {
@@ -319,6 +368,19 @@ type Step struct {
 	Within time.Duration
 	// Wait is the duration of a wait.
 	Wait time.Duration
+	// Controller is the door controller of a badge, sensor, cut, restore,
+	// restart or expectation.
+	Controller string
+	// Door is the door of a badge, a sensor event or an expected event.
+	Door string
+	// Event is the event type of a sensor step or an expected event.
+	Event string
+	// Acked makes an expected event wait for the site's acknowledgement.
+	Acked bool
+	// State is the state an expect controller step waits for.
+	State string
+	// N is the broker or node number of a fault.
+	N int
 }
 
 // Action returns the step's action in canonical form, without its time:
@@ -348,15 +410,70 @@ func (s *Step) Action() string {
 		return "activate " + s.Person
 	case StepWait:
 		return "wait " + formatDuration(s.Wait)
+	case StepBadge:
+		a := "badge card " + s.Card.String() + " at door " + s.Door + " via controller " + s.Controller
+		if s.Expect.Set {
+			a += " expect " + s.Expect.String()
+		}
+		if s.Within != 0 {
+			a += " within " + formatDuration(s.Within)
+		}
+		return a
+	case StepSensor:
+		return "sensor " + s.Event + " at door " + s.Door + " via controller " + s.Controller
+	case StepCut, StepRestore:
+		a := "cut "
+		if s.Kind == StepRestore {
+			a = "restore "
+		}
+		if s.Controller != "" {
+			return a + "controller " + s.Controller
+		}
+		return a + "reader " + s.Reader
+	case StepRestart:
+		return "restart controller " + s.Controller
+	case StepRestartBroker:
+		return "restart broker " + strconv.Itoa(s.N)
+	case StepKillNode:
+		return "kill node " + strconv.Itoa(s.N)
+	case StepRestartNode:
+		return "restart node " + strconv.Itoa(s.N)
+	case StepExpectEvent:
+		a := "expect event " + s.Event + " at controller " + s.Controller
+		if s.Door != "" {
+			a += " door " + s.Door
+		}
+		if s.Card != 0 {
+			a += " card " + s.Card.String()
+		}
+		if s.Expect.Set {
+			a += " " + s.Expect.String()
+		}
+		if s.Acked {
+			a += " acked"
+		}
+		return a + withinText(s.Within)
+	case StepExpectState:
+		return "expect controller " + s.Controller + " " + s.State + withinText(s.Within)
+	case StepExpectCache:
+		return "expect cache at controller " + s.Controller + withinText(s.Within)
 	}
 	return "?"
 }
 
-// Checks returns the number of taps with an expectation.
+func withinText(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return " within " + formatDuration(d)
+}
+
+// Checks returns the number of taps and badges with an expectation, plus
+// the expect steps.
 func (s *Scenario) Checks() int {
 	n := 0
 	for _, st := range s.Steps {
-		if st.Kind == StepTap && st.Expect.Set {
+		if (st.Kind == StepTap || st.Kind == StepBadge) && st.Expect.Set || st.Kind >= StepExpectEvent {
 			n++
 		}
 	}
@@ -382,6 +499,16 @@ func (s *Scenario) Holder(n access.CardNumber) (*Person, bool) {
 			if c == n {
 				return p, true
 			}
+		}
+	}
+	return nil, false
+}
+
+// Controller returns the door controller named name.
+func (s *Scenario) Controller(name string) (*Controller, bool) {
+	for _, c := range s.Controllers {
+		if c.Name == name {
+			return c, true
 		}
 	}
 	return nil, false
