@@ -68,6 +68,14 @@ type Config struct {
 	// it, or the external client connect with it.
 	TLS *tls.Config
 
+	// Doors, when set, takes the state messages and events of door
+	// controllers (edge/doors.Manager), with a function that sends a
+	// command to the controller on its cmd topic (QoS 1). In external
+	// broker mode the gateway also subscribes to every door controller's
+	// events without sharing them, so that the node in charge of the
+	// controllers (the Raft leader; see DoorManager) receives all of them.
+	Doors DoorManager
+
 	// Unlock is how long a grant releases the lock, in the decision and
 	// the unlock command: 1 ms to mqttproto.MaxUnlock (default
 	// DefaultUnlock).

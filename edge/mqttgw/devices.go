@@ -38,18 +38,16 @@ func (g *Gateway) handleState(t mqttproto.Topic, payload []byte, received time.T
 	if changed := g.status.setState(dev.ID, dev.Kind, st); changed {
 		log.Info("device state", "online", st.Online, "firmware", st.Firmware)
 	}
+	if dev.Kind == access.DeviceDoor && g.cfg.Doors != nil {
+		g.cfg.Doors.State(dev, st, g.doorSender(t.Dev()))
+	}
 }
 
 // handleEvent decodes a device event, counts it by kind and type and logs
-// it (alarms at warn level).
-//
-// Events are not recorded or acknowledged yet: the protocol's replay rules
-// (docs/protocol-mqtt.md §6.3) need each (device, seq) recorded once for
-// good, in the replicated log, before the ack command lets the device drop
-// it. Recording offline decisions with only this node's in-memory dedup
-// would record a controller's unacknowledged backlog again on every
-// reconnect after the dedup TTL. So a door controller's offline_decision is
-// logged and counted, not turned into an access event (yet).
+// it (alarms at warn level). A door controller's event goes on to the
+// DoorManager, which records it in the replicated log once per (device,
+// seq) and acknowledges it (docs/protocol-mqtt.md §6.3); without one it is
+// only logged. Kiosk and dispenser events are only logged (yet).
 func (g *Gateway) handleEvent(t mqttproto.Topic, payload []byte, received time.Time) {
 	log := g.log.With("device", t.Device, "kind", string(t.Kind))
 	dev, reason := g.checkDevice(t)
@@ -88,6 +86,9 @@ func (g *Gateway) handleEvent(t mqttproto.Topic, payload []byte, received time.T
 		}
 		if e.Error != "" {
 			attrs = append(attrs, "error", e.Error)
+		}
+		if g.cfg.Doors != nil {
+			g.cfg.Doors.Event(dev, e, g.doorSender(t.Dev()))
 		}
 	case mqttproto.KioskEvent:
 		typ, seq = string(e.Type), e.Seq

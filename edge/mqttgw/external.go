@@ -72,6 +72,12 @@ func (g *Gateway) newExternal() (*external, error) {
 		}
 		x.filters[f] = mqttproto.QoS
 	}
+	if g.cfg.Doors != nil {
+		// Every node gets every door controller event; the DoorManager of
+		// the node in charge records them (duplicates of the shared
+		// delivery are dropped by sequence number), the others ignore them.
+		x.filters["gh/"+g.cfg.SiteID+"/"+string(mqttproto.KindDoor)+"/+/"+string(mqttproto.ChannelEvent)] = mqttproto.QoS
+	}
 	opts := paho.NewClientOptions().
 		AddBroker(g.cfg.BrokerURL).
 		SetClientID("gatehouse-" + g.cfg.SiteID + "-" + g.cfg.NodeID).

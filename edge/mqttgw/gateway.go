@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/hardware/mqttproto"
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
 )
 
@@ -38,6 +39,19 @@ type Site interface {
 type ModeDecider interface {
 	// DecideWithMode is Site.Decide that also returns the rule it applied.
 	DecideWithMode(card access.CardNumber, door access.ID, at time.Time) (access.Decision, access.Mode)
+}
+
+// DoorManager takes what door controllers send besides taps: it manages
+// their offline caches, heartbeats and event acknowledgements
+// (edge/doors.Manager implements it). send publishes a command on the
+// controller's cmd topic with QoS 1. Its methods are called from the
+// gateway's message handlers, concurrently for different devices, and must
+// not block for long.
+type DoorManager interface {
+	// State takes a controller's state (online, or its offline will).
+	State(dev access.Device, st mqttproto.State, send func(ctx context.Context, cmd mqttproto.DoorCmd) error)
+	// Event takes a controller's event.
+	Event(dev access.Device, e mqttproto.DoorEvent, send func(ctx context.Context, cmd mqttproto.DoorCmd) error)
 }
 
 // DeviceStatus is what the gateway knows about one device from its MQTT
@@ -77,6 +91,23 @@ const (
 	stateOpen
 	stateClosed
 )
+
+// doorSender returns the function that sends commands to door controller
+// d on its cmd topic.
+func (g *Gateway) doorSender(d mqttproto.Device) func(context.Context, mqttproto.DoorCmd) error {
+	topic := d.Topic(mqttproto.ChannelCmd).String()
+	return func(ctx context.Context, cmd mqttproto.DoorCmd) error {
+		b, err := cmd.Marshal()
+		if err != nil {
+			return err
+		}
+		wait, err := g.tr.publish(topic, b)
+		if err != nil || wait == nil {
+			return err
+		}
+		return wait()
+	}
+}
 
 // Gateway connects a site's devices over MQTT to its edge node: it answers
 // taps with decisions (and unlock commands), queues every decision as an

@@ -229,6 +229,7 @@ func (g *Gateway) decide(t mqttproto.Topic, dev access.Device, tap mqttproto.Tap
 		Reason:    protoReason(d.Reason),
 		RequestId: tap.RequestID,
 		Node:      g.cfg.NodeID,
+		Offline:   mode == access.Offline,
 	}
 	return res, ev
 }

@@ -18,9 +18,12 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/edge/cangw"
+	"github.com/gatehouse/gatehouse/edge/doors"
 	"github.com/gatehouse/gatehouse/edge/mqttgw"
 	"github.com/gatehouse/gatehouse/edge/raftnode"
 	"github.com/gatehouse/gatehouse/edge/sitestate"
+	"github.com/gatehouse/gatehouse/hardware/canbus"
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
 	edgev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1/edgev1connect"
@@ -67,6 +70,9 @@ type Config struct {
 	// the external broker.
 	MQTTUsername string `json:"mqtt_username"`
 	MQTTPassword string `json:"mqtt_password"`
+	// CAN, when set, connects the door controllers of a CAN bus to this
+	// node. Exactly one node of a site may be configured with a given bus.
+	CAN *CANConfig `json:"can"`
 	// LeaveOnClose removes the node from the cluster when it shuts down
 	// cleanly (not on a crash).
 	LeaveOnClose bool `json:"leave_on_close"`
@@ -74,6 +80,40 @@ type Config struct {
 	Version string `json:"-"`
 	// TuneRaft adjusts the Raft configuration (timeouts in tests); optional.
 	TuneRaft func(*raftnode.Config) `json:"-"`
+	// TuneDoors adjusts the door managers' configuration (heartbeat
+	// interval in tests); optional.
+	TuneDoors func(*doors.Config) `json:"-"`
+}
+
+// CANConfig configures a CAN bus of door controllers (docs/edge.md).
+type CANConfig struct {
+	// Transport is "socketcan" (Interface) or "tcp" (Address: the stream
+	// bridge, e.g. a canbus.Hub of the simulator).
+	Transport string `json:"transport"`
+	// Interface is the SocketCAN interface, e.g. "can0".
+	Interface string `json:"interface"`
+	// Address is host:port of the stream bridge.
+	Address string `json:"address"`
+	// Controllers maps each controller's bus address, two hexadecimal
+	// digits "01" to "fe", to its device ID.
+	Controllers map[string]string `json:"controllers"`
+}
+
+// gateway returns the cangw config of c.
+func (c *CANConfig) gateway(site, node string) (cangw.Config, error) {
+	g := cangw.Config{SiteID: access.ID(site), NodeID: node, Controllers: map[canbus.Addr]access.ID{},
+		Bus: canbus.Config{Transport: canbus.Transport(c.Transport), Interface: c.Interface, Address: c.Address}}
+	for a, id := range c.Controllers {
+		var n uint8
+		if len(a) != 2 {
+			return g, fmt.Errorf("edge config: can: controller address %q: want two hexadecimal digits", a)
+		}
+		if _, err := fmt.Sscanf(a, "%02x", &n); err != nil {
+			return g, fmt.Errorf("edge config: can: controller address %q: want two hexadecimal digits", a)
+		}
+		g.Controllers[canbus.Addr(n)] = access.ID(id)
+	}
+	return g, g.Validate()
 }
 
 // Validate reports the first problem with the configuration.
@@ -97,6 +137,11 @@ func (c Config) Validate() error {
 	if _, err := access.ParseID(c.SiteID); err != nil {
 		return fmt.Errorf("edge config: site_id: %w", err)
 	}
+	if c.CAN != nil {
+		if _, err := c.CAN.gateway(c.SiteID, c.NodeID); err != nil {
+			return err
+		}
+	}
 	if c.Join != "" && !strings.HasPrefix(c.Join, "http://") && !strings.HasPrefix(c.Join, "https://") {
 		return fmt.Errorf("edge config: join %q: want a URL such as http://10.0.0.5:7001", c.Join)
 	}
@@ -115,6 +160,12 @@ type Node struct {
 	raft    *raftnode.Node
 	metrics *metrics
 	gateway *mqttgw.Gateway
+	can     *cangw.Gateway
+	// mqttDoors and canDoors manage the door controllers reached over
+	// MQTT and over CAN (each transport has its own rule of which node is
+	// in charge, see Open).
+	mqttDoors *doors.Manager
+	canDoors  *doors.Manager
 
 	ln     net.Listener
 	srv    *http.Server
@@ -207,14 +258,45 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	if listen == "" {
 		listen = "127.0.0.1:0"
 	}
+	// Door controllers over MQTT: with the embedded broker each node
+	// manages the controllers connected to its own broker; with an
+	// external broker every node sees every controller, and only the Raft
+	// leader manages them.
+	log := n.base.With("node", n.cfg.NodeID, "site", n.cfg.SiteID)
+	dc := doors.Config{NodeID: n.cfg.NodeID}
+	if n.cfg.TuneDoors != nil {
+		n.cfg.TuneDoors(&dc)
+	}
+	mdc := dc
+	if n.cfg.MQTTBroker != "" {
+		mdc.Active = func() bool { return n.raft.Status().State == raftnode.StateLeader }
+	}
+	n.mqttDoors = doors.New(mdc, doorSite{n}, log.With("transport", "mqtt"))
+	n.mqttDoors.Open()
 	n.gateway = mqttgw.New(mqttgw.Config{
 		SiteID: n.cfg.SiteID, NodeID: n.cfg.NodeID,
 		ListenAddr: listen, BrokerURL: n.cfg.MQTTBroker,
 		ServiceUsername: n.cfg.MQTTUsername, ServicePassword: n.cfg.MQTTPassword,
 		Registerer: n.metrics.reg,
-	}, siteAdapter{n}, n.base.With("node", n.cfg.NodeID, "site", n.cfg.SiteID))
+		Doors:      n.mqttDoors,
+	}, siteAdapter{n}, log)
 	if err := n.gateway.Open(ctx); err != nil {
 		return err
+	}
+	if n.cfg.CAN != nil {
+		// The node wired to a bus is the only one that talks on it, so
+		// it always manages that bus's controllers.
+		cc, err := n.cfg.CAN.gateway(n.cfg.SiteID, n.cfg.NodeID)
+		if err != nil {
+			return err
+		}
+		n.canDoors = doors.New(dc, doorSite{n}, log.With("transport", "can"))
+		n.canDoors.Open()
+		cc.Doors = n.canDoors
+		n.can = cangw.New(cc, siteAdapter{n}, log)
+		if err := n.can.Open(ctx); err != nil {
+			return fmt.Errorf("edge: can bus: %w", err)
+		}
 	}
 	n.log.Info("edge node serving", "api", n.URL(), "raft", n.raft.RaftAddr(), "mqtt", n.MQTTAddr())
 	return nil
@@ -317,6 +399,32 @@ func (a siteAdapter) RecordEvents(ctx context.Context, events []*accessv1.Access
 	return err
 }
 
+// doorSite is the node as the door managers see it.
+type doorSite struct{ n *Node }
+
+var _ doors.Site = doorSite{}
+
+func (a doorSite) View(fn func(st *access.State)) { a.n.machine.View(fn) }
+
+func (a doorSite) Changed() <-chan struct{} { return a.n.machine.Changed() }
+
+func (a doorSite) DeviceSeq(device access.ID) uint64 { return a.n.machine.DeviceSeq(device) }
+
+// RecordDeviceEvents commits the events and waits until this node applied
+// them, so that DeviceSeq then reflects them.
+func (a doorSite) RecordDeviceEvents(ctx context.Context, device access.ID, events []*accessv1.AccessEvent, skipTo uint64) error {
+	res, err := a.n.Propose(ctx, &raftv1.Command{Actor: "edge/doors", Op: &raftv1.Command_RecordDeviceEvents{
+		RecordDeviceEvents: &raftv1.RecordDeviceEvents{DeviceId: string(device), Events: events, SkipTo: skipTo}}})
+	if err != nil {
+		return err
+	}
+	return a.n.raft.WaitApplied(ctx, res[0].GetIndex())
+}
+
+// DoorManagers returns the node's door managers: over MQTT, and over CAN
+// (nil without a bus).
+func (n *Node) DoorManagers() (mqtt, can *doors.Manager) { return n.mqttDoors, n.canDoors }
+
 // Machine returns the node's state machine (read access for callers that
 // need the index).
 func (n *Node) Machine() *sitestate.Machine { return n.machine }
@@ -342,6 +450,15 @@ func (n *Node) Close() error {
 			// Devices first: stop taking taps and record the queued
 			// events through Raft while it still runs.
 			errs = append(errs, n.gateway.Close())
+		}
+		if n.can != nil {
+			errs = append(errs, n.can.Close())
+		}
+		// Then the door managers, whose loops record through Raft.
+		for _, m := range []*doors.Manager{n.mqttDoors, n.canDoors} {
+			if m != nil {
+				errs = append(errs, m.Close())
+			}
 		}
 		if n.raft != nil {
 			// Raft first: a leaving node still needs the leader's API, and

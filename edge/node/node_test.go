@@ -33,6 +33,13 @@ func fastRaft(c *raftnode.Config) {
 // MustOpenSite starts an n-node site on loopback and closes it at cleanup.
 func MustOpenSite(t *testing.T, n int) []*Node {
 	t.Helper()
+	return MustOpenSiteWith(t, n, nil)
+}
+
+// MustOpenSiteWith is MustOpenSite with tune, when not nil, adjusting each
+// node's config before it opens.
+func MustOpenSiteWith(t *testing.T, n int, tune func(*Config)) []*Node {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dir := t.TempDir()
 	var nodes []*Node
@@ -41,6 +48,9 @@ func MustOpenSite(t *testing.T, n int) []*Node {
 			NodeID: fmt.Sprintf("n%d", i+1), SiteID: testSite, SiteName: "Test", TimeZone: "Europe/Berlin",
 			DataDir: filepath.Join(dir, fmt.Sprint(i)), RaftAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0",
 			ClusterToken: "secret", APIToken: "api-secret", TuneRaft: fastRaft,
+		}
+		if tune != nil {
+			tune(&cfg)
 		}
 		if i == 0 {
 			cfg.Bootstrap = true

@@ -7,6 +7,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/edge/doors"
 	"github.com/gatehouse/gatehouse/edge/raftnode"
 	statusv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1"
 )
@@ -50,11 +51,33 @@ func (s *statusService) GetStatus(context.Context, *connect.Request[statusv1.Get
 		site.Nodes = append(site.Nodes, ns)
 	}
 	if n.gateway != nil {
+		var doorsByID map[access.ID]doors.Status
+		if n.mqttDoors != nil {
+			doorsByID = map[access.ID]doors.Status{}
+			for _, d := range n.mqttDoors.Devices() {
+				doorsByID[d.ID] = d
+			}
+		}
 		for _, d := range n.gateway.Devices() {
-			ds := &statusv1.DeviceStatus{Id: string(d.ID), Kind: d.Kind.String(), Online: d.Online, Node: n.cfg.NodeID, Firmware: d.Firmware}
+			ds := &statusv1.DeviceStatus{Id: string(d.ID), Kind: d.Kind.String(), Online: d.Online, Node: n.cfg.NodeID,
+				Firmware: d.Firmware, Transport: "mqtt"}
 			if !d.LastSeen.IsZero() {
 				ds.LastSeenMs = d.LastSeen.UnixMilli()
 			}
+			if dst, ok := doorsByID[d.ID]; ok {
+				doorStatus(ds, dst)
+			}
+			site.Devices = append(site.Devices, ds)
+		}
+	}
+	if n.canDoors != nil {
+		for _, d := range n.canDoors.Devices() {
+			ds := &statusv1.DeviceStatus{Id: string(d.ID), Kind: access.DeviceDoor.String(), Online: d.Online,
+				Node: n.cfg.NodeID, Transport: "can"}
+			if d.State != nil {
+				ds.Firmware = d.State.Firmware
+			}
+			doorStatus(ds, d)
 			site.Devices = append(site.Devices, ds)
 		}
 	}
@@ -63,4 +86,20 @@ func (s *statusService) GetStatus(context.Context, *connect.Request[statusv1.Get
 			Detail: detail, UptimeS: int64(time.Since(n.started).Seconds()), ApiAddr: n.URL()},
 		Sites: []*statusv1.SiteStatus{site},
 	}), nil
+}
+
+// doorStatus adds what the door manager knows of a controller to ds.
+func doorStatus(ds *statusv1.DeviceStatus, d doors.Status) {
+	ds.Alarms = d.Alarms
+	ds.AckedSeq = d.Acked
+	ds.CacheVersion = d.CacheVersion
+	ds.CacheEntries = uint32(d.CacheEntries)
+	if d.State == nil || d.State.Door == nil || !d.Online {
+		return
+	}
+	ds.CutOff, ds.Tamper = d.State.Door.Offline, d.State.Door.Tamper
+	for _, x := range d.State.Door.Doors {
+		ds.Doors = append(ds.Doors, &statusv1.DoorState{DoorId: string(x.Door), Mode: string(x.Mode), Open: x.Open,
+			CacheVersion: x.CacheVersion, FailSecure: x.FailSecure})
+	}
 }

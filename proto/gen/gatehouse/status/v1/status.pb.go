@@ -304,7 +304,25 @@ type DeviceStatus struct {
 	// Node whose broker the device was last seen on.
 	Node string `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
 	// Firmware version the device reports.
-	Firmware      string `protobuf:"bytes,6,opt,name=firmware,proto3" json:"firmware,omitempty"`
+	Firmware string `protobuf:"bytes,6,opt,name=firmware,proto3" json:"firmware,omitempty"`
+	// Door controllers: the controller reports itself cut off from the site
+	// (deciding from its offline cache).
+	CutOff bool `protobuf:"varint,7,opt,name=cut_off,json=cutOff,proto3" json:"cut_off,omitempty"`
+	// Door controllers: the controller's tamper switch is open.
+	Tamper bool `protobuf:"varint,8,opt,name=tamper,proto3" json:"tamper,omitempty"`
+	// Door controllers: the doors it drives, as it last reported them.
+	Doors []*DoorState `protobuf:"bytes,9,rep,name=doors,proto3" json:"doors,omitempty"`
+	// Door controllers: active alarms reported by its events, such as
+	// "forced_open", "held_open", "tamper", "fail_secure".
+	Alarms []string `protobuf:"bytes,10,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	// Door controllers: the highest event sequence number acknowledged.
+	AckedSeq uint64 `protobuf:"varint,11,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
+	// Door controllers: version of the offline cache this node last sent.
+	CacheVersion uint64 `protobuf:"varint,12,opt,name=cache_version,json=cacheVersion,proto3" json:"cache_version,omitempty"`
+	// Door controllers: number of entries of that cache.
+	CacheEntries uint32 `protobuf:"varint,13,opt,name=cache_entries,json=cacheEntries,proto3" json:"cache_entries,omitempty"`
+	// How the node reaches the device: "mqtt" or "can".
+	Transport     string `protobuf:"bytes,14,opt,name=transport,proto3" json:"transport,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -381,6 +399,144 @@ func (x *DeviceStatus) GetFirmware() string {
 	return ""
 }
 
+func (x *DeviceStatus) GetCutOff() bool {
+	if x != nil {
+		return x.CutOff
+	}
+	return false
+}
+
+func (x *DeviceStatus) GetTamper() bool {
+	if x != nil {
+		return x.Tamper
+	}
+	return false
+}
+
+func (x *DeviceStatus) GetDoors() []*DoorState {
+	if x != nil {
+		return x.Doors
+	}
+	return nil
+}
+
+func (x *DeviceStatus) GetAlarms() []string {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
+func (x *DeviceStatus) GetAckedSeq() uint64 {
+	if x != nil {
+		return x.AckedSeq
+	}
+	return 0
+}
+
+func (x *DeviceStatus) GetCacheVersion() uint64 {
+	if x != nil {
+		return x.CacheVersion
+	}
+	return 0
+}
+
+func (x *DeviceStatus) GetCacheEntries() uint32 {
+	if x != nil {
+		return x.CacheEntries
+	}
+	return 0
+}
+
+func (x *DeviceStatus) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
+}
+
+// DoorState is one door of a door controller as the controller reports it.
+type DoorState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Door ID.
+	DoorId string `protobuf:"bytes,1,opt,name=door_id,json=doorId,proto3" json:"door_id,omitempty"`
+	// Mode: "normal", "unlocked" or "locked".
+	Mode string `protobuf:"bytes,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	// The door sensor reports the door open.
+	Open bool `protobuf:"varint,3,opt,name=open,proto3" json:"open,omitempty"`
+	// Version of the offline cache the controller holds for the door.
+	CacheVersion uint64 `protobuf:"varint,4,opt,name=cache_version,json=cacheVersion,proto3" json:"cache_version,omitempty"`
+	// A high-security door failing secure.
+	FailSecure    bool `protobuf:"varint,5,opt,name=fail_secure,json=failSecure,proto3" json:"fail_secure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DoorState) Reset() {
+	*x = DoorState{}
+	mi := &file_gatehouse_status_v1_status_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DoorState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DoorState) ProtoMessage() {}
+
+func (x *DoorState) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_status_v1_status_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DoorState.ProtoReflect.Descriptor instead.
+func (*DoorState) Descriptor() ([]byte, []int) {
+	return file_gatehouse_status_v1_status_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DoorState) GetDoorId() string {
+	if x != nil {
+		return x.DoorId
+	}
+	return ""
+}
+
+func (x *DoorState) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *DoorState) GetOpen() bool {
+	if x != nil {
+		return x.Open
+	}
+	return false
+}
+
+func (x *DoorState) GetCacheVersion() uint64 {
+	if x != nil {
+		return x.CacheVersion
+	}
+	return 0
+}
+
+func (x *DoorState) GetFailSecure() bool {
+	if x != nil {
+		return x.FailSecure
+	}
+	return false
+}
+
 // NodeStatus describes one edge node as seen by the reporter.
 type NodeStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -408,7 +564,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_gatehouse_status_v1_status_proto_msgTypes[5]
+	mi := &file_gatehouse_status_v1_status_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +576,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_status_v1_status_proto_msgTypes[5]
+	mi := &file_gatehouse_status_v1_status_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +589,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_gatehouse_status_v1_status_proto_rawDescGZIP(), []int{5}
+	return file_gatehouse_status_v1_status_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -521,7 +677,7 @@ const file_gatehouse_status_v1_status_proto_rawDesc = "" +
 	"\asite_id\x18\x01 \x01(\tR\x06siteId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x125\n" +
 	"\x05nodes\x18\x03 \x03(\v2\x1f.gatehouse.status.v1.NodeStatusR\x05nodes\x12;\n" +
-	"\adevices\x18\x04 \x03(\v2!.gatehouse.status.v1.DeviceStatusR\adevices\"\x9c\x01\n" +
+	"\adevices\x18\x04 \x03(\v2!.gatehouse.status.v1.DeviceStatusR\adevices\"\xa0\x03\n" +
 	"\fDeviceStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
@@ -529,7 +685,23 @@ const file_gatehouse_status_v1_status_proto_rawDesc = "" +
 	"\flast_seen_ms\x18\x04 \x01(\x03R\n" +
 	"lastSeenMs\x12\x12\n" +
 	"\x04node\x18\x05 \x01(\tR\x04node\x12\x1a\n" +
-	"\bfirmware\x18\x06 \x01(\tR\bfirmware\"\xff\x01\n" +
+	"\bfirmware\x18\x06 \x01(\tR\bfirmware\x12\x17\n" +
+	"\acut_off\x18\a \x01(\bR\x06cutOff\x12\x16\n" +
+	"\x06tamper\x18\b \x01(\bR\x06tamper\x124\n" +
+	"\x05doors\x18\t \x03(\v2\x1e.gatehouse.status.v1.DoorStateR\x05doors\x12\x16\n" +
+	"\x06alarms\x18\n" +
+	" \x03(\tR\x06alarms\x12\x1b\n" +
+	"\tacked_seq\x18\v \x01(\x04R\backedSeq\x12#\n" +
+	"\rcache_version\x18\f \x01(\x04R\fcacheVersion\x12#\n" +
+	"\rcache_entries\x18\r \x01(\rR\fcacheEntries\x12\x1c\n" +
+	"\ttransport\x18\x0e \x01(\tR\ttransport\"\x92\x01\n" +
+	"\tDoorState\x12\x17\n" +
+	"\adoor_id\x18\x01 \x01(\tR\x06doorId\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\tR\x04mode\x12\x12\n" +
+	"\x04open\x18\x03 \x01(\bR\x04open\x12#\n" +
+	"\rcache_version\x18\x04 \x01(\x04R\fcacheVersion\x12\x1f\n" +
+	"\vfail_secure\x18\x05 \x01(\bR\n" +
+	"failSecure\"\xff\x01\n" +
 	"\n" +
 	"NodeStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
@@ -557,27 +729,29 @@ func file_gatehouse_status_v1_status_proto_rawDescGZIP() []byte {
 	return file_gatehouse_status_v1_status_proto_rawDescData
 }
 
-var file_gatehouse_status_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_gatehouse_status_v1_status_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_gatehouse_status_v1_status_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),  // 0: gatehouse.status.v1.GetStatusRequest
 	(*GetStatusResponse)(nil), // 1: gatehouse.status.v1.GetStatusResponse
 	(*Component)(nil),         // 2: gatehouse.status.v1.Component
 	(*SiteStatus)(nil),        // 3: gatehouse.status.v1.SiteStatus
 	(*DeviceStatus)(nil),      // 4: gatehouse.status.v1.DeviceStatus
-	(*NodeStatus)(nil),        // 5: gatehouse.status.v1.NodeStatus
+	(*DoorState)(nil),         // 5: gatehouse.status.v1.DoorState
+	(*NodeStatus)(nil),        // 6: gatehouse.status.v1.NodeStatus
 }
 var file_gatehouse_status_v1_status_proto_depIdxs = []int32{
 	2, // 0: gatehouse.status.v1.GetStatusResponse.self:type_name -> gatehouse.status.v1.Component
 	3, // 1: gatehouse.status.v1.GetStatusResponse.sites:type_name -> gatehouse.status.v1.SiteStatus
-	5, // 2: gatehouse.status.v1.SiteStatus.nodes:type_name -> gatehouse.status.v1.NodeStatus
+	6, // 2: gatehouse.status.v1.SiteStatus.nodes:type_name -> gatehouse.status.v1.NodeStatus
 	4, // 3: gatehouse.status.v1.SiteStatus.devices:type_name -> gatehouse.status.v1.DeviceStatus
-	0, // 4: gatehouse.status.v1.StatusService.GetStatus:input_type -> gatehouse.status.v1.GetStatusRequest
-	1, // 5: gatehouse.status.v1.StatusService.GetStatus:output_type -> gatehouse.status.v1.GetStatusResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5, // 4: gatehouse.status.v1.DeviceStatus.doors:type_name -> gatehouse.status.v1.DoorState
+	0, // 5: gatehouse.status.v1.StatusService.GetStatus:input_type -> gatehouse.status.v1.GetStatusRequest
+	1, // 6: gatehouse.status.v1.StatusService.GetStatus:output_type -> gatehouse.status.v1.GetStatusResponse
+	6, // [6:7] is the sub-list for method output_type
+	5, // [5:6] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_status_v1_status_proto_init() }
@@ -591,7 +765,7 @@ func file_gatehouse_status_v1_status_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_status_v1_status_proto_rawDesc), len(file_gatehouse_status_v1_status_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
