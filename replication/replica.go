@@ -113,8 +113,13 @@ func (r *Replica) apply(d Delta) {
 	src := d.Source()
 	r.log[src] = append(r.log[src], d)
 	r.applied[src] = d.Seq
-	e := r.entity(d.Kind, d.ID)
+	// Grant operations change the shared GrantSet only, so a revocation of
+	// a holder not seen yet does not make the holder appear.
+	var e *entity
 	for _, op := range d.Ops {
+		if e == nil && op.Type != OpGrant && op.Type != OpRemoveGrant && op.Type != OpRevoke {
+			e = r.entity(d.Kind, d.ID)
+		}
 		switch op.Type {
 		case OpSet:
 			reg := e.fields[op.Field]

@@ -64,6 +64,13 @@ func TestReplicaMaterialise(t *testing.T) {
 			t.Errorf("decision %+v", d)
 		}
 	})
+	t.Run("RevokeUnknownHolder", func(t *testing.T) {
+		n := newNode(t, "hub")
+		n.do(t, KindPerson, string(uPeople[0]), RevokeOp(uGroups[0]))
+		if _, ok := n.rep.Person(uPeople[0]); ok {
+			t.Errorf("revoking a membership made an unknown person appear")
+		}
+	})
 	t.Run("DoorRemovedFromGroup", func(t *testing.T) {
 		n := newNode(t, "hub")
 		seedBase(t, n)
