@@ -27,6 +27,7 @@ const (
 	DefaultMaxBatchCommands   = 1000
 	DefaultMaxBatchBytes      = 1 << 20
 	DefaultMaxInflight        = 4
+	DefaultMaxLinger          = time.Millisecond
 	DefaultApplyTimeout       = 10 * time.Second
 	DefaultLeaveTimeout       = 10 * time.Second
 )
@@ -104,6 +105,10 @@ type Config struct {
 	// flight, new proposals queue and go out together as the next entry; a
 	// lone caller always finds a free slot and pays one Raft round.
 	MaxInflight int
+	// MaxLinger bounds how long the batcher holds an entry back for callers
+	// it has just answered to propose again (it also waits at most half an
+	// entry's recent round time, and never when no caller is expected).
+	MaxLinger time.Duration
 	// ApplyTimeout bounds how long the leader waits to hand an entry to Raft.
 	ApplyTimeout time.Duration
 	// LeaveTimeout bounds leadership transfer and leave during Close.
@@ -136,6 +141,7 @@ func (c Config) withDefaults() Config {
 	set(&c.SnapshotInterval, DefaultSnapshotInterval)
 	set(&c.ApplyTimeout, DefaultApplyTimeout)
 	set(&c.LeaveTimeout, DefaultLeaveTimeout)
+	set(&c.MaxLinger, DefaultMaxLinger)
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = DefaultSnapshotThreshold
 	}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
@@ -139,6 +140,8 @@ type fsm struct {
 	// afterEntry, if set, is called on the FSM goroutine after each applied
 	// entry (the node uses it to report fencing entries promptly).
 	afterEntry func(cmds []*raftv1.Command)
+	// stats, if set, counts applied entries and their time.
+	stats *batchCounters
 }
 
 var (
@@ -257,7 +260,12 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if err := f.failure(); err != nil {
 		return &entryResult{err: err}
 	}
+	start := time.Now()
 	res, err := f.apply(l.Index, l.Data)
+	if f.stats != nil {
+		f.stats.applied.Add(1)
+		f.stats.applyNano.Add(uint64(time.Since(start)))
+	}
 	if err != nil {
 		return &entryResult{err: f.fail(fmt.Errorf("apply index %d: %w", l.Index, err))}
 	}

@@ -59,6 +59,12 @@ type Node struct {
 	slots       chan struct{} // one per entry in flight (pipeline depth)
 	leaseKick   chan struct{}
 	wg          sync.WaitGroup
+	stats       batchCounters
+	// answered counts callers the completer answered that the batcher has
+	// not yet accounted for; entryLatency is a moving average of an
+	// entry's round, in nanoseconds (propose.go).
+	answered     atomic.Int64
+	entryLatency atomic.Int64
 
 	lastVerified atomic.Int64 // UnixNano at which the last successful VerifyLeader started
 
@@ -165,6 +171,7 @@ func (n *Node) open(ctx context.Context) error {
 	n.db = db
 	n.fsm = newFSM(db, n.applier, n.clock, n.log)
 	n.fsm.afterEntry = n.afterEntry
+	n.fsm.stats = &n.stats
 
 	logStore, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
 	if err != nil {
@@ -220,7 +227,7 @@ func (n *Node) open(ctx context.Context) error {
 	// Badger has.
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = newHCLog(n.log, "raft")
-	r, err := raft.NewRaft(rc, n.fsm, logStore, logStore, snaps, trans)
+	r, err := raft.NewRaft(rc, n.fsm, countingLogStore{LogStore: logStore, c: &n.stats}, logStore, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("raftnode: start raft: %w", err)
 	}

@@ -44,6 +44,7 @@ type pendingEntry struct {
 	future raft.ApplyFuture
 	batch  []*proposal
 	count  int
+	start  time.Time // when it was handed to Raft
 }
 
 // Propose commits cmds through the site's Raft log and returns one result
@@ -172,18 +173,28 @@ func (n *Node) proposeLocal(ctx context.Context, cmds []*raftv1.Command, size in
 	}
 }
 
-// runBatcher is the group-commit loop. It takes the first waiting proposal,
-// waits for one of MaxInflight pipeline slots, adds whatever else is queued
-// right now (never waiting on a timer) up to MaxBatchCommands /
-// MaxBatchBytes, stamps, proposes the entry and goes on without waiting for
-// it to commit: the completer answers the callers and frees the slot. A lone
-// caller therefore pays one Raft round; under load, entries grow to what
-// arrived during the previous ones.
+// runBatcher is the group-commit loop. It takes the first waiting proposal
+// and adds whatever else is queued (never more than MaxBatchCommands /
+// MaxBatchBytes). If callers the completer answered recently have not all
+// proposed again yet, it lingers for them (see linger), so that one wave of
+// callers goes out as one entry instead of as a lone first caller followed
+// by the rest. It then waits for one of MaxInflight pipeline slots, adds
+// what queued meanwhile, stamps and proposes the entry, and goes on without
+// waiting for it to commit: the completer answers the callers and frees the
+// slot. A lone caller therefore pays one Raft round and never waits on a
+// timer; under load, entries grow to what arrived during the previous ones.
 func (n *Node) runBatcher() {
 	defer n.wg.Done()
 	defer close(n.inflight)
 	defer close(n.batcherDone)
-	var carry *proposal
+	var (
+		carry  *proposal
+		expect int // answered callers not yet back (see linger)
+	)
+	// Go 1.23 timers: Stop and Reset leave no stale tick in the channel.
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for {
 		first := carry
 		carry = nil
@@ -198,37 +209,117 @@ func (n *Node) runBatcher() {
 				return
 			}
 		}
+		since := time.Now()
+		b := &batch{ps: []*proposal{first}, count: len(first.cmds), size: first.size}
+		expect = max(expect+int(n.answered.Swap(0))-1, 0)
+		carry, expect = n.gather(b, expect)
+		if carry == nil {
+			carry, expect = n.linger(b, expect, since, timer)
+		}
 		// Wait for a pipeline slot; proposals arriving meanwhile queue up
 		// and join this entry.
 		select {
 		case n.slots <- struct{}{}:
 		case <-n.stopping:
-			first.done <- proposeOutcome{err: ErrClosed}
+			b.fail(ErrClosed)
+			if carry != nil {
+				carry.done <- proposeOutcome{err: ErrClosed}
+			}
 			n.failQueued()
 			return
 		}
-		batch := []*proposal{first}
-		count, size := len(first.cmds), first.size
-	fill:
-		for count < n.cfg.MaxBatchCommands {
-			select {
-			case p := <-n.proposeCh:
-				if !p.take() {
-					continue
-				}
-				if count+len(p.cmds) > n.cfg.MaxBatchCommands || size+p.size > n.cfg.MaxBatchBytes {
-					carry = p
-					break fill
-				}
-				batch = append(batch, p)
-				count += len(p.cmds)
-				size += p.size
-			default:
-				break fill
-			}
+		if carry == nil {
+			carry, expect = n.gather(b, expect)
 		}
-		n.submit(batch, count)
+		n.submit(b.ps, b.count)
 	}
+}
+
+// batch is an entry being gathered.
+type batch struct {
+	ps          []*proposal
+	count, size int
+}
+
+// add adds p to b, or reports that it does not fit.
+func (b *batch) add(p *proposal, maxCount, maxSize int) bool {
+	if b.count+len(p.cmds) > maxCount || b.size+p.size > maxSize {
+		return false
+	}
+	b.ps = append(b.ps, p)
+	b.count += len(p.cmds)
+	b.size += p.size
+	return true
+}
+
+func (b *batch) fail(err error) {
+	for _, p := range b.ps {
+		p.done <- proposeOutcome{err: err}
+	}
+}
+
+// gather adds the proposals queued right now to b, without waiting. It
+// returns a proposal that did not fit (to start the next entry with) and
+// expect lowered by the proposals taken.
+func (n *Node) gather(b *batch, expect int) (*proposal, int) {
+	for b.count < n.cfg.MaxBatchCommands {
+		select {
+		case p := <-n.proposeCh:
+			if !p.take() {
+				continue
+			}
+			expect = max(expect-1, 0)
+			if !b.add(p, n.cfg.MaxBatchCommands, n.cfg.MaxBatchBytes) {
+				return p, expect
+			}
+		default:
+			return nil, expect
+		}
+	}
+	return nil, expect
+}
+
+// linger waits for the rest of a wave: callers answered by the completer
+// (n.answered, added to expect) typically propose again within
+// microseconds of each other, and it is far cheaper to send them as one
+// entry than to let the first go alone. It returns as soon as as many
+// proposals arrived as callers were answered (at once when none was, so a
+// lone caller never waits), when none arrived for lingerGap, when lingering
+// since `since` would exceed the lesser of MaxLinger and half the recent
+// entry latency, or when the batch is full. A wave that did not come back in
+// time is forgotten. It returns a proposal that did not fit and the new
+// expect.
+func (n *Node) linger(b *batch, expect int, since time.Time, timer *time.Timer) (*proposal, int) {
+	limit := min(n.cfg.MaxLinger, time.Duration(n.entryLatency.Load())/2)
+	deadline := since.Add(limit)
+	for b.count < n.cfg.MaxBatchCommands {
+		expect += int(n.answered.Swap(0))
+		if expect <= 0 {
+			return nil, 0
+		}
+		wait := min(time.Until(deadline), lingerGap)
+		if wait <= 0 {
+			return nil, 0
+		}
+		timer.Reset(wait)
+		select {
+		case p := <-n.proposeCh:
+			timer.Stop()
+			if !p.take() {
+				continue
+			}
+			expect--
+			if !b.add(p, n.cfg.MaxBatchCommands, n.cfg.MaxBatchBytes) {
+				return p, expect
+			}
+		case <-timer.C:
+			return nil, 0
+		case <-n.stopping:
+			timer.Stop()
+			return nil, expect
+		}
+	}
+	return nil, expect
 }
 
 // failQueued answers every queued proposal with ErrClosed.
@@ -267,8 +358,10 @@ func (n *Node) submit(batch []*proposal, count int) {
 		<-n.slots
 		return
 	}
+	n.stats.entry(count)
+	start := time.Now()
 	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
-	n.inflight <- &pendingEntry{future: f, batch: batch, count: count}
+	n.inflight <- &pendingEntry{future: f, batch: batch, count: count, start: start}
 }
 
 // runCompleter waits for proposed entries in log order and answers their
@@ -297,6 +390,25 @@ func (n *Node) runCompleter() {
 			p.done <- proposeOutcome{results: res.results[off : off+len(p.cmds) : off+len(p.cmds)]}
 			off += len(p.cmds)
 		}
+		n.noteAnswered(len(pe.batch), time.Since(pe.start))
 		<-n.slots
 	}
+}
+
+// lingerGap is how long the batcher waits for the next caller of a wave
+// before sending what it has (see linger).
+const lingerGap = 200 * time.Microsecond
+
+// noteAnswered records that the completer answered callers of one entry
+// whose round took d: the callers are expected back (linger), and d feeds
+// the moving average that bounds lingering.
+func (n *Node) noteAnswered(callers int, d time.Duration) {
+	n.stats.roundNano.Add(uint64(d))
+	n.answered.Add(int64(callers))
+	old := n.entryLatency.Load()
+	if old == 0 {
+		n.entryLatency.Store(int64(d))
+		return
+	}
+	n.entryLatency.Store(old + (int64(d)-old)/8)
 }

@@ -91,12 +91,18 @@ func runWrite(ctx context.Context, opt Options, emit func(Result)) error {
 
 	var granted []string // live grants from the 1-client run, revoked below
 	for _, c := range writeLevels {
+		before := site.batchStats()
 		r, err := writeLoad(ctx, leader, c, p, func(w *grantWriter) (*raftv1.Command, string) { return w.command() }, data)
 		if err != nil {
 			return fmt.Errorf("%d clients on the leader: %w", c, err)
 		}
+		st := site.batchStats().sub(before)
 		opt.Log.Info("write: level done", "clients", c, "ops_per_s", round(r.rate), "ops", r.ops, "failed", r.failed)
+		st.log(opt.Log, li, c)
 		emit(NewResult("write", fmt.Sprintf("ops_per_s_c%d", c), r.rate, "ops/s", rateFloor))
+		// Commands per Raft entry over the whole run (warm-up included):
+		// what group commit achieved. Its floor is 1, no grouping at all.
+		emit(NewResult("write", fmt.Sprintf("ops_per_entry_c%d", c), st.opsPerEntry(li), "ops/entry", 1))
 		if c == 1 {
 			emit(NewResult("write", "commit_p50_us", Micros(Percentile(r.lat, 0.50)), "us", fsyncP50))
 			emit(NewResult("write", "commit_p99_us", Micros(Percentile(r.lat, 0.99)), "us", fsyncP99))
