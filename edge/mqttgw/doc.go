@@ -52,12 +52,12 @@
 //
 // The gateway follows each device's retained state message (and the
 // offline state of its last will) and exposes it with Gateway.Devices.
-// Device events are decoded, logged (alarms at warn level) and counted, but
-// not recorded, acknowledged or asked to be resent yet: that needs each
-// (device, seq) recorded once for good in the replicated log before the ack
-// lets the device drop it, and a door controller's offline decisions
-// recorded with only this process's memory of them would be recorded again
-// whenever it replays its unacknowledged backlog.
+// Device events are decoded, logged (alarms at warn level) and counted. A
+// door controller's states and events also go to Config.Doors (the node's
+// edge/doors.Manager), which pushes its offline cache and heartbeats on its
+// cmd topic and records its events once per (device, seq) in the replicated
+// log before acknowledging them. Kiosk and dispenser events are not
+// recorded or acknowledged yet.
 //
 // # Logs and metrics
 //
