@@ -379,31 +379,40 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, b store.Batch) error {
 		}
 	}
 
-	byKey := func(x, y store.Claim) int {
+	// Claims and unclaims are locked together in key order (a batch that
+	// moves a card number and one that moves it back must not deadlock).
+	type keyOp struct {
+		store.Claim
+		claim bool
+	}
+	ops := make([]keyOp, 0, len(b.Claim)+len(b.Unclaim))
+	for _, c := range b.Claim {
+		ops = append(ops, keyOp{c, true})
+	}
+	for _, c := range b.Unclaim {
+		ops = append(ops, keyOp{c, false})
+	}
+	slices.SortFunc(ops, func(x, y keyOp) int {
 		if c := strings.Compare(x.Namespace, y.Namespace); c != 0 {
 			return c
 		}
 		return strings.Compare(x.Key, y.Key)
-	}
-	claims := slices.Clone(b.Claim)
-	slices.SortFunc(claims, byKey)
-	for _, c := range claims {
+	})
+	for _, c := range ops {
 		var owner string
-		err := tx.QueryRow(ctx, `
-			INSERT INTO unique_keys (namespace, key, owner) VALUES ($1, $2, $3)
-			ON CONFLICT (namespace, key) DO UPDATE SET owner = unique_keys.owner
-			RETURNING owner`, c.Namespace, c.Key, c.Owner).Scan(&owner)
-		if err != nil {
-			return err
+		if c.claim {
+			err := tx.QueryRow(ctx, `
+				INSERT INTO unique_keys (namespace, key, owner) VALUES ($1, $2, $3)
+				ON CONFLICT (namespace, key) DO UPDATE SET owner = unique_keys.owner
+				RETURNING owner`, c.Namespace, c.Key, c.Owner).Scan(&owner)
+			if err != nil {
+				return err
+			}
+			if owner != c.Owner {
+				return check.Fail(store.ErrKeyTaken, "claim in namespace %q", c.Namespace)
+			}
+			continue
 		}
-		if owner != c.Owner {
-			return check.Fail(store.ErrKeyTaken, "claim in namespace %q", c.Namespace)
-		}
-	}
-	unclaims := slices.Clone(b.Unclaim)
-	slices.SortFunc(unclaims, byKey)
-	for _, c := range unclaims {
-		var owner string
 		err := tx.QueryRow(ctx, `SELECT owner FROM unique_keys WHERE namespace = $1 AND key = $2 FOR UPDATE`,
 			c.Namespace, c.Key).Scan(&owner)
 		if errors.Is(err, pgx.ErrNoRows) {

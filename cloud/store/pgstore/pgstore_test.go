@@ -53,8 +53,9 @@ func TestContract(t *testing.T) {
 func TestTwoProcesses(t *testing.T) {
 	clock := storetest.NewClock()
 	opts := store.Options{Kinds: storetest.Kinds, Now: clock.Now}
-	a := mustOpen(t, "two_processes", opts)
-	b := mustOpen(t, "two_processes", opts)
+	schema := schemaFor(t.TempDir())
+	a := mustOpen(t, schema, opts)
+	b := mustOpen(t, schema, opts)
 
 	la, err := a.Acquire(ctx, "site-1", "hub-a", 10*time.Second)
 	if err != nil {
@@ -122,7 +123,7 @@ func TestTwoProcesses(t *testing.T) {
 // default, shared by all hub processes). It asserts no durations, only
 // that a fresh lease is live and exclusive.
 func TestDatabaseClock(t *testing.T) {
-	s := mustOpen(t, "database_clock", store.Options{Kinds: storetest.Kinds})
+	s := mustOpen(t, schemaFor(t.TempDir()), store.Options{Kinds: storetest.Kinds})
 	l, err := s.Acquire(ctx, "site-1", "hub-a", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -153,11 +154,12 @@ func TestDatabaseClock(t *testing.T) {
 func TestMigrations(t *testing.T) {
 	srv := mustServer(t)
 	opts := store.Options{Kinds: storetest.Kinds}
+	schema := schemaFor(t.TempDir())
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for range 4 {
 		wg.Go(func() {
-			s, err := pgstore.Open(ctx, pgstore.Config{ConnString: srv.connString(), Schema: "migrations"}, opts)
+			s, err := pgstore.Open(ctx, pgstore.Config{ConnString: srv.connString(), Schema: schema}, opts)
 			if err != nil {
 				errs <- err
 				return
@@ -176,7 +178,7 @@ func TestMigrations(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	var versions []int
-	rows, err := conn.Query(ctx, `SELECT version FROM migrations.gatehouse_migrations ORDER BY version`)
+	rows, err := conn.Query(ctx, `SELECT version FROM `+schema+`.gatehouse_migrations ORDER BY version`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,10 +195,10 @@ func TestMigrations(t *testing.T) {
 	if !slices.Equal(versions, []int{1}) {
 		t.Fatalf("applied migrations = %v, want [1]", versions)
 	}
-	if _, err := conn.Exec(ctx, `INSERT INTO migrations.gatehouse_migrations (version) VALUES (999)`); err != nil {
+	if _, err := conn.Exec(ctx, `INSERT INTO `+schema+`.gatehouse_migrations (version) VALUES (999)`); err != nil {
 		t.Fatal(err)
 	}
-	_, err = pgstore.Open(ctx, pgstore.Config{ConnString: srv.connString(), Schema: "migrations"}, opts)
+	_, err = pgstore.Open(ctx, pgstore.Config{ConnString: srv.connString(), Schema: schema}, opts)
 	if access.ErrorCode(err) != access.Invalid {
 		t.Fatalf("Open of a newer schema = %v, want an invalid error", err)
 	}

@@ -272,6 +272,7 @@ func Run(t *testing.T, open Opener) {
 		{"Lease/Fencing", testFencing},
 		{"Concurrent/Appends", testConcurrentAppends},
 		{"Concurrent/ClaimsAndLeases", testConcurrentClaims},
+		{"Concurrent/Fencing", testConcurrentFencing},
 		{"Reopen", testReopen},
 		{"Closed", testClosed},
 		{"Context", testContext},
@@ -1033,6 +1034,53 @@ func testConcurrentClaims(t *testing.T, e *env) {
 	if cur, err := e.s.Lease(ctx, "site-a"); err != nil || cur != leases[0] {
 		t.Fatalf("Lease = %+v, %v; winner %+v", cur, err, leases[0])
 	}
+}
+
+// testConcurrentFencing races a writer that keeps committing under its
+// fencing token against its lease being released and taken over: once the
+// new owner's Acquire has returned, no batch of the old owner commits.
+func testConcurrentFencing(t *testing.T, e *env) {
+	a, err := e.s.Acquire(ctx, "site-a", "hub-1", time.Minute)
+	must(t, err)
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		fence := &store.Fence{Site: "site-a", Token: a.Token}
+		for seq := uint64(1); ; seq++ {
+			err := e.s.Commit(ctx, store.Batch{Fence: fence, Appends: []store.Append{{Origin: "site-a", Records: recs("site-a", seq, seq)}}})
+			if seq == 1 {
+				close(started)
+			}
+			if err != nil {
+				if errors.Is(err, store.ErrFenced) {
+					err = nil
+				}
+				done <- err
+				return
+			}
+		}
+	}()
+	<-started
+	must(t, e.s.Release(ctx, a))
+	b, err := e.s.Acquire(ctx, "site-a", "hub-2", time.Minute)
+	must(t, err)
+	v1, err := e.s.Vector(ctx)
+	must(t, err)
+	must(t, <-done)
+	v2, err := e.s.Vector(ctx)
+	must(t, err)
+	if v1["site-a"] != v2["site-a"] {
+		t.Fatalf("the old owner committed after the new one acquired: head %d then %d", v1["site-a"], v2["site-a"])
+	}
+	if v2["site-a"] < 1 {
+		t.Fatalf("head %d: the old owner's first batch is missing", v2["site-a"])
+	}
+	// The new owner continues the log.
+	next := v2["site-a"] + 1
+	must(t, e.s.Commit(ctx, store.Batch{
+		Fence:   &store.Fence{Site: "site-a", Token: b.Token},
+		Appends: []store.Append{{Origin: "site-a", Records: recs("site-a", next, next)}},
+	}))
 }
 
 func testReopen(t *testing.T, e *env) {
