@@ -118,7 +118,13 @@ func startServer() (*pgServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "gatehouse-pgstore-")
+	// As root the server runs as another user, who must be able to reach
+	// its directory: use /tmp rather than a TMPDIR that may be private.
+	base := ""
+	if os.Geteuid() == 0 {
+		base = "/tmp"
+	}
+	dir, err := os.MkdirTemp(base, "gatehouse-pgstore-")
 	if err != nil {
 		return nil, err
 	}
