@@ -76,7 +76,7 @@ type accessEvent struct {
 
 // newState returns the starting site: access levels, card formats, card
 // statuses, portals with readers, and n synthetic people.
-func newState(rng *rand.Rand, n int) *state {
+func newState(rng *rand.Rand, n int, now time.Time) *state {
 	st := &state{People: map[string]*person{}, NextKey: 1, NextLogID: 1}
 	for i, name := range []string{"All Staff", "Lobby 24x7", "Floor 1 Business Hours", "Floor 2 Business Hours", "Server Room", "Visitor Escorted"} {
 		st.Levels = append(st.Levels, level{Key: int64(i + 1), Name: name})
@@ -92,7 +92,7 @@ func newState(rng *rand.Rand, n int) *state {
 	last := []string{"Okafor", "Smith", "Nguyen", "Garcia", "Rossi", "Tanaka", "Haddad", "Silva"}
 	for i := 0; i < n; i++ {
 		p := &person{Key: st.NextKey, PersonID: fmt.Sprintf("SYN-%05d", i+1), First: first[rng.IntN(len(first))],
-			Last: last[rng.IntN(len(last))], UDF: map[string]string{}, Levels: []string{"All Staff"}}
+			Last: last[rng.IntN(len(last))], UDF: map[string]string{}, Levels: []string{"All Staff"}, LastMod: now}
 		p.Cards = []*credential{{EncodedNum: fmt.Sprint(2000 + i), Format: "26 bit Wiegand", Status: "Active"}}
 		st.NextKey++
 		st.People[p.PersonID] = p

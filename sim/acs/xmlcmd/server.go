@@ -114,7 +114,7 @@ func New(cfg Config) (*Server, error) {
 	if s.cfg.Password == "" {
 		s.cfg.Password = fmt.Sprintf("pw-%06d", s.rng.IntN(1000000))
 	}
-	s.st = newState(s.rng, cfg.People)
+	s.st = newState(s.rng, cfg.People, s.clock.Now())
 	if cfg.StatePath != "" {
 		var st state
 		ok, err := acs.LoadState(cfg.StatePath, &st)
