@@ -22,10 +22,15 @@ type CloudMain struct {
 	Config CloudConfig
 
 	hub *hub.Hub
+	pki *CloudPKIMain // set for "cloud pki ..." and "cloud site ..." (cloud_site.go)
 }
 
 // ParseFlags reads the hub configuration: defaults, --config file, flags.
 func (m *CloudMain) ParseFlags(args []string) error {
+	if isCloudPKIVerb(args) {
+		m.pki = &CloudPKIMain{env: m.env}
+		return m.pki.ParseFlags(args)
+	}
 	m.Config = CloudConfig{Hub: hub.DefaultConfig(), LogLevel: "info"}
 	rest, err := parseConfig("cloud", args, m.stderr, &m.Config, func(fs *flag.FlagSet, c *CloudConfig) {
 		fs.StringVar(&c.Hub.HTTPAddr, "http", c.Hub.HTTPAddr, "address to serve the console and APIs on")
@@ -42,6 +47,9 @@ func (m *CloudMain) ParseFlags(args []string) error {
 
 // Run serves the hub until ctx is done.
 func (m *CloudMain) Run(ctx context.Context) error {
+	if m.pki != nil {
+		return m.pki.Run(ctx)
+	}
 	log, err := newLogger(m.stderr, m.Config.LogLevel)
 	if err != nil {
 		return err
