@@ -70,11 +70,12 @@ type importer struct {
 	cols       map[Field]int               // 0-based column of each mapped field
 	width      int                         // columns every row must have
 	nrows      int                         // data rows read
-	rows       []parsed                    // one per data row, good or bad
+	rows       rowStore                    // one per data row, good or bad
 	cards      map[access.CardNumber]int32 // first line of each number
 	groupRefs  map[string][]int32          // ref -> rows using it
 	occRefs    map[string][]int32
 	cardOrder  []access.CardNumber // distinct numbers in first-seen order
+	cellBad    []bool              // reused by parseRow
 	groupIDs   map[string]access.ID
 	occupierID map[string]access.ID
 }
@@ -186,8 +187,8 @@ func (im *importer) read(ctx context.Context, r io.Reader) error {
 				return nil
 			}
 			im.nrows++
-			im.rows = append(im.rows, parsed{line: int32(pe.StartLine), bad: true})
-			im.rp.add(len(im.rows)-1, RowError{Line: pe.Line, Reason: ReasonSyntax, Message: pe.Err.Error()})
+			idx := im.rows.add(parsed{line: int32(pe.StartLine), bad: true})
+			im.rp.add(idx, RowError{Line: pe.Line, Reason: ReasonSyntax, Message: pe.Err.Error()})
 			if pe.Err != csv.ErrBareQuote {
 				// An unterminated quote swallowed the rest of the file.
 				break
@@ -405,16 +406,16 @@ func (rc *rowCtx) required(f Field, v string, ok bool) {
 
 // parseRow checks one data row and appends it to im.rows.
 func (im *importer) parseRow(rec []string, lines []int32) {
-	idx := len(im.rows)
-	im.rows = append(im.rows, parsed{line: lines[0]})
-	p := &im.rows[idx]
+	idx := im.rows.add(parsed{line: lines[0]})
+	p := im.rows.at(idx)
 	if len(rec) != im.width {
 		im.rp.add(idx, RowError{Line: int(lines[0]), Reason: ReasonColumns,
 			Message: fmt.Sprintf("the row has %d columns, the file %d", len(rec), im.width)})
 		p.bad = true
 		return
 	}
-	rc := &rowCtx{im: im, idx: idx, rec: rec, lines: lines, bad: make([]bool, len(rec))}
+	im.cellBad = append(im.cellBad[:0], make([]bool, len(rec))...)
+	rc := &rowCtx{im: im, idx: idx, rec: rec, lines: lines, bad: im.cellBad}
 	for i, c := range rec {
 		switch {
 		case !utf8.ValidString(c):
@@ -673,8 +674,8 @@ func (im *importer) lookups(ctx context.Context) error {
 		}
 	}
 	if len(taken) > 0 {
-		for idx := range im.rows {
-			p := &im.rows[idx]
+		for idx := range im.rows.n {
+			p := im.rows.at(idx)
 			for _, c := range p.cards {
 				if taken[c.num] {
 					p.bad = true
@@ -715,7 +716,7 @@ func (im *importer) resolve(ctx context.Context, lookup Lookup, refs map[string]
 			}
 			for _, r := range all[i:min(i+im.opt.BatchSize, len(all))] {
 				if id, ok := got[r]; ok {
-					if _, err := access.ParseID(string(id)); err == nil {
+					if id, err := access.ParseID(string(id)); err == nil {
 						ids[r] = id
 					}
 				}
@@ -727,7 +728,7 @@ func (im *importer) resolve(ctx context.Context, lookup Lookup, refs map[string]
 			continue
 		}
 		for _, idx := range refs[r] {
-			p := &im.rows[idx]
+			p := im.rows.at(int(idx))
 			p.bad = true
 			line, col := p.groupsLine, p.groupsCol
 			if f == FieldOccupier {
@@ -743,7 +744,8 @@ func (im *importer) resolve(ctx context.Context, lookup Lookup, refs map[string]
 // build makes the access values of every row and validates them.
 func (im *importer) build(ctx context.Context) (*Result, error) {
 	now := im.opt.Now()
-	res := &Result{Rows: make([]Row, len(im.rows))}
+	n := im.rows.n
+	res := &Result{Rows: make([]Row, n)}
 	newID := func() (access.ID, error) {
 		id, err := im.opt.IDs.New(now)
 		if err != nil {
@@ -751,8 +753,8 @@ func (im *importer) build(ctx context.Context) (*Result, error) {
 		}
 		return id, nil
 	}
-	for i := range im.rows {
-		p := &im.rows[i]
+	for i := range n {
+		p := im.rows.at(i)
 		pid, err := newID()
 		if err != nil {
 			return nil, err
@@ -785,18 +787,18 @@ func (im *importer) build(ctx context.Context) (*Result, error) {
 			if err != nil {
 				return nil, err
 			}
-			g := access.Grant{ID: id, HolderID: pid, GroupID: gid}
-			im.check(i, g.Validate())
-			out.Grants = append(out.Grants, g)
+			// Valid by construction: both IDs are canonical (from IDGen and
+			// ParseID) and the grant is unbounded.
+			out.Grants = append(out.Grants, access.Grant{ID: id, HolderID: pid, GroupID: gid})
 		}
 		if (i+1)%im.opt.ProgressEvery == 0 {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			im.progress(PhaseBuild, i+1, len(im.rows))
+			im.progress(PhaseBuild, i+1, n)
 		}
 	}
-	im.progress(PhaseBuild, len(im.rows), len(im.rows))
+	im.progress(PhaseBuild, n, n)
 	return res, nil
 }
 
@@ -804,6 +806,29 @@ func (im *importer) build(ctx context.Context) (*Result, error) {
 // to make this impossible.
 func (im *importer) check(idx int, err error) {
 	if err != nil {
-		im.rp.add(idx, RowError{Line: int(im.rows[idx].line), Reason: ReasonInvalid, Message: err.Error()})
+		im.rp.add(idx, RowError{Line: int(im.rows.at(idx).line), Reason: ReasonInvalid, Message: err.Error()})
 	}
 }
+
+// rowStore holds the parsed rows in fixed-size chunks, so that growing it
+// never copies the rows already read.
+type rowStore struct {
+	chunks [][]parsed
+	n      int
+}
+
+const rowChunk = 4096
+
+// add appends p and returns its index.
+func (s *rowStore) add(p parsed) int {
+	if s.n%rowChunk == 0 {
+		s.chunks = append(s.chunks, make([]parsed, 0, rowChunk))
+	}
+	c := &s.chunks[len(s.chunks)-1]
+	*c = append(*c, p)
+	s.n++
+	return s.n - 1
+}
+
+// at returns the row at index i.
+func (s *rowStore) at(i int) *parsed { return &s.chunks[i/rowChunk][i%rowChunk] }
