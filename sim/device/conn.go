@@ -165,6 +165,7 @@ type Conn struct {
 	connects atomic.Uint64
 	lost     atomic.Uint64
 	refused  atomic.Uint64 // messages received that did not decode
+	setUp    atomic.Bool   // set up (subscribed, state published) since the last connect
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -206,6 +207,7 @@ func Dial(ctx context.Context, cfg Config, status func() mqttproto.State, handle
 		SetOnConnectHandler(c.onConnect).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			c.lost.Add(1)
+			c.setUp.Store(false)
 			c.log.Warn("device connection lost; reconnecting", "err", err)
 			if cfg.OnConnectionLost != nil {
 				cfg.OnConnectionLost(err)
@@ -249,6 +251,7 @@ func Dial(ctx context.Context, cfg Config, status func() mqttproto.State, handle
 func (c *Conn) onConnect(cl paho.Client) {
 	n := c.connects.Add(1)
 	err := c.setup(cl)
+	c.setUp.Store(err == nil)
 	if err != nil {
 		c.log.Error("device setup after connect failed", "err", err)
 	} else if n > 1 {
@@ -346,8 +349,10 @@ func (c *Conn) Device() mqttproto.Device { return c.dev }
 // Broker returns the broker address the device was dialled with.
 func (c *Conn) Broker() string { return c.cfg.Broker }
 
-// Connected reports whether the connection is up now.
-func (c *Conn) Connected() bool { return c.client.IsConnectionOpen() }
+// Connected reports whether the connection is up now and set up: the
+// device has subscribed to its topics and published its state since it
+// last connected.
+func (c *Conn) Connected() bool { return c.client.IsConnectionOpen() && c.setUp.Load() }
 
 // Stats is what a connection counted.
 type Stats struct {

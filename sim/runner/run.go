@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,9 +86,18 @@ func (r *Report) TapLatencies() []time.Duration {
 // run could not start, or ctx's error when it was cancelled (with the
 // report so far).
 func (r *Runner) Run(ctx context.Context, scn *scenario.Scenario) (*Report, error) {
+	cut := map[string]bool{} // readers the scenario cuts: behind a proxy
+	for _, st := range scn.Steps {
+		if st.Kind == scenario.StepCut && st.Reader != "" {
+			cut[st.Reader] = true
+		}
+	}
 	var specs []readerSpec
 	for _, rd := range scn.Readers {
-		specs = append(specs, readerSpec{name: rd.Name, door: rd.Door, broker: rd.Broker})
+		specs = append(specs, readerSpec{name: rd.Name, door: rd.Door, broker: rd.Broker, proxy: cut[rd.Name]})
+	}
+	for _, c := range scn.Controllers {
+		specs = append(specs, readerSpec{name: c.Name, door: c.Door, broker: c.Broker, controller: true, proxy: true})
 	}
 	d, err := r.deploy(ctx, scn, specs)
 	if err != nil {
@@ -96,10 +106,14 @@ func (r *Runner) Run(ctx context.Context, scn *scenario.Scenario) (*Report, erro
 	defer d.teardown(ctx)
 
 	out := r.cfg.Out
+	devices := plural(len(d.readers), "reader")
+	if len(d.controllers) > 0 {
+		devices += " and " + plural(len(d.controllers), "door controller")
+	}
 	fmt.Fprintf(out, "\n== %s: site %s (%s), %s on %s, %s over %s\n",
-		scn.Name, d.site.name, d.site.id, plural(len(d.readers), "reader"), plural(len(distinct(d.readers)), "broker"),
+		scn.Name, d.site.name, d.site.id, devices, plural(len(distinct(append(slices.Clone(d.readers), d.controllers...))), "broker"),
 		plural(len(scn.Steps), "step"), fmtDuration(scn.Span()))
-	fmt.Fprintf(out, "   setup: %s applied at %d/%d nodes in %s; readers connected in %s\n",
+	fmt.Fprintf(out, "   setup: %s applied at %d/%d nodes in %s; devices connected in %s\n",
 		plural(d.setupCmds, "command"), d.setupNodes, len(d.site.members), fmtLatency(d.setupTook), fmtLatency(d.connectTook))
 	tl := newTimeline(out, scn)
 	tl.header()
@@ -143,6 +157,11 @@ func (d *deployment) exec(ctx context.Context, st *scenario.Step, res *StepResul
 	switch st.Kind {
 	case scenario.StepTap:
 		d.tap(ctx, st, res)
+		return
+	case scenario.StepBadge, scenario.StepSensor, scenario.StepCut, scenario.StepRestore, scenario.StepRestart,
+		scenario.StepRestartBroker, scenario.StepKillNode, scenario.StepRestartNode,
+		scenario.StepExpectEvent, scenario.StepExpectState, scenario.StepExpectCache:
+		d.execDevice(ctx, st, res)
 		return
 	case scenario.StepWait:
 		res.Outcome, res.Pass = "waiting "+fmtDuration(st.Wait), true

@@ -44,6 +44,7 @@ import (
 	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
 	statusv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1/statusv1connect"
+	"github.com/gatehouse/gatehouse/sim/fault"
 )
 
 // Defaults of Config.
@@ -53,6 +54,9 @@ const (
 	DefaultChangeTimeout = 10 * time.Second
 	// DefaultConnectTimeout bounds connecting the readers.
 	DefaultConnectTimeout = 15 * time.Second
+	// DefaultExpectTimeout is how long an expect step waits when it has
+	// no "within".
+	DefaultExpectTimeout = 5 * time.Second
 	// maxApplyBatch is the most commands sent in one Apply call (the site
 	// takes up to 1000).
 	maxApplyBatch = 500
@@ -82,8 +86,26 @@ type Config struct {
 	DecisionTimeout time.Duration
 	// ChangeTimeout bounds each change (default DefaultChangeTimeout).
 	ChangeTimeout time.Duration
-	// Keep leaves everything the run made at the site.
+	// Keep leaves everything the run made at the site (and the door
+	// controllers' storage).
 	Keep bool
+	// Heartbeat is the site's heartbeat interval to door controllers
+	// (default mqttproto.HeartbeatInterval); a controller is cut off after
+	// 3 of them without a word from the site. It must match the site's.
+	Heartbeat time.Duration
+	// ControllerDecisionTimeout is how long a door controller waits for
+	// the site's decision before deciding alone (default
+	// mqttproto.DecisionTimeout, what a real controller waits).
+	ControllerDecisionTimeout time.Duration
+	// StateDir is where door controllers keep their storage, one
+	// directory each; empty: a temporary directory per run.
+	StateDir string
+	// ExpectTimeout is how long an expect step without "within" waits
+	// (default DefaultExpectTimeout).
+	ExpectTimeout time.Duration
+	// Faults causes the faults that need the site (restart broker, kill
+	// and restart node); default fault.Unsupported.
+	Faults fault.Faults
 	// Out receives the timeline, the live load lines and the summaries
 	// (default io.Discard).
 	Out io.Writer
@@ -102,7 +124,7 @@ func (c Config) Validate() error {
 		return errors.New("runner: the site's API token is required")
 	case len(c.Brokers) == 0:
 		return errors.New("runner: at least one MQTT broker address is required")
-	case c.DecisionTimeout < 0 || c.ChangeTimeout < 0:
+	case c.DecisionTimeout < 0 || c.ChangeTimeout < 0 || c.Heartbeat < 0 || c.ControllerDecisionTimeout < 0 || c.ExpectTimeout < 0:
 		return errors.New("runner: timeouts must not be negative")
 	}
 	for _, b := range c.Brokers {
@@ -139,6 +161,12 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
+	}
+	if cfg.ExpectTimeout == 0 {
+		cfg.ExpectTimeout = DefaultExpectTimeout
+	}
+	if cfg.Faults == nil {
+		cfg.Faults = fault.Unsupported{}
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)

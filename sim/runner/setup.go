@@ -6,6 +6,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,17 +21,20 @@ import (
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
 	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
 	"github.com/gatehouse/gatehouse/sim/device"
+	"github.com/gatehouse/gatehouse/sim/fault"
 	"github.com/gatehouse/gatehouse/sim/scenario"
 )
 
-// readerSpec is a reader to commission and connect.
+// readerSpec is a reader or door controller to commission and connect.
 type readerSpec struct {
-	name   string
-	door   string // the door's scenario name
-	broker int    // 1-based broker to pin it to, 0 for round-robin
+	name       string
+	door       string // the door's scenario name
+	broker     int    // 1-based broker to pin it to, 0 for round-robin
+	controller bool   // a door controller, not a reader
+	proxy      bool   // connect through a fault proxy (to be cut)
 }
 
-// commissioned is a reader made at the site.
+// commissioned is a reader or door controller made at the site.
 type commissioned struct {
 	readerSpec
 	id     string
@@ -36,6 +42,15 @@ type commissioned struct {
 	secret string
 	addr   string // broker address
 	reader *device.Reader
+	// proxy, when set, is what the device dials instead of addr.
+	proxy *fault.Proxy
+	// ctl, for a door controller, is the controller now (a restart makes
+	// a new one on the same dir).
+	ctl *device.Controller
+	dir string
+	// past are the events of the controller's earlier runs (before a
+	// restart step) in this scenario run.
+	past []mqttproto.DoorEvent
 }
 
 // deployment is a scenario applied to a site: the IDs made for its names,
@@ -55,6 +70,12 @@ type deployment struct {
 	grants                                   map[[2]string]string // (person, group) -> live grant ID
 	readers                                  []*commissioned
 	byName                                   map[string]*commissioned
+	// controllers and ctls are the door controllers, by scenario name.
+	controllers []*commissioned
+	ctls        map[string]*commissioned
+	// stateDir holds the controllers' storage; made by the run unless
+	// Config.StateDir is set, and removed by teardown then.
+	stateDir, madeDir string
 
 	// setupCmds, setupNodes, setupTook and connectTook describe the setup:
 	// commands applied, nodes that applied them, how long that took, and
@@ -85,7 +106,7 @@ func (r *Runner) deploy(ctx context.Context, scn *scenario.Scenario, readers []r
 		zones: map[string]string{}, doors: map[string]string{}, schedules: map[string]string{},
 		groups: map[string]string{}, tenants: map[string]string{},
 		people: map[string]*accessv1.Person{}, cards: map[access.CardNumber]*accessv1.Card{},
-		grants: map[[2]string]string{}, byName: map[string]*commissioned{},
+		grants: map[[2]string]string{}, byName: map[string]*commissioned{}, ctls: map[string]*commissioned{},
 	}
 	cmds, whats, err := d.commands(readers)
 	if err != nil {
@@ -210,23 +231,33 @@ func (d *deployment) commands(readers []readerSpec) ([]*raftv1.Command, []string
 			return nil, nil, err
 		}
 		c.secret = base64.RawURLEncoding.EncodeToString(b[:])
-		d.readers = append(d.readers, c)
-		d.byName[spec.name] = c
 		d.madeDevices = append(d.madeDevices, c.id)
-		line := 0
-		for _, sr := range d.scn.Readers {
-			if sr.Name == spec.name {
-				line = sr.Line
+		line, what, kind := 0, "reader ", accessv1.DeviceKind_DEVICE_KIND_READER
+		if spec.controller {
+			d.controllers = append(d.controllers, c)
+			d.ctls[spec.name] = c
+			what, kind = "controller ", accessv1.DeviceKind_DEVICE_KIND_DOOR
+			if x, ok := d.scn.Controller(spec.name); ok {
+				line = x.Line
+			}
+		} else {
+			d.readers = append(d.readers, c)
+			d.byName[spec.name] = c
+			for _, sr := range d.scn.Readers {
+				if sr.Name == spec.name {
+					line = sr.Line
+				}
 			}
 		}
-		add(line, "reader "+spec.name, &raftv1.Command{Op: &raftv1.Command_PutDevice{PutDevice: &accessv1.Device{
-			Id: c.id, SiteId: site, Kind: accessv1.DeviceKind_DEVICE_KIND_READER, Name: d.label(spec.name),
+		add(line, what+spec.name, &raftv1.Command{Op: &raftv1.Command_PutDevice{PutDevice: &accessv1.Device{
+			Id: c.id, SiteId: site, Kind: kind, Name: d.label(spec.name),
 			DoorId: c.doorID, SecretHash: access.HashSecret([]byte(c.secret))}}})
 	}
 	return cmds, whats, nil
 }
 
-// connect connects every reader, all at once.
+// connect connects every reader and door controller, all at once, each
+// through its fault proxy when it has one.
 func (d *deployment) connect(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, DefaultConnectTimeout)
 	defer cancel()
@@ -235,26 +266,95 @@ func (d *deployment) connect(ctx context.Context) error {
 		mu   sync.Mutex
 		errs []error
 	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	if len(d.controllers) > 0 {
+		d.stateDir = d.r.cfg.StateDir
+		if d.stateDir == "" {
+			dir, err := os.MkdirTemp("", "gatehouse-sim-")
+			if err != nil {
+				return fmt.Errorf("controller storage: %w", err)
+			}
+			d.stateDir, d.madeDir = dir, dir
+		}
+	}
+	for _, c := range append(slices.Clone(d.readers), d.controllers...) {
+		if c.proxy != nil || !c.readerSpec.proxy {
+			continue
+		}
+		p, err := fault.Listen("127.0.0.1:0", c.addr, d.r.log)
+		if err != nil {
+			return err
+		}
+		c.proxy = p
+	}
 	for _, c := range d.readers {
 		wg.Go(func() {
 			rd, err := device.DialReader(ctx, device.ReaderConfig{
 				Config: device.Config{
-					Broker: c.addr, Secret: c.secret, TLS: d.r.cfg.TLS, Log: d.r.log,
+					Broker: c.dialAddr(), Secret: c.secret, TLS: d.r.cfg.TLS, Log: d.r.log,
 					Device: mqttproto.Device{Site: d.site.id, Kind: mqttproto.KindReader, ID: c.id},
 				},
 				Door: access.ID(c.doorID),
 			})
-			mu.Lock()
-			defer mu.Unlock()
 			if err != nil {
-				errs = append(errs, fmt.Errorf("reader %s: %w", c.name, err))
+				fail(fmt.Errorf("reader %s: %w", c.name, err))
 				return
 			}
+			mu.Lock()
 			c.reader = rd
+			mu.Unlock()
+		})
+	}
+	for _, c := range d.controllers {
+		c.dir = filepath.Join(d.stateDir, c.id)
+		wg.Go(func() {
+			if err := d.startController(ctx, c); err != nil {
+				fail(fmt.Errorf("controller %s: %w", c.name, err))
+			}
 		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// dialAddr is the address the device dials: its proxy's, or its broker's.
+func (c *commissioned) dialAddr() string {
+	if c.proxy != nil {
+		return c.proxy.Addr()
+	}
+	return c.addr
+}
+
+// startController starts controller c on its storage and waits until it
+// has connected (within ctx).
+func (d *deployment) startController(ctx context.Context, c *commissioned) error {
+	ctl, err := device.DialController(ctx, device.ControllerConfig{
+		Config: device.Config{
+			Broker: c.dialAddr(), Secret: c.secret, TLS: d.r.cfg.TLS, Log: d.r.log,
+			Device: mqttproto.Device{Site: d.site.id, Kind: mqttproto.KindDoor, ID: c.id},
+		},
+		Doors:           []access.ID{access.ID(c.doorID)},
+		StateDir:        c.dir,
+		Heartbeat:       d.r.cfg.Heartbeat,
+		DecisionTimeout: d.r.cfg.ControllerDecisionTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	c.ctl = ctl
+	if c.proxy != nil && c.proxy.IsCut() {
+		return nil // restarted while cut off: it cannot connect, rightly
+	}
+	for !ctl.Status().LinkUp {
+		if err := sleep(ctx, 5*time.Millisecond); err != nil {
+			return fmt.Errorf("not connected: %w", err)
+		}
+	}
+	return nil
 }
 
 // teardown disconnects the readers and, unless the runner keeps things,
@@ -268,7 +368,20 @@ func (d *deployment) teardown(ctx context.Context) {
 			wg.Go(func() { _ = c.reader.Close() })
 		}
 	}
+	for _, c := range d.controllers {
+		if c.ctl != nil {
+			wg.Go(func() { _ = c.ctl.Close() })
+		}
+	}
 	wg.Wait()
+	for _, c := range append(slices.Clone(d.readers), d.controllers...) {
+		if c.proxy != nil {
+			c.proxy.Close()
+		}
+	}
+	if d.madeDir != "" && !d.r.cfg.Keep {
+		os.RemoveAll(d.madeDir)
+	}
 	if d.r.cfg.Keep || len(d.madePeople)+len(d.madeDevices) == 0 {
 		return
 	}

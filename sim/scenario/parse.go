@@ -695,7 +695,7 @@ func (t *toks) oneOf(what string, allowed []string) string {
 
 // expectStep parses what follows "expect" in a step.
 func (p *parser) expectStep(t *toks, st *Step) {
-	switch w := t.next("event, controller or cache"); w {
+	switch w := t.next("event, controller, reader or cache"); w {
 	case "event":
 		st.Kind = StepExpectEvent
 		st.Event = t.oneOf("event type", ExpectEvents)
@@ -733,13 +733,20 @@ func (p *parser) expectStep(t *toks, st *Step) {
 		st.Kind = StepExpectState
 		st.Controller = p.ctl(t)
 		st.State = t.oneOf("controller state", []string{"online", "offline"})
+	case "reader":
+		st.Kind = StepExpectState
+		st.Reader = t.name("reader")
+		if p.readers[st.Reader] == nil {
+			t.fail("unknown reader %s", quote(st.Reader))
+		}
+		st.State = t.oneOf("reader state", []string{"online", "offline"})
 	case "cache":
 		st.Kind = StepExpectCache
 		t.expect("at")
 		t.expect("controller")
 		st.Controller = p.ctl(t)
 	default:
-		t.fail("want \"expect event\", \"expect controller\" or \"expect cache\", found %s", quote(w))
+		t.fail("want \"expect event\", \"expect controller\", \"expect reader\" or \"expect cache\", found %s", quote(w))
 	}
 	st.Within = t.within()
 }

@@ -427,13 +427,14 @@ func stripLines(s *Scenario) Scenario {
 	return c
 }
 
-// controllerBase declares two door controllers (lines 1-6).
+// controllerBase declares two door controllers and a reader (lines 1-7).
 const controllerBase = `door lobby
 door vault high-security max-offline 1s
 group g doors lobby vault
 person p access-user offline-access card 7001 groups g
 controller lobby-ctl door lobby
 controller vault-ctl door vault broker 2
+reader r door lobby
 `
 
 func TestParseControllers(t *testing.T) {
@@ -453,6 +454,7 @@ at 0s  expect cache at controller lobby-ctl within 15s
        restart broker 1
        kill node 3
        restart node 3
+       expect reader r online within 3s
 `
 	s, err := Parse("ctl.scn", []byte(src))
 	if err != nil {
@@ -478,18 +480,21 @@ at 0s  expect cache at controller lobby-ctl within 15s
 		}},
 		{StepRestart, func(st *Step) bool { return st.Controller == "lobby-ctl" }},
 		{StepRestore, func(st *Step) bool { return st.Controller == "lobby-ctl" }},
-		{StepExpectEvent, func(st *Step) bool { return st.Card == 7001 && st.Expect.Grant && st.Acked && st.Within == 10*time.Second }},
+		{StepExpectEvent, func(st *Step) bool {
+			return st.Card == 7001 && st.Expect.Grant && st.Acked && st.Within == 10*time.Second
+		}},
 		{StepExpectEvent, func(st *Step) bool { return st.Event == "fail_secure" && st.Controller == "vault-ctl" }},
 		{StepExpectState, func(st *Step) bool { return st.State == "online" && st.Within == 0 }},
 		{StepRestartBroker, func(st *Step) bool { return st.N == 1 }},
 		{StepKillNode, func(st *Step) bool { return st.N == 3 }},
 		{StepRestartNode, func(st *Step) bool { return st.N == 3 }},
+		{StepExpectState, func(st *Step) bool { return st.Reader == "r" && st.State == "online" && st.Within == 3*time.Second }},
 	}
 	if len(s.Steps) != len(want) {
 		t.Fatalf("%d steps, want %d", len(s.Steps), len(want))
 	}
 	for i, w := range want {
-		if st := s.Steps[i]; st.Kind != w.kind || !w.ok(st) || st.Line != 8+i {
+		if st := s.Steps[i]; st.Kind != w.kind || !w.ok(st) || st.Line != 9+i {
 			t.Errorf("step %d (line %d): %+v", i+1, st.Line, st)
 		}
 	}
@@ -510,28 +515,29 @@ func TestParseControllerErrors(t *testing.T) {
 		{"ErrControllerNoDoor", "door d\ncontroller c\n", 2, `missing "door" at the end of the line`},
 		{"ErrControllerBroker", "door d\ncontroller c door d broker x\n", 2, `bad broker number "x"`},
 		{"ErrControllerName", "door d\ncontroller cut door d\n", 2, `"cut" is a keyword and cannot be a controller name`},
-		{"ErrUnknownController", controllerBase + "badge card 1 at door lobby via controller nope\n", 7, `unknown controller "nope" (declare it with "controller nope door DOOR")`},
-		{"ErrBadgeWrongDoor", controllerBase + "badge card 1 at door vault via controller lobby-ctl\n", 7, `controller lobby-ctl drives door lobby, not vault`},
-		{"ErrBadgeNoVia", controllerBase + "badge card 1 at door lobby\n", 7, `missing "via" at the end of the line`},
-		{"ErrBadgeCard", controllerBase + "badge card x at door lobby via controller lobby-ctl\n", 7, `bad card number "x"`},
-		{"ErrBadgeExpect", controllerBase + "badge card 1 at door lobby via controller lobby-ctl expect perhaps\n", 7, `want "expect grant" or "expect deny [REASON]"`},
-		{"ErrBadgeReason", controllerBase + "badge card 1 at door lobby via controller lobby-ctl expect deny nope\n", 7, `unknown reason "nope"`},
-		{"ErrSensorEvent", controllerBase + "sensor door_exploded at door lobby via controller lobby-ctl\n", 7, `unknown sensor event "door_exploded" (want one of door_opened, door_closed`},
-		{"ErrCutWhat", controllerBase + "cut wan\n", 7, `want "cut controller NAME" or "cut reader NAME", found "wan"`},
-		{"ErrRestoreReader", controllerBase + "restore reader nope\n", 7, `unknown reader "nope"`},
-		{"ErrRestartWhat", controllerBase + "restart site\n", 7, `want "restart controller NAME", "restart broker N" or "restart node N"`},
-		{"ErrKillBroker", controllerBase + "kill broker 1\n", 7, `want "node", found "broker"`},
-		{"ErrNodeNumber", controllerBase + "kill node 0\n", 7, `bad node number "0"`},
-		{"ErrExpectWhat", controllerBase + "expect miracle\n", 7, `want "expect event", "expect controller" or "expect cache", found "miracle"`},
-		{"ErrEventType", controllerBase + "expect event door_exploded at controller lobby-ctl\n", 7, `unknown event type "door_exploded"`},
-		{"ErrEventOption", controllerBase + "expect event offline_decision at controller lobby-ctl soon\n", 7, `unknown event option "soon"`},
-		{"ErrEventCardNotDecision", controllerBase + "expect event door_opened at controller lobby-ctl card 1\n", 7, `apply to offline_decision events only`},
-		{"ErrEventTwice", controllerBase + "expect event offline_decision at controller lobby-ctl grant deny\n", 7, `"deny" given twice`},
-		{"ErrEventDoor", controllerBase + "expect event door_opened at controller lobby-ctl door vault\n", 7, `drives door lobby, not vault`},
-		{"ErrState", controllerBase + "expect controller lobby-ctl asleep\n", 7, `unknown controller state "asleep" (want one of online, offline)`},
-		{"ErrCacheAt", controllerBase + "expect cache lobby-ctl\n", 7, `want "at", found "lobby-ctl"`},
-		{"ErrWithin", controllerBase + "expect cache at controller lobby-ctl within forever\n", 7, `bad within duration "forever"`},
-		{"ErrTrailing", controllerBase + "kill node 1 now\n", 7, `unexpected "now"`},
+		{"ErrUnknownController", controllerBase + "badge card 1 at door lobby via controller nope\n", 8, `unknown controller "nope" (declare it with "controller nope door DOOR")`},
+		{"ErrBadgeWrongDoor", controllerBase + "badge card 1 at door vault via controller lobby-ctl\n", 8, `controller lobby-ctl drives door lobby, not vault`},
+		{"ErrBadgeNoVia", controllerBase + "badge card 1 at door lobby\n", 8, `missing "via" at the end of the line`},
+		{"ErrBadgeCard", controllerBase + "badge card x at door lobby via controller lobby-ctl\n", 8, `bad card number "x"`},
+		{"ErrBadgeExpect", controllerBase + "badge card 1 at door lobby via controller lobby-ctl expect perhaps\n", 8, `want "expect grant" or "expect deny [REASON]"`},
+		{"ErrBadgeReason", controllerBase + "badge card 1 at door lobby via controller lobby-ctl expect deny nope\n", 8, `unknown reason "nope"`},
+		{"ErrSensorEvent", controllerBase + "sensor door_exploded at door lobby via controller lobby-ctl\n", 8, `unknown sensor event "door_exploded" (want one of door_opened, door_closed`},
+		{"ErrCutWhat", controllerBase + "cut wan\n", 8, `want "cut controller NAME" or "cut reader NAME", found "wan"`},
+		{"ErrRestoreReader", controllerBase + "restore reader nope\n", 8, `unknown reader "nope"`},
+		{"ErrRestartWhat", controllerBase + "restart site\n", 8, `want "restart controller NAME", "restart broker N" or "restart node N"`},
+		{"ErrKillBroker", controllerBase + "kill broker 1\n", 8, `want "node", found "broker"`},
+		{"ErrNodeNumber", controllerBase + "kill node 0\n", 8, `bad node number "0"`},
+		{"ErrExpectWhat", controllerBase + "expect miracle\n", 8, `want "expect event", "expect controller", "expect reader" or "expect cache", found "miracle"`},
+		{"ErrExpectReader", controllerBase + "expect reader nope online\n", 8, `unknown reader "nope"`},
+		{"ErrEventType", controllerBase + "expect event door_exploded at controller lobby-ctl\n", 8, `unknown event type "door_exploded"`},
+		{"ErrEventOption", controllerBase + "expect event offline_decision at controller lobby-ctl soon\n", 8, `unknown event option "soon"`},
+		{"ErrEventCardNotDecision", controllerBase + "expect event door_opened at controller lobby-ctl card 1\n", 8, `apply to offline_decision events only`},
+		{"ErrEventTwice", controllerBase + "expect event offline_decision at controller lobby-ctl grant deny\n", 8, `"deny" given twice`},
+		{"ErrEventDoor", controllerBase + "expect event door_opened at controller lobby-ctl door vault\n", 8, `drives door lobby, not vault`},
+		{"ErrState", controllerBase + "expect controller lobby-ctl asleep\n", 8, `unknown controller state "asleep" (want one of online, offline)`},
+		{"ErrCacheAt", controllerBase + "expect cache lobby-ctl\n", 8, `want "at", found "lobby-ctl"`},
+		{"ErrWithin", controllerBase + "expect cache at controller lobby-ctl within forever\n", 8, `bad within duration "forever"`},
+		{"ErrTrailing", controllerBase + "kill node 1 now\n", 8, `unexpected "now"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := Parse("t.scn", []byte(tc.src))

@@ -293,7 +293,8 @@ const (
 	// acknowledged by the site).
 	StepExpectEvent
 	// StepExpectState waits up to Within for Controller to be in State
-	// ("online" or "offline").
+	// ("online": not cut off from its site, or "offline"), or for Reader
+	// to be connected ("online") or not ("offline").
 	StepExpectState
 	// StepExpectCache waits up to Within for Controller to hold an
 	// offline cache of its door.
@@ -454,6 +455,9 @@ func (s *Step) Action() string {
 		}
 		return a + withinText(s.Within)
 	case StepExpectState:
+		if s.Reader != "" {
+			return "expect reader " + s.Reader + " " + s.State + withinText(s.Within)
+		}
 		return "expect controller " + s.Controller + " " + s.State + withinText(s.Within)
 	case StepExpectCache:
 		return "expect cache at controller " + s.Controller + withinText(s.Within)
