@@ -36,6 +36,10 @@ type SimConfig struct {
 	ChangeTimeout textDuration `json:"change_timeout"`
 	// Keep leaves what a run made at the site.
 	Keep bool `json:"keep"`
+	// Heartbeat is the site's heartbeat interval to door controllers.
+	Heartbeat textDuration `json:"heartbeat"`
+	// StateDir is where simulated door controllers keep their storage.
+	StateDir string `json:"state_dir"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
 	// Load configures `sim load`.
@@ -92,6 +96,10 @@ func bindSim(verb string) func(fs *flag.FlagSet, c *SimConfig) {
 		fs.Var(&c.ChangeTimeout, "change-timeout", "the `duration` a change may take to be acknowledged and applied at every node")
 		fs.BoolVar(&c.Keep, "keep", c.Keep, "leave the readers and people the run made at the site (default: remove them, freeing their cards)")
 		fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level of diagnostics on stderr: debug, info, warn, error")
+		if verb == "run" {
+			fs.Var(&c.Heartbeat, "heartbeat", "the site's heartbeat interval to door controllers, a `duration` (default 10s); a controller is cut off after 3 without a word")
+			fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "`directory` where simulated door controllers keep their storage (default: a temporary one per run)")
+		}
 		if verb == "load" {
 			l := &c.Load
 			fs.IntVar(&l.Readers, "readers", l.Readers, fmt.Sprintf("number of simulated readers, spread over the scenario's doors (1 to %d)", runner.MaxLoadReaders))
@@ -211,6 +219,7 @@ func (m *SimMain) runnerConfig() (runner.Config, error) {
 	rc := runner.Config{
 		Node: c.Node, APIToken: c.APIToken, Brokers: c.MQTT,
 		DecisionTimeout: time.Duration(c.DecisionTimeout), ChangeTimeout: time.Duration(c.ChangeTimeout), Keep: c.Keep,
+		Heartbeat: time.Duration(c.Heartbeat), StateDir: c.StateDir,
 	}
 	if c.MQTTCA != "" {
 		pem, err := os.ReadFile(c.MQTTCA)
@@ -280,8 +289,8 @@ func (m *SimMain) Run(ctx context.Context) error {
 	if m.Verb == "check" {
 		scns, err := parseFiles(m.stdout, m.Files)
 		for _, s := range scns {
-			fmt.Fprintf(m.stdout, "%s: ok: %d steps (%d taps with an expectation) over %s, %d readers\n",
-				s.Name, len(s.Steps), s.Checks(), s.Span(), len(s.Readers))
+			fmt.Fprintf(m.stdout, "%s: ok: %d steps (%d checks) over %s, %d readers, %d door controllers\n",
+				s.Name, len(s.Steps), s.Checks(), s.Span(), len(s.Readers), len(s.Controllers))
 		}
 		return err
 	}
