@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,7 +19,54 @@ func TestGroupCommitResultsPerCaller(t *testing.T) {
 	nodes := mustCluster(t, 1, nil)
 	tn := nodes[0]
 	before := tn.n.BatchStats()
-	const callers, rounds = 48, 20
+	total := proposeWaves(t, tn, 48, 20, false)
+	st := tn.n.BatchStats().Sub(before)
+	if st.Commands != uint64(total) {
+		t.Errorf("batcher counted %d commands, callers proposed %d", st.Commands, total)
+	}
+	var hist uint64
+	for _, n := range st.EntrySizes {
+		hist += n
+	}
+	if hist != st.Entries || st.Entries == 0 || st.Entries > st.Commands {
+		t.Errorf("entries %d, histogram total %d, commands %d", st.Entries, hist, st.Commands)
+	}
+	if st.LogWrites == 0 || st.LogEntries < st.Entries || st.Applied < st.Entries {
+		t.Errorf("log writes %d of %d entries, %d applied, for %d group-commit entries", st.LogWrites, st.LogEntries, st.Applied, st.Entries)
+	}
+	t.Logf("%d commands in %d entries (%.1f per entry), %d log writes", st.Commands, st.Entries, float64(st.Commands)/float64(st.Entries), st.LogWrites)
+}
+
+// TestForwardCoalescing does the same through a follower, which coalesces
+// concurrent callers into shared calls to the leader; some callers' calls
+// hold a fencing command, which is forwarded alone and fenced.
+func TestForwardCoalescing(t *testing.T) {
+	nodes := mustCluster(t, 3, func(c *Config) {
+		c.IsFencing = func(cmd *raftv1.Command) bool { return strings.HasSuffix(cmd.GetRequestId(), "-fence") }
+	})
+	l := leaderOf(t, nodes)
+	var f *testNode
+	for _, tn := range nodes {
+		if tn != l {
+			f = tn
+			break
+		}
+	}
+	before := l.n.BatchStats()
+	total := proposeWaves(t, f, 48, 10, true)
+	st := l.n.BatchStats().Sub(before)
+	if st.Commands != uint64(total) {
+		t.Errorf("leader's batcher counted %d commands, callers proposed %d", st.Commands, total)
+	}
+	t.Logf("%d commands through a follower in %d entries", total, st.Entries)
+}
+
+// proposeWaves runs callers concurrent callers on tn, each making rounds
+// calls of 1 to 3 commands of which some the test applier rejects (and,
+// with fencing, some are fencing), and checks that every caller gets
+// exactly its own results, in one entry. It returns the commands proposed.
+func proposeWaves(t *testing.T, tn *testNode, callers, rounds int, fencing bool) int {
+	t.Helper()
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -34,7 +82,11 @@ func TestGroupCommitResultsPerCaller(t *testing.T) {
 					if (c+r+i)%4 == 0 {
 						actor = "reject"
 					}
-					cmds[i] = &raftv1.Command{Actor: actor, RequestId: fmt.Sprintf("c%02d-r%02d-%d", c, r, i)}
+					id := fmt.Sprintf("c%02d-r%02d-%d", c, r, i)
+					if fencing && (c+r)%7 == 0 && i == 0 {
+						id += "-fence"
+					}
+					cmds[i] = &raftv1.Command{Actor: actor, RequestId: id}
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 				res, err := tn.n.Propose(ctx, cmds...)
@@ -63,19 +115,5 @@ func TestGroupCommitResultsPerCaller(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	st := tn.n.BatchStats().Sub(before)
-	if st.Commands != uint64(total) {
-		t.Errorf("batcher counted %d commands, callers proposed %d", st.Commands, total)
-	}
-	var hist uint64
-	for _, n := range st.EntrySizes {
-		hist += n
-	}
-	if hist != st.Entries || st.Entries == 0 || st.Entries > st.Commands {
-		t.Errorf("entries %d, histogram total %d, commands %d", st.Entries, hist, st.Commands)
-	}
-	if st.LogWrites == 0 || st.LogEntries < st.Entries || st.Applied < st.Entries {
-		t.Errorf("log writes %d of %d entries, %d applied, for %d group-commit entries", st.LogWrites, st.LogEntries, st.Applied, st.Entries)
-	}
-	t.Logf("%d commands in %d entries (%.1f per entry), %d log writes", st.Commands, st.Entries, float64(st.Commands)/float64(st.Entries), st.LogWrites)
+	return total
 }

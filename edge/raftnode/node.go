@@ -54,17 +54,13 @@ type Node struct {
 	stopping    chan struct{} // closed when Close starts: no new proposals
 	raftDown    chan struct{} // closed once Raft has shut down
 	batcherDone chan struct{} // closed when the batcher has failed every queued proposal
-	proposeCh   chan *proposal
+	local       queue         // proposals for this node's group commit, when leading
+	fwd         queue         // proposals to forward to the leader (forward.go)
+	fwdDone     chan struct{} // closed when the forwarder has failed every queued proposal
 	inflight    chan *pendingEntry
-	slots       chan struct{} // one per entry in flight (pipeline depth)
 	leaseKick   chan struct{}
 	wg          sync.WaitGroup
 	stats       batchCounters
-	// answered counts callers the completer answered that the batcher has
-	// not yet accounted for; entryLatency is a moving average of an
-	// entry's round, in nanoseconds (propose.go).
-	answered     atomic.Int64
-	entryLatency atomic.Int64
 
 	lastVerified atomic.Int64 // UnixNano at which the last successful VerifyLeader started
 
@@ -101,17 +97,23 @@ func New(cfg Config, applier Applier) (*Node, error) {
 		stopping:    make(chan struct{}),
 		raftDown:    make(chan struct{}),
 		batcherDone: make(chan struct{}),
-		proposeCh:   make(chan *proposal, 1024),
+		fwdDone:     make(chan struct{}),
 		inflight:    make(chan *pendingEntry, cfg.MaxInflight),
-		slots:       make(chan struct{}, cfg.MaxInflight),
 		leaseKick:   make(chan struct{}, 1),
 		renewKick:   make(chan struct{}, 1),
 		epoch:       time.Now(),
 		httpClient:  cfg.HTTPClient,
 		clients:     map[string]edgev1connect.ClusterServiceClient{},
 	}
+	n.local.init(cfg.MaxInflight)
+	n.fwd.init(cfg.MaxInflight)
 	if n.httpClient == nil {
-		n.httpClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		// Keep a connection per concurrent call to the leader (forwards,
+		// lease renewals) instead of the default two, which would open and
+		// close connections under load.
+		tr.MaxIdleConnsPerHost = 4 * cfg.MaxInflight
+		n.httpClient = &http.Client{Transport: tr}
 	}
 	return n, nil
 }
@@ -242,8 +244,9 @@ func (n *Node) open(ctx context.Context) error {
 		}
 	}
 
-	n.wg.Add(5)
+	n.wg.Add(6)
 	go n.runBatcher()
+	go n.runForwarder()
 	go n.runCompleter()
 	go n.runLeaderWatch()
 	go n.runLeaseVerifier()

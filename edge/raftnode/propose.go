@@ -21,6 +21,9 @@ type proposal struct {
 	size  int
 	done  chan proposeOutcome // buffered: the completer never blocks
 	state atomic.Int32        // proposalQueued, then proposalTaken or proposalWithdrawn
+	// The caller's deadline, for a proposal forwarded with others.
+	deadline    time.Time
+	hasDeadline bool
 }
 
 // Proposal states: the batcher takes a queued proposal, or its caller
@@ -37,6 +40,7 @@ func (p *proposal) take() bool { return p.state.CompareAndSwap(proposalQueued, p
 type proposeOutcome struct {
 	results []*edgev1.CommandResult
 	err     error
+	retry   bool // forwarded: nothing was done, try the leader again
 }
 
 // pendingEntry is an entry handed to Raft whose commit is awaited.
@@ -85,7 +89,11 @@ func (n *Node) Propose(ctx context.Context, cmds ...*raftv1.Command) ([]*edgev1.
 			lastErr, retry = err, true
 		} else {
 			var res []*edgev1.CommandResult
-			res, err, retry = n.forwardPropose(ctx, cmds)
+			if n.isFencingCall(cmds) {
+				res, err, retry = n.forwardPropose(ctx, cmds)
+			} else {
+				res, err, retry = n.forwardCoalesced(ctx, cmds, size)
+			}
 			if !retry {
 				return res, err
 			}
@@ -137,7 +145,7 @@ func (n *Node) checkProposal(cmds []*raftv1.Command) (int, error) {
 func (n *Node) proposeLocal(ctx context.Context, cmds []*raftv1.Command, size int) ([]*edgev1.CommandResult, error) {
 	p := &proposal{cmds: cmds, size: size, done: make(chan proposeOutcome, 1)}
 	select {
-	case n.proposeCh <- p:
+	case n.local.ch <- p:
 	case <-n.stopping:
 		return nil, ErrClosed
 	case <-ctx.Done():
@@ -200,36 +208,40 @@ func (n *Node) runBatcher() {
 		carry = nil
 		for first == nil {
 			select {
-			case first = <-n.proposeCh:
+			case first = <-n.local.ch:
 				if !first.take() {
 					first = nil
 				}
 			case <-n.stopping:
-				n.failQueued()
+				failQueued(&n.local)
 				return
 			}
 		}
 		since := time.Now()
 		b := &batch{ps: []*proposal{first}, count: len(first.cmds), size: first.size}
-		expect = max(expect+int(n.answered.Swap(0))-1, 0)
-		carry, expect = n.gather(b, expect)
-		if carry == nil {
-			carry, expect = n.linger(b, expect, since, timer)
+		expect = max(expect+int(n.local.answered.Swap(0))-1, 0)
+		carry, expect = n.gather(&n.local, b, expect)
+		expect += int(n.local.answered.Swap(0))
+		if carry == nil && expect > 0 {
+			t0 := time.Now()
+			carry, expect = n.linger(&n.local, b, expect, since, timer)
+			n.stats.lingered.Add(1)
+			n.stats.lingerNano.Add(uint64(time.Since(t0)))
 		}
 		// Wait for a pipeline slot; proposals arriving meanwhile queue up
 		// and join this entry.
 		select {
-		case n.slots <- struct{}{}:
+		case n.local.slots <- struct{}{}:
 		case <-n.stopping:
 			b.fail(ErrClosed)
 			if carry != nil {
 				carry.done <- proposeOutcome{err: ErrClosed}
 			}
-			n.failQueued()
+			failQueued(&n.local)
 			return
 		}
 		if carry == nil {
-			carry, expect = n.gather(b, expect)
+			carry, expect = n.gather(&n.local, b, expect)
 		}
 		n.submit(b.ps, b.count)
 	}
@@ -261,10 +273,10 @@ func (b *batch) fail(err error) {
 // gather adds the proposals queued right now to b, without waiting. It
 // returns a proposal that did not fit (to start the next entry with) and
 // expect lowered by the proposals taken.
-func (n *Node) gather(b *batch, expect int) (*proposal, int) {
+func (n *Node) gather(q *queue, b *batch, expect int) (*proposal, int) {
 	for b.count < n.cfg.MaxBatchCommands {
 		select {
-		case p := <-n.proposeCh:
+		case p := <-q.ch:
 			if !p.take() {
 				continue
 			}
@@ -280,7 +292,7 @@ func (n *Node) gather(b *batch, expect int) (*proposal, int) {
 }
 
 // linger waits for the rest of a wave: callers answered by the completer
-// (n.answered, added to expect) typically propose again within
+// (q.answered, added to expect) typically propose again within
 // microseconds of each other, and it is far cheaper to send them as one
 // entry than to let the first go alone. It returns as soon as as many
 // proposals arrived as callers were answered (at once when none was, so a
@@ -289,11 +301,11 @@ func (n *Node) gather(b *batch, expect int) (*proposal, int) {
 // entry latency, or when the batch is full. A wave that did not come back in
 // time is forgotten. It returns a proposal that did not fit and the new
 // expect.
-func (n *Node) linger(b *batch, expect int, since time.Time, timer *time.Timer) (*proposal, int) {
-	limit := min(n.cfg.MaxLinger, time.Duration(n.entryLatency.Load())/2)
+func (n *Node) linger(q *queue, b *batch, expect int, since time.Time, timer *time.Timer) (*proposal, int) {
+	limit := min(n.cfg.MaxLinger, time.Duration(q.latency.Load())/2)
 	deadline := since.Add(limit)
 	for b.count < n.cfg.MaxBatchCommands {
-		expect += int(n.answered.Swap(0))
+		expect += int(q.answered.Swap(0))
 		if expect <= 0 {
 			return nil, 0
 		}
@@ -303,7 +315,7 @@ func (n *Node) linger(b *batch, expect int, since time.Time, timer *time.Timer) 
 		}
 		timer.Reset(wait)
 		select {
-		case p := <-n.proposeCh:
+		case p := <-q.ch:
 			timer.Stop()
 			if !p.take() {
 				continue
@@ -322,11 +334,11 @@ func (n *Node) linger(b *batch, expect int, since time.Time, timer *time.Timer) 
 	return nil, expect
 }
 
-// failQueued answers every queued proposal with ErrClosed.
-func (n *Node) failQueued() {
+// failQueued answers every proposal queued in q with ErrClosed.
+func failQueued(q *queue) {
 	for {
 		select {
-		case p := <-n.proposeCh:
+		case p := <-q.ch:
 			if p.take() {
 				p.done <- proposeOutcome{err: ErrClosed}
 			}
@@ -355,7 +367,7 @@ func (n *Node) submit(batch []*proposal, count int) {
 		for _, p := range batch {
 			p.done <- proposeOutcome{err: err}
 		}
-		<-n.slots
+		<-n.local.slots
 		return
 	}
 	n.stats.entry(count)
@@ -381,6 +393,11 @@ func (n *Node) runCompleter() {
 			err = &access.Error{Code: access.Internal, Op: "raftnode.Propose",
 				Msg: fmt.Sprintf("entry has %d results for %d commands", len(res.results), pe.count)}
 		}
+		// Count the callers as answered before answering them, so that the
+		// batcher never sees one back before it expects it.
+		d := time.Since(pe.start)
+		n.stats.roundNano.Add(uint64(d))
+		n.local.noteAnswered(len(pe.batch), d)
 		off := 0
 		for _, p := range pe.batch {
 			if err != nil {
@@ -390,8 +407,7 @@ func (n *Node) runCompleter() {
 			p.done <- proposeOutcome{results: res.results[off : off+len(p.cmds) : off+len(p.cmds)]}
 			off += len(p.cmds)
 		}
-		n.noteAnswered(len(pe.batch), time.Since(pe.start))
-		<-n.slots
+		<-n.local.slots
 	}
 }
 
@@ -399,16 +415,32 @@ func (n *Node) runCompleter() {
 // before sending what it has (see linger).
 const lingerGap = 200 * time.Microsecond
 
-// noteAnswered records that the completer answered callers of one entry
-// whose round took d: the callers are expected back (linger), and d feeds
-// the moving average that bounds lingering.
-func (n *Node) noteAnswered(callers int, d time.Duration) {
-	n.stats.roundNano.Add(uint64(d))
-	n.answered.Add(int64(callers))
-	old := n.entryLatency.Load()
+// queue is where proposals wait for a batcher: the leader's group commit
+// (Node.local) or a follower's coalescing of forwarded calls (Node.fwd).
+type queue struct {
+	ch    chan *proposal
+	slots chan struct{} // one per entry or call in flight
+	// answered counts callers answered that the batcher has not yet
+	// accounted for; latency is a moving average of a round (hand-off to
+	// answer), in nanoseconds. See linger.
+	answered atomic.Int64
+	latency  atomic.Int64
+}
+
+func (q *queue) init(depth int) {
+	q.ch = make(chan *proposal, 1024)
+	q.slots = make(chan struct{}, depth)
+}
+
+// noteAnswered records that callers of one round that took d were
+// answered: they are expected back (linger), and d feeds the moving
+// average that bounds lingering.
+func (q *queue) noteAnswered(callers int, d time.Duration) {
+	q.answered.Add(int64(callers))
+	old := q.latency.Load()
 	if old == 0 {
-		n.entryLatency.Store(int64(d))
+		q.latency.Store(int64(d))
 		return
 	}
-	n.entryLatency.Store(old + (int64(d)-old)/8)
+	q.latency.Store(old + (int64(d)-old)/8)
 }

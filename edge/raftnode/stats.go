@@ -33,6 +33,10 @@ type BatchStats struct {
 	// RoundTime is the total time the Entries took from being handed to
 	// Raft to their callers being answered (commit and apply included).
 	RoundTime time.Duration
+	// Lingered counts the entries the batcher held back for callers it
+	// expected (see Config.MaxLinger), LingerTime the time it held them.
+	Lingered   uint64
+	LingerTime time.Duration
 	// Applied counts the log entries this node's state machine applied, and
 	// ApplyTime the time it took.
 	Applied   uint64
@@ -50,6 +54,8 @@ func (s BatchStats) Sub(o BatchStats) BatchStats {
 	s.LogEntries -= o.LogEntries
 	s.LogWriteTime -= o.LogWriteTime
 	s.RoundTime -= o.RoundTime
+	s.Lingered -= o.Lingered
+	s.LingerTime -= o.LingerTime
 	s.Applied -= o.Applied
 	s.ApplyTime -= o.ApplyTime
 	return s
@@ -61,6 +67,7 @@ type batchCounters struct {
 	sizes                          [entryBuckets]atomic.Uint64
 	logWrites, logEntries, logNano atomic.Uint64
 	roundNano                      atomic.Uint64
+	lingered, lingerNano           atomic.Uint64
 	applied, applyNano             atomic.Uint64
 }
 
@@ -79,6 +86,8 @@ func (c *batchCounters) snapshot() BatchStats {
 		LogEntries:   c.logEntries.Load(),
 		LogWriteTime: time.Duration(c.logNano.Load()),
 		RoundTime:    time.Duration(c.roundNano.Load()),
+		Lingered:     c.lingered.Load(),
+		LingerTime:   time.Duration(c.lingerNano.Load()),
 		Applied:      c.applied.Load(),
 		ApplyTime:    time.Duration(c.applyNano.Load()),
 	}

@@ -102,7 +102,7 @@ func runWrite(ctx context.Context, opt Options, emit func(Result)) error {
 		emit(NewResult("write", fmt.Sprintf("ops_per_s_c%d", c), r.rate, "ops/s", rateFloor))
 		// Commands per Raft entry over the whole run (warm-up included):
 		// what group commit achieved. Its floor is 1, no grouping at all.
-		emit(NewResult("write", fmt.Sprintf("ops_per_entry_c%d", c), st.opsPerEntry(li), "ops/entry", 1))
+		emit(NewResult("write", fmt.Sprintf("ops_per_entry_c%d", c), st.opsPerEntry(), "ops/entry", 1))
 		if c == 1 {
 			emit(NewResult("write", "commit_p50_us", Micros(Percentile(r.lat, 0.50)), "us", fsyncP50))
 			emit(NewResult("write", "commit_p99_us", Micros(Percentile(r.lat, 0.99)), "us", fsyncP99))

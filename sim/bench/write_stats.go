@@ -32,13 +32,18 @@ func (s siteStats) sub(o siteStats) siteStats {
 	return out
 }
 
-// opsPerEntry is the leader's commands per group-commit entry.
-func (s siteStats) opsPerEntry(leader int) float64 {
-	st := s[leader]
-	if st.Entries == 0 {
+// opsPerEntry is the commands per group-commit entry over every node's
+// batcher (only a leader's proposes entries, and leadership may move).
+func (s siteStats) opsPerEntry() float64 {
+	var cmds, entries uint64
+	for _, st := range s {
+		cmds += st.Commands
+		entries += st.Entries
+	}
+	if entries == 0 {
 		return 0
 	}
-	return float64(st.Commands) / float64(st.Entries)
+	return float64(cmds) / float64(entries)
 }
 
 // log writes the batching of one load level: the leader's entry-size
@@ -52,9 +57,10 @@ func (s siteStats) log(l *slog.Logger, leader, clients int) {
 			hist += fmt.Sprintf(" %d+:%d", 1<<i, n)
 		}
 	}
-	attrs := []any{"clients", clients, "entries", st.Entries, "ops_per_entry", round(s.opsPerEntry(leader)), "entry_sizes", hist}
+	attrs := []any{"clients", clients, "entries", st.Entries, "ops_per_entry", round(s.opsPerEntry()), "entry_sizes", hist}
 	if st.Entries > 0 {
-		attrs = append(attrs, "round_ms", round(float64(st.RoundTime)/float64(st.Entries)/float64(time.Millisecond)))
+		attrs = append(attrs, "round_ms", round(float64(st.RoundTime)/float64(st.Entries)/float64(time.Millisecond)),
+			"lingered", st.Lingered, "linger_us", round(float64(st.LingerTime)/float64(max(st.Lingered, 1))/float64(time.Microsecond)))
 	}
 	for i, ns := range s {
 		if ns.LogWrites == 0 {
