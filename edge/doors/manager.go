@@ -321,8 +321,12 @@ func (m *Manager) Event(dev access.Device, e mqttproto.DoorEvent, send Sender) {
 	ev := m.accessEvent(dev, e)
 	mark := m.site.DeviceSeq(dev.ID)
 	c.mu.Lock()
-	if c.send == nil {
-		c.send = send
+	c.send = send
+	if !c.online {
+		// Only a connected controller sends events: the offline state
+		// was stale (a last will the broker published after the
+		// controller had already connected again).
+		c.online, c.attach = true, true
 	}
 	expect := max(mark, c.queued) + 1
 	replay := e.Seq <= c.maxSeen
