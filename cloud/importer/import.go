@@ -84,7 +84,6 @@ type importer struct {
 // whose problems are only found by the lookups.
 type parsed struct {
 	line                  int32
-	bad                   bool
 	kind                  access.PersonKind
 	offline, active       bool
 	name, email, occupier string
@@ -187,8 +186,8 @@ func (im *importer) read(ctx context.Context, r io.Reader) error {
 				return nil
 			}
 			im.nrows++
-			idx := im.rows.add(parsed{line: int32(pe.StartLine), bad: true})
-			im.rp.add(idx, RowError{Line: pe.Line, Reason: ReasonSyntax, Message: pe.Err.Error()})
+			im.rows.add(parsed{line: int32(pe.StartLine)})
+			im.rp.add(RowError{Line: pe.Line, Reason: ReasonSyntax, Message: pe.Err.Error()})
 			if pe.Err != csv.ErrBareQuote {
 				// An unterminated quote swallowed the rest of the file.
 				break
@@ -238,7 +237,7 @@ func (im *importer) read(ctx context.Context, r io.Reader) error {
 // fileError reports a problem with the whole file; the rows are not used.
 func (im *importer) fileError(line int, reason Reason, msg string) {
 	im.fatal = true
-	im.rp.add(-1, RowError{Line: line, Reason: reason, Message: msg})
+	im.rp.add(RowError{Line: line, Reason: reason, Message: msg})
 }
 
 // header decides whether rec is a header, maps the fields to columns and
@@ -267,7 +266,7 @@ func (im *importer) header(rec []string, lines []int32) bool {
 	bad := func(col int, f Field, msg string) {
 		ok = false
 		im.fatal = true
-		im.rp.add(-1, RowError{Line: line, Column: col, Field: f, Reason: ReasonHeader, Message: msg})
+		im.rp.add(RowError{Line: line, Column: col, Field: f, Reason: ReasonHeader, Message: msg})
 	}
 	im.cols = map[Field]int{}
 	width := len(rec)
@@ -352,7 +351,6 @@ func (im *importer) header(rec []string, lines []int32) bool {
 // rowCtx is the row being parsed.
 type rowCtx struct {
 	im    *importer
-	idx   int // index in im.rows
 	rec   []string
 	lines []int32
 	bad   []bool // per cell: already reported
@@ -362,7 +360,7 @@ type rowCtx struct {
 func (rc *rowCtx) errAt(f Field, reason Reason, msg string) {
 	i := rc.im.cols[f]
 	rc.bad[i] = true
-	rc.im.rp.add(rc.idx, RowError{Line: int(rc.lines[i]), Column: i + 1, Field: f, Reason: reason, Message: msg})
+	rc.im.rp.add(RowError{Line: int(rc.lines[i]), Column: i + 1, Field: f, Reason: reason, Message: msg})
 }
 
 // get returns the trimmed, unescaped value of field f, and false when f is
@@ -409,21 +407,20 @@ func (im *importer) parseRow(rec []string, lines []int32) {
 	idx := im.rows.add(parsed{line: lines[0]})
 	p := im.rows.at(idx)
 	if len(rec) != im.width {
-		im.rp.add(idx, RowError{Line: int(lines[0]), Reason: ReasonColumns,
+		im.rp.add(RowError{Line: int(lines[0]), Reason: ReasonColumns,
 			Message: fmt.Sprintf("the row has %d columns, the file %d", len(rec), im.width)})
-		p.bad = true
 		return
 	}
 	im.cellBad = append(im.cellBad[:0], make([]bool, len(rec))...)
-	rc := &rowCtx{im: im, idx: idx, rec: rec, lines: lines, bad: im.cellBad}
+	rc := &rowCtx{im: im, rec: rec, lines: lines, bad: im.cellBad}
 	for i, c := range rec {
 		switch {
 		case !utf8.ValidString(c):
 			rc.bad[i] = true
-			im.rp.add(idx, RowError{Line: int(lines[i]), Column: i + 1, Field: im.fieldAt(i), Reason: ReasonEncoding, Message: "the cell is not valid UTF-8"})
+			im.rp.add(RowError{Line: int(lines[i]), Column: i + 1, Field: im.fieldAt(i), Reason: ReasonEncoding, Message: "the cell is not valid UTF-8"})
 		case len(c) > MaxCellLen:
 			rc.bad[i] = true
-			im.rp.add(idx, RowError{Line: int(lines[i]), Column: i + 1, Field: im.fieldAt(i), Reason: ReasonTooLong, Message: fmt.Sprintf("the cell has %d bytes, at most %d allowed", len(c), MaxCellLen)})
+			im.rp.add(RowError{Line: int(lines[i]), Column: i + 1, Field: im.fieldAt(i), Reason: ReasonTooLong, Message: fmt.Sprintf("the cell has %d bytes, at most %d allowed", len(c), MaxCellLen)})
 		}
 	}
 
@@ -549,7 +546,6 @@ func (im *importer) parseRow(rec []string, lines []int32) {
 	if okFrom && okUntil && !p.from.IsZero() && !p.until.IsZero() && !p.until.After(p.from) {
 		rc.errAt(FieldValidUntil, ReasonInconsistent, "valid_until is not after valid_from")
 	}
-	p.bad = im.rp.bad[idx]
 }
 
 // fieldAt returns the field mapped to column i, if any.
@@ -640,7 +636,7 @@ func (im *importer) parseCards(rc *rowCtx, p *parsed) {
 			}
 		}
 		if first, dup := im.cards[n]; dup {
-			rc.im.rp.add(rc.idx, RowError{Line: int(rc.lines[c]), Column: c + 1, Field: FieldCardNumber, Reason: ReasonDuplicate, OtherLine: int(first),
+			rc.im.rp.add(RowError{Line: int(rc.lines[c]), Column: c + 1, Field: FieldCardNumber, Reason: ReasonDuplicate, OtherLine: int(first),
 				Message: fmt.Sprintf("card number %s is also on line %d", n.Redacted(), first)})
 			rc.bad[c] = true
 			continue
@@ -678,8 +674,7 @@ func (im *importer) lookups(ctx context.Context) error {
 			p := im.rows.at(idx)
 			for _, c := range p.cards {
 				if taken[c.num] {
-					p.bad = true
-					im.rp.add(idx, RowError{Line: int(p.cardsLine), Column: int(p.cardsCol), Field: FieldCardNumber, Reason: ReasonTaken,
+					im.rp.add(RowError{Line: int(p.cardsLine), Column: int(p.cardsCol), Field: FieldCardNumber, Reason: ReasonTaken,
 						Message: fmt.Sprintf("card number %s is already on the platform", c.num.Redacted())})
 				}
 			}
@@ -729,12 +724,11 @@ func (im *importer) resolve(ctx context.Context, lookup Lookup, refs map[string]
 		}
 		for _, idx := range refs[r] {
 			p := im.rows.at(int(idx))
-			p.bad = true
 			line, col := p.groupsLine, p.groupsCol
 			if f == FieldOccupier {
 				line, col = p.occLine, p.occCol
 			}
-			im.rp.add(int(idx), RowError{Line: int(line), Column: int(col), Field: f, Reason: ReasonUnknown,
+			im.rp.add(RowError{Line: int(line), Column: int(col), Field: f, Reason: ReasonUnknown,
 				Message: fmt.Sprintf("unknown %s %s", what, quoteShort(r))})
 		}
 	}
@@ -806,7 +800,7 @@ func (im *importer) build(ctx context.Context) (*Result, error) {
 // to make this impossible.
 func (im *importer) check(idx int, err error) {
 	if err != nil {
-		im.rp.add(idx, RowError{Line: int(im.rows.at(idx).line), Reason: ReasonInvalid, Message: err.Error()})
+		im.rp.add(RowError{Line: int(im.rows.at(idx).line), Reason: ReasonInvalid, Message: err.Error()})
 	}
 }
 

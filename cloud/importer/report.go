@@ -103,16 +103,9 @@ type reporter struct {
 	max     int
 	errs    []RowError
 	dropped int
-	bad     map[int]bool // data row index -> has an error
 }
 
-func (rp *reporter) add(row int, e RowError) {
-	if rp.bad == nil {
-		rp.bad = map[int]bool{}
-	}
-	if row >= 0 {
-		rp.bad[row] = true
-	}
+func (rp *reporter) add(e RowError) {
 	if len(rp.errs) >= rp.max {
 		rp.dropped++
 		return
