@@ -185,13 +185,15 @@ func (im *importer) read(ctx context.Context, r io.Reader) error {
 				im.fileError(pe.Line, ReasonSyntax, "the first record is malformed: "+pe.Err.Error())
 				return nil
 			}
+			if im.nrows >= im.opt.MaxRows {
+				im.fileError(pe.StartLine, ReasonTooManyRows, fmt.Sprintf("the file has more than %d rows", im.opt.MaxRows))
+				return nil
+			}
+			// The reader has consumed the bad record (an unclosed quote
+			// consumes the rest of the file), so reading goes on.
 			im.nrows++
 			im.rows.add(parsed{line: int32(pe.StartLine)})
 			im.rp.add(RowError{Line: pe.Line, Reason: ReasonSyntax, Message: pe.Err.Error()})
-			if pe.Err != csv.ErrBareQuote {
-				// An unterminated quote swallowed the rest of the file.
-				break
-			}
 			continue
 		}
 		if err != nil {

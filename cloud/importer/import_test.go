@@ -367,12 +367,20 @@ func TestValidityAndFlags(t *testing.T) {
 	}
 }
 
-// TestSyntaxErrors: a bare quote is reported and reading goes on; an
-// unclosed quote is reported at the line where the file ends.
+// TestSyntaxErrors: a bare quote or a stray quote after a quoted field is
+// reported and reading goes on; an unclosed quote is reported at the line
+// where the file ends.
 func TestSyntaxErrors(t *testing.T) {
-	rep := mustReject(t, "name,email\nA\"b,x@example.com\nBob,bad\nC,\"open\n\n", Options{Kind: access.AccessUser})
+	rep := mustReject(t, "name,email\nA\"b,x@example.com\nBob,bad\nD,\"x\"y\nE,also bad\nC,\"open\n\n", Options{Kind: access.AccessUser})
 	got := strip(rep.Errors)
-	if len(got) != 3 || got[0].Line != 2 || got[0].Reason != ReasonSyntax || got[1].Line != 3 || got[1].Reason != ReasonInvalid || got[2].Reason != ReasonSyntax {
+	want := []RowError{
+		{Line: 2, Reason: ReasonSyntax},
+		{Line: 3, Column: 2, Field: FieldEmail, Reason: ReasonInvalid},
+		{Line: 4, Reason: ReasonSyntax},
+		{Line: 5, Column: 2, Field: FieldEmail, Reason: ReasonInvalid},
+		{Line: 7, Reason: ReasonSyntax},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("errors = %v", rep.Errors)
 	}
 }
