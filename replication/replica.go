@@ -412,6 +412,30 @@ func (r *Replica) Card(n access.CardNumber) (access.Card, bool) {
 	return c, true
 }
 
+// CardHolders returns the live holders of card number n (see Card), sorted;
+// none when the card is unknown or free.
+func (r *Replica) CardHolders(n access.CardNumber) []Holder {
+	e := r.lookup(KindCard, n.String())
+	if e == nil {
+		return nil
+	}
+	return r.liveHolders(e)
+}
+
+// Field returns the value of a scalar field of an entity, whether or not
+// the entity is deleted or materialised (a card without live holder still
+// has its "site"), and false when the entity is unknown or the field was
+// never set. It lets a receiver judge a delta against what it knows, such
+// as the site an entity belongs to.
+func (r *Replica) Field(k Kind, id, field string) (string, bool) {
+	e := r.lookup(k, id)
+	if e == nil {
+		return "", false
+	}
+	reg, ok := e.fields[field]
+	return reg.Value, ok
+}
+
 // Conflicts returns the cards bound to more than one live holder, by card
 // number.
 func (r *Replica) Conflicts() []Conflict {

@@ -524,3 +524,30 @@ func FuzzVector(f *testing.F) {
 		}
 	})
 }
+
+func TestFieldAndCardHolders(t *testing.T) {
+	n := newNode(t, "hub")
+	seedBase(t, n)
+	const num access.CardNumber = 6006
+	if _, ok := n.rep.Field(KindCard, num.String(), "site"); ok {
+		t.Fatal("Field of an unknown card reported set")
+	}
+	if got := n.rep.CardHolders(num); got != nil {
+		t.Fatalf("holders of an unknown card = %v", got)
+	}
+	n.do(t, KindCard, num.String(), SetOp("site", string(uSite)), AddOp("holders", HolderValue(uPeople[0], "")))
+	if got, want := n.rep.CardHolders(num), []Holder{{PersonID: uPeople[0]}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("holders = %v, want %v", got, want)
+	}
+	n.do(t, KindPerson, string(uPeople[0]), DeleteOp())
+	if got := n.rep.CardHolders(num); len(got) != 0 {
+		t.Fatalf("holders after the holder's deletion = %v, want none", got)
+	}
+	// The card is free, yet its site is still known.
+	if got, ok := n.rep.Field(KindCard, num.String(), "site"); !ok || got != string(uSite) {
+		t.Fatalf("Field(card site) = %q, %v; want %q", got, ok, uSite)
+	}
+	if _, ok := n.rep.Field(KindCard, num.String(), "valid_from"); ok {
+		t.Fatal("Field of a field never set reported set")
+	}
+}
