@@ -436,3 +436,19 @@ func TestMaxRows(t *testing.T) {
 		t.Fatalf("errors = %v", got)
 	}
 }
+
+func TestParseMapping(t *testing.T) {
+	m, err := ParseMapping(" first_name = Vorname ,last_name=#2,email=E-Mail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Mapping{FieldFirstName: {Name: "Vorname"}, FieldLastName: {Index: 2}, FieldEmail: {Name: "E-Mail"}}
+	if fmt.Sprint(m) != fmt.Sprint(want) {
+		t.Fatalf("mapping = %v, want %v", m, want)
+	}
+	for _, bad := range []string{"", "name", "name=", "nom=x", "name=#0", "name=#x", "name=a,name=b"} {
+		if _, err := ParseMapping(bad); access.ErrorCode(err) != access.Invalid {
+			t.Errorf("ParseMapping(%q) = %v, want invalid", bad, err)
+		}
+	}
+}

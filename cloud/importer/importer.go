@@ -19,6 +19,8 @@ package importer
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -238,3 +240,37 @@ const (
 	MaxRefLen   = 200 // one group or occupier reference
 	MaxCellLen  = 4096
 )
+
+// ParseMapping parses the text form of a mapping used by command lines:
+// comma-separated FIELD=COLUMN pairs, where FIELD is a canonical field name
+// (such as first_name) and COLUMN a header name or # and a 1-based column
+// number, e.g. "first_name=Vorname,last_name=#2". Spaces around names are
+// ignored. It returns an Invalid error for an unknown field, a field given
+// twice, an empty column or a bad column number.
+func ParseMapping(s string) (Mapping, error) {
+	m := Mapping{}
+	for _, pair := range strings.Split(s, ",") {
+		name, col, ok := strings.Cut(pair, "=")
+		f := Field(strings.TrimSpace(name))
+		col = strings.TrimSpace(col)
+		switch {
+		case !ok || col == "":
+			return nil, access.Errorf(access.Invalid, "importer: mapping %q: want FIELD=COLUMN", pair)
+		case !slices.Contains(allFields, f):
+			return nil, access.Errorf(access.Invalid, "importer: mapping: unknown field %q", f)
+		}
+		if _, dup := m[f]; dup {
+			return nil, access.Errorf(access.Invalid, "importer: mapping: field %s given twice", f)
+		}
+		if n, isIndex := strings.CutPrefix(col, "#"); isIndex {
+			i, err := strconv.Atoi(n)
+			if err != nil || i < 1 {
+				return nil, access.Errorf(access.Invalid, "importer: mapping: %s: bad column number %q", f, col)
+			}
+			m[f] = Column{Index: i}
+			continue
+		}
+		m[f] = Column{Name: col}
+	}
+	return m, nil
+}
