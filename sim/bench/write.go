@@ -179,7 +179,10 @@ func writeLoad(ctx context.Context, nd *node.Node, c int, p writeParams,
 	)
 	for i := range c {
 		wg.Go(func() {
-			w := newGrantWriter(data, i)
+			// Clients start evenly spaced over the people, so that each
+			// person gets a few grants (see writePeople), not the clients
+			// all walking the same few dozen people one after the other.
+			w := newGrantWriter(data, i*len(data.people)/c)
 			var (
 				ops, failed int
 				lat         []time.Duration
