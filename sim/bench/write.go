@@ -35,6 +35,10 @@ var (
 	writeTest *writeParams
 )
 
+// writeNodes is the size of the measured site; tests may change it (one
+// node isolates the write path from replication).
+var writeNodes = 3
+
 // writeLevels are the concurrent client counts measured on the leader.
 var writeLevels = []int{1, 16, 64, 256}
 
@@ -74,7 +78,7 @@ func runWrite(ctx context.Context, opt Options, emit func(Result)) error {
 	opt.Log.Info("write: fsync floor", "p50_us", round(fsyncP50), "p99_us", round(fsyncP99))
 	rateFloor := 1e6 / fsyncP50
 
-	site, err := startSite(ctx, dir, 3, opt.Log, false)
+	site, err := startSite(ctx, dir, writeNodes, opt.Log, false)
 	if err != nil {
 		return err
 	}
@@ -113,6 +117,9 @@ func runWrite(ctx context.Context, opt Options, emit func(Result)) error {
 	// The same load through a follower, which forwards every call to the
 	// leader's cluster API.
 	fi := site.follower(li)
+	if fi < 0 {
+		fi = li // a one-node site: the leader again
+	}
 	r, err := writeLoad(ctx, site.nodes[fi], 64, p, func(w *grantWriter) (*raftv1.Command, string) { return w.command() }, data)
 	if err != nil {
 		return fmt.Errorf("64 clients on a follower: %w", err)
