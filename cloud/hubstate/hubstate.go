@@ -232,6 +232,13 @@ func (s *State) Changed() <-chan struct{} {
 	return s.changed
 }
 
+// Closed reports whether Close was called.
+func (s *State) Closed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
 // Clock returns the hub's clock.
 func (s *State) Clock() *replication.Clock { return s.clock }
 
@@ -259,6 +266,45 @@ func (s *State) View(fn func(r *replication.Replica)) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	fn(s.rep)
+}
+
+// Facts returns a read-only view of single facts of the replica, each
+// read under the read lock: entity fields, grants and card holders. It is
+// what the sync server's authorizer judges deltas against.
+func (s *State) Facts() Facts { return facts{s} }
+
+// Facts reads single facts of the hub's replica; see State.Facts.
+type Facts interface {
+	// Field is replication.Replica.Field.
+	Field(k replication.Kind, id, field string) (string, bool)
+	// Grant is replication.Replica.Grant.
+	Grant(id access.ID) (access.Grant, bool)
+	// CardHolders is replication.Replica.CardHolders.
+	CardHolders(n access.CardNumber) []replication.Holder
+	// Holds reports whether the replica has applied delta seq of src.
+	Holds(src replication.Source, seq uint64) bool
+}
+
+type facts struct{ s *State }
+
+func (f facts) Holds(src replication.Source, seq uint64) (ok bool) {
+	f.s.View(func(r *replication.Replica) { ok = r.Vector()[src] >= seq })
+	return ok
+}
+
+func (f facts) Field(k replication.Kind, id, field string) (v string, ok bool) {
+	f.s.View(func(r *replication.Replica) { v, ok = r.Field(k, id, field) })
+	return v, ok
+}
+
+func (f facts) Grant(id access.ID) (g access.Grant, ok bool) {
+	f.s.View(func(r *replication.Replica) { g, ok = r.Grant(id) })
+	return g, ok
+}
+
+func (f facts) CardHolders(n access.CardNumber) (h []replication.Holder) {
+	f.s.View(func(r *replication.Replica) { h = r.CardHolders(n) })
+	return h
 }
 
 // Snapshot returns the materialised state: people, cards, groups, doors,

@@ -1,0 +1,211 @@
+// Package syncserver is the hub's end of the replication wire: the Connect
+// SyncService (proto/gatehouse/sync/v1) that sites call to exchange CRDT
+// deltas with the hub (docs/sync.md).
+//
+// For each site stream it authenticates the site (Config.Authenticate: a
+// per-site bearer token now, client certificates later), takes the site's
+// stream lease in the store so that one hub process at a time serves the
+// site, and drives a replication.Session: the hub sends the site what it
+// lacks and applies what the site sends, after judging every delta with
+// NewAuthorizer, committing it to the hub's store (fenced by the lease's
+// token) and only then acknowledging it.
+package syncserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/gatehouse/gatehouse/cloud/hubstate"
+	"github.com/gatehouse/gatehouse/cloud/store"
+	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1/syncv1connect"
+)
+
+// Defaults of Config.
+const (
+	DefaultLeaseTTL        = 30 * time.Second
+	DefaultMaxMessageBytes = 8 << 20
+	DefaultMaxBatch        = 256
+)
+
+// Config configures a Server.
+type Config struct {
+	// State is the hub's durable replica. Required.
+	State *hubstate.State
+	// Leases is the store holding the sites' stream leases (the same
+	// store as State's). Required.
+	Leases store.Leases
+	// Authenticate names the calling site. Required; see TokenAuth.
+	Authenticate Authenticate
+	// Owner names this hub process in the leases; default a random name.
+	Owner string
+	// LeaseTTL is how long a site's stream lease lasts without renewal
+	// (renewed every third of it). Default DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// MaxMessageBytes bounds one received message; a larger one fails the
+	// call with ResourceExhausted. Default DefaultMaxMessageBytes.
+	MaxMessageBytes int
+	// MaxBatch is the most deltas per batch the hub sends. Default
+	// DefaultMaxBatch.
+	MaxBatch int
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Server serves SyncService. It is safe for concurrent use; Close ends
+// every stream.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	streams map[string]*stream // per site, the stream this process serves
+	leases  map[string]*siteLease
+	wg      sync.WaitGroup
+}
+
+// New returns a server for cfg, or an error naming a missing field.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.State == nil:
+		return nil, errors.New("syncserver: no hub state")
+	case cfg.Leases == nil:
+		return nil, errors.New("syncserver: no lease store")
+	case cfg.Authenticate == nil:
+		return nil, errors.New("syncserver: no authenticator")
+	}
+	if cfg.Owner == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		cfg.Owner = "hub-" + hex.EncodeToString(b[:])
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = DefaultLeaseTTL
+	}
+	cfg.LeaseTTL = min(cfg.LeaseTTL, store.MaxLeaseTTL)
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{cfg: cfg, log: cfg.Logger.With("component", "sync"), ctx: ctx, cancel: cancel,
+		streams: map[string]*stream{}, leases: map[string]*siteLease{}}, nil
+}
+
+// Handler returns the path and handler to mount on the hub's mux. Serve it
+// over HTTP/2 (TLS, or cleartext with http.Protocols' unencrypted HTTP/2)
+// for the Sync stream; Push and Pull work over HTTP/1.1 too. Do not put it
+// behind a limit on the whole request body: a stream is long; the server
+// bounds each message instead (Config.MaxMessageBytes).
+func (s *Server) Handler() (string, http.Handler) {
+	path, h := syncv1connect.NewSyncServiceHandler(s, connect.WithReadMaxBytes(s.cfg.MaxMessageBytes))
+	return path, withTLS(h)
+}
+
+// Close ends every stream, releases the leases and waits for the stream
+// handlers to return. It is idempotent.
+func (s *Server) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// siteLease is this process's hold of a site's stream lease, shared by the
+// calls serving the site (one stream, and unary calls), renewed while held.
+type siteLease struct {
+	lease store.Lease
+	refs  int
+	lost  chan struct{} // closed when renewal fails
+	stop  chan struct{} // closed when the last holder drops it
+	done  chan struct{} // closed when the renewer has returned
+}
+
+// holdLease takes site's lease for this process, or shares the hold this
+// process already has. It fails with ErrLeaseHeld (Unavailable) when
+// another hub process owns the site's stream.
+func (s *Server) holdLease(ctx context.Context, site string) (*siteLease, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sl := s.leases[site]; sl != nil {
+		select {
+		case <-sl.lost:
+		default:
+			sl.refs++
+			return sl, nil
+		}
+	}
+	l, err := s.cfg.Leases.Acquire(ctx, site, s.cfg.Owner, s.cfg.LeaseTTL)
+	if err != nil {
+		return nil, fmt.Errorf("sync: lease of site %s: %w", site, err)
+	}
+	sl := &siteLease{lease: l, refs: 1, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	s.leases[site] = sl
+	go s.renew(sl)
+	return sl, nil
+}
+
+// renew keeps sl's lease alive until it is dropped, or marks it lost.
+func (s *Server) renew(sl *siteLease) {
+	defer close(sl.done)
+	t := time.NewTicker(s.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	l := sl.lease
+	for {
+		select {
+		case <-sl.stop:
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := s.cfg.Leases.Release(ctx, l); err != nil {
+				s.log.Warn("release of stream lease failed", "site", l.Site, "err", err)
+			}
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.LeaseTTL/3)
+			nl, err := s.cfg.Leases.Renew(ctx, l, s.cfg.LeaseTTL)
+			cancel()
+			if err != nil {
+				s.log.Warn("stream lease lost", "site", l.Site, "err", err)
+				close(sl.lost)
+				<-sl.stop
+				return
+			}
+			l = nl
+		}
+	}
+}
+
+// dropLease gives up one hold of sl; the last one releases the lease.
+func (s *Server) dropLease(site string, sl *siteLease) {
+	s.mu.Lock()
+	sl.refs--
+	last := sl.refs == 0
+	if last && s.leases[site] == sl {
+		delete(s.leases, site)
+	}
+	s.mu.Unlock()
+	if last {
+		close(sl.stop)
+		<-sl.done
+	}
+}
+
+// fence returns the store fence of a held lease.
+func (sl *siteLease) fence() *store.Fence {
+	return &store.Fence{Site: sl.lease.Site, Token: sl.lease.Token}
+}

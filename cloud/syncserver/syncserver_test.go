@@ -1,0 +1,454 @@
+package syncserver_test
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/cloud/hubstate"
+	"github.com/gatehouse/gatehouse/cloud/store"
+	"github.com/gatehouse/gatehouse/cloud/syncserver"
+	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
+	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1/syncv1connect"
+	"github.com/gatehouse/gatehouse/replication"
+)
+
+var (
+	srcA  = replication.Source{Origin: siteA, Lane: replication.LaneNormal}
+	srcAp = replication.Source{Origin: siteA, Lane: replication.LanePriority}
+)
+
+// seedSite makes the site's own configuration at the site: the site, a
+// door and a group with that door.
+func seedSite(t *testing.T, ts *testSite) (door, group access.ID) {
+	door, group = tid(100), tid(101)
+	ts.write(t, replication.KindSite, ts.id, replication.SetOp("name", "A"), replication.SetOp("time_zone", "UTC"),
+		replication.AddOp("groups", string(group)))
+	ts.write(t, replication.KindDoor, string(door), replication.SetOp("site", ts.id), replication.SetOp("name", "Main"))
+	ts.write(t, replication.KindGroup, string(group), replication.SetOp("site", ts.id), replication.SetOp("name", "Staff"),
+		replication.SetOp("kind", "access"), replication.AddOp("doors", string(door)))
+	return door, group
+}
+
+// hubCardholder writes, at the hub, a person with a card and a grant.
+func hubCardholder(t *testing.T, h *testHub, person, group access.ID, card access.CardNumber) {
+	t.Helper()
+	if _, err := h.state.Write(ctx, func(tx *hubstate.Tx) error {
+		r := tx.Replica()
+		tx.Change(replication.KindPerson, string(person), replication.SetOp("name", "Pat"), replication.SetOp("kind", "occupier"),
+			r.EnableOp(replication.KindPerson, string(person)))
+		tx.Change(replication.KindCard, card.String(), replication.AddOp("holders", string(person)), r.EnableOp(replication.KindCard, card.String()))
+		tx.Change(replication.KindGrant, string(tid(int(card))), r.GrantOp(access.Grant{HolderID: person, GroupID: group}))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// converged waits until site and hub hold the same deltas and the hub has
+// acknowledged the site's, then compares their materialised states.
+func converged(t *testing.T, h *testHub, ts *testSite) {
+	t.Helper()
+	ts.wait(t, "the hub's deltas and its ack of the site's", func() bool {
+		sv := ts.vector()
+		return sv.Covers(h.state.Vector()) && ts.hubAcked().Covers(sv)
+	})
+	if hv, sv := h.state.Vector(), ts.vector(); !hv.Equal(sv) {
+		t.Fatalf("vectors differ: hub %v, site %v", hv, sv)
+	}
+	if hs, ss := h.state.Snapshot(), ts.snapshot(); !reflect.DeepEqual(hs, ss) {
+		t.Fatalf("states differ:\nhub  %+v\nsite %+v", hs, ss)
+	}
+}
+
+// logIsExact checks that the hub's store holds exactly sequence numbers
+// 1..want of src, once each.
+func logIsExact(t *testing.T, h *testHub, src replication.Source, want uint64) {
+	t.Helper()
+	var seqs []uint64
+	for after := uint64(0); ; {
+		recs, err := h.store.Read(ctx, hubstate.StoreOrigin(src), after, store.MaxLimit, store.AllLanes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			seqs = append(seqs, r.Seq)
+		}
+		after = recs[len(recs)-1].Seq
+	}
+	if uint64(len(seqs)) != want {
+		t.Fatalf("store holds %d deltas of %s, want %d", len(seqs), src, want)
+	}
+	for i, s := range seqs {
+		if s != uint64(i+1) {
+			t.Fatalf("store log of %s: position %d holds %d", src, i, s)
+		}
+	}
+}
+
+func TestConvergence(t *testing.T) {
+	h := MustOpenHub(t, t.TempDir())
+	ts := newSite(t, siteA, tokenA)
+	_, group := seedSite(t, ts)
+	ts.visits(t, 0, 5)
+	visitor := tid(300)
+	ts.write(t, replication.KindPerson, string(visitor), replication.SetOp("kind", "visitor"), replication.SetOp("name", "Vic"))
+	stop := ts.start(h.client())
+
+	// site → hub
+	waitHub(t, h, "the site's deltas", func() bool { return h.state.Vector().Covers(ts.vector()) })
+	// hub → site, while the stream is open
+	hubCardholder(t, h, tid(200), group, 4711)
+	converged(t, h, ts)
+	if c, ok := findCard(ts.snapshot(), 4711); !ok || c.Status != access.CardActive {
+		t.Fatalf("site's card 4711 = %+v, %v", c, ok)
+	}
+	// A revocation at the hub reaches the site.
+	if _, err := h.state.Write(ctx, func(tx *hubstate.Tx) error {
+		tx.Change(replication.KindCard, "4711", replication.DisableOp("lost"))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	converged(t, h, ts)
+	if c, _ := findCard(ts.snapshot(), 4711); c.Status != access.CardLost {
+		t.Fatalf("site's card after the hub's disable = %+v", c)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func findCard(s replication.Snapshot, n access.CardNumber) (access.Card, bool) {
+	for _, c := range s.Cards {
+		if c.Number == n {
+			return c, true
+		}
+	}
+	return access.Card{}, false
+}
+
+func TestResumeAfterCut(t *testing.T) {
+	h := MustOpenHub(t, t.TempDir(), func(c *syncserver.Config) { c.MaxBatch = 8 })
+	ts := newSite(t, siteA, tokenA)
+	ts.maxBatch = 4
+	_, group := seedSite(t, ts)
+	ts.visits(t, 0, 400)
+	for i := range 100 {
+		hubCardholder(t, h, tid(2000+i), group, access.CardNumber(7000+i))
+	}
+
+	// Cut the stream in the middle of both directions.
+	stop := ts.start(h.client())
+	waitHub(t, h, "part of the site's deltas", func() bool { return h.state.Vector()[srcA] >= 100 })
+	ts.wait(t, "part of the hub's deltas", func() bool {
+		return ts.vector()[replication.Source{Origin: hubstate.Origin, Lane: replication.LaneNormal}] >= 50
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.state.Vector()[srcA]; got >= 403 {
+		t.Logf("the whole log went through before the cut (%d); the resume is still checked", got)
+	}
+	// Both sides change more while cut, then resume.
+	ts.visits(t, 400, 50)
+	if _, err := h.state.Write(ctx, func(tx *hubstate.Tx) error {
+		tx.Change(replication.KindPerson, string(tid(2000)), replication.DisableOp("left"))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stop = ts.start(h.client())
+	converged(t, h, ts)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	logIsExact(t, h, srcA, ts.vector()[srcA])
+	if got, want := ts.vector()[srcA], uint64(453); got != want {
+		t.Fatalf("site normal lane at %d, want %d", got, want)
+	}
+}
+
+// rawStream opens a stream as site with token, sends msgs after its hello,
+// and returns the error that ends the stream.
+func rawStream(t *testing.T, c syncv1connect.SyncServiceClient, token, origin string, msgs ...*syncv1.SessionMessage) error {
+	t.Helper()
+	stream := c.Sync(ctx)
+	stream.RequestHeader().Set("Authorization", "Bearer "+token)
+	hello, err := syncserver.ToWire(origin, replication.Message{Type: replication.MsgHello, Vector: replication.Vector{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range append([]*syncv1.SessionMessage{hello}, msgs...) {
+		if err := stream.Send(&syncv1.SyncRequest{Message: m}); err != nil {
+			break // the hub ended the stream; Receive says why
+		}
+	}
+	defer stream.CloseResponse()
+	for {
+		if _, err := stream.Receive(); err != nil {
+			_ = stream.CloseRequest()
+			return err
+		}
+	}
+}
+
+// batchMsg is the wire form of a batch of ds sent by origin.
+func batchMsg(t *testing.T, origin string, ds ...replication.Delta) *syncv1.SessionMessage {
+	t.Helper()
+	m, err := syncserver.ToWire(origin, replication.Message{Type: replication.MsgBatch, Source: ds[0].Source(), Deltas: ds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestRefusals(t *testing.T) {
+	h := MustOpenHub(t, t.TempDir(), func(c *syncserver.Config) { c.MaxMessageBytes = 64 << 10 })
+	// Site B's door is known at the hub.
+	b := newSite(t, siteB, tokenB)
+	doorB := tid(500)
+	b.write(t, replication.KindDoor, string(doorB), replication.SetOp("site", siteB), replication.SetOp("name", "B door"))
+	stop := b.start(h.client())
+	converged(t, h, b)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	before, snap := h.state.Vector(), h.state.Snapshot()
+	a := newSite(t, siteA, tokenA)
+	c := h.client()
+
+	// B's deltas, as if A relayed or forged them.
+	forged := newSite(t, siteB, tokenB)
+	forged.write(t, replication.KindVisit, string(tid(501)), replication.SetOp("site", siteB))
+	// (Its first delta is a duplicate of B's, which the hub holds and would
+	// ignore; the second is new.)
+	forgedDelta := forged.write(t, replication.KindVisit, string(tid(501)), replication.SetOp("escort", "true"))
+	// A's own delta changing B's door.
+	doorDelta := a.write(t, replication.KindDoor, string(doorB), replication.SetOp("name", "mine now"))
+	// A's own delta, valid, after the refused one in the same batch.
+	a2 := newSite(t, siteA, tokenA)
+	okThenBad := []replication.Delta{
+		a2.write(t, replication.KindVisit, string(tid(502)), replication.SetOp("site", siteA)),
+		a2.write(t, replication.KindDoor, string(doorB), replication.SetOp("name", "x")),
+	}
+	badBytes := batchMsg(t, siteA, okThenBad[0])
+	badBytes.GetBatch().Deltas[0] = []byte{0x01, 0xff, 0xff}
+	noLane := batchMsg(t, siteA, okThenBad[0])
+	noLane.GetBatch().Lane = syncv1.Lane_LANE_UNSPECIFIED
+	huge := batchMsg(t, siteA, okThenBad[0])
+	huge.GetBatch().Deltas[0] = bytes.Repeat([]byte{1}, 100<<10)
+
+	for _, tc := range []struct {
+		name  string
+		token string
+		msg   *syncv1.SessionMessage
+		code  connect.Code
+	}{
+		{"ErrOtherOrigin", tokenA, batchMsg(t, siteA, forgedDelta), connect.CodePermissionDenied},
+		{"ErrOtherSitesDoor", tokenA, batchMsg(t, siteA, doorDelta), connect.CodePermissionDenied},
+		{"ErrOneBadDeltaRefusesBatch", tokenA, batchMsg(t, siteA, okThenBad...), connect.CodePermissionDenied},
+		{"ErrMessageOfAnotherOrigin", tokenA, batchMsg(t, siteB, forgedDelta), connect.CodeInvalidArgument},
+		{"ErrMalformedDelta", tokenA, badBytes, connect.CodeInvalidArgument},
+		{"ErrNoLane", tokenA, noLane, connect.CodeInvalidArgument},
+		{"ErrEmptyMessage", tokenA, &syncv1.SessionMessage{Origin: siteA}, connect.CodeInvalidArgument},
+		{"ErrOversized", tokenA, huge, connect.CodeResourceExhausted},
+		{"ErrBadToken", "not-a-token-of-any-site", batchMsg(t, siteA, okThenBad[0]), connect.CodeUnauthenticated},
+		{"ErrNoToken", "", batchMsg(t, siteA, okThenBad[0]), connect.CodeUnauthenticated},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			origin := siteA
+			if tc.msg.GetOrigin() != "" {
+				origin = tc.msg.GetOrigin()
+			}
+			err := rawStream(t, c, tc.token, origin, tc.msg)
+			if got := connectCode(err); got != tc.code {
+				t.Fatalf("stream ended with %v (code %v), want code %v", err, got, tc.code)
+			}
+			t.Logf("refused: %v", err)
+			if got := h.state.Vector(); !got.Equal(before) {
+				t.Fatalf("hub vector %v after a refusal, want %v", got, before)
+			}
+		})
+	}
+	t.Run("Unary", func(t *testing.T) {
+		push := func(token, origin string, b *syncv1.Batch) error {
+			req := connect.NewRequest(&syncv1.PushRequest{Origin: origin, Batch: b})
+			req.Header().Set("Authorization", "Bearer "+token)
+			_, err := c.Push(ctx, req)
+			return err
+		}
+		for _, tc := range []struct {
+			name string
+			err  error
+			code connect.Code
+		}{
+			{"ErrOtherOrigin", push(tokenA, siteA, batchMsg(t, siteA, forgedDelta).GetBatch()), connect.CodePermissionDenied},
+			{"ErrOtherSitesDoor", push(tokenA, siteA, batchMsg(t, siteA, doorDelta).GetBatch()), connect.CodePermissionDenied},
+			{"ErrOriginNotCaller", push(tokenA, siteB, batchMsg(t, siteA, doorDelta).GetBatch()), connect.CodeInvalidArgument},
+			{"ErrMalformed", push(tokenA, siteA, badBytes.GetBatch()), connect.CodeInvalidArgument},
+			{"ErrOversized", push(tokenA, siteA, huge.GetBatch()), connect.CodeResourceExhausted},
+			{"ErrBadToken", push("wrong-token-wrong-token", siteA, batchMsg(t, siteA, okThenBad[0]).GetBatch()), connect.CodeUnauthenticated},
+		} {
+			if got := connectCode(tc.err); got != tc.code {
+				t.Errorf("%s: %v (code %v), want code %v", tc.name, tc.err, got, tc.code)
+			}
+		}
+		req := connect.NewRequest(&syncv1.PullRequest{Origin: siteA})
+		req.Header().Set("Authorization", "Bearer nope-nope-nope-nope")
+		if _, err := c.Pull(ctx, req); connectCode(err) != connect.CodeUnauthenticated {
+			t.Errorf("pull with a bad token: %v", err)
+		}
+	})
+	if got := h.state.Vector(); !got.Equal(before) {
+		t.Fatalf("hub vector %v after refusals, want %v", got, before)
+	}
+	if !reflect.DeepEqual(h.state.Snapshot(), snap) {
+		t.Fatal("hub state changed by refused messages")
+	}
+}
+
+func TestHubRestart(t *testing.T) {
+	dir := t.TempDir()
+	h := MustOpenHub(t, dir)
+	ts := newSite(t, siteA, tokenA)
+	ts.maxBatch = 4
+	seedSite(t, ts)
+	ts.visits(t, 0, 300)
+	stop := ts.start(h.client())
+	ts.wait(t, "the hub's acknowledgement of part of the log", func() bool { return ts.hubAcked()[srcA] >= 60 })
+	// The hub stops in the middle of the stream.
+	h.Close()
+	err := stop()
+	acked := ts.hubAcked()
+	t.Logf("session ended with %v; the hub had acknowledged %v", err, acked)
+
+	h2 := MustOpenHub(t, dir)
+	if got := h2.state.Vector(); !got.Covers(acked) {
+		t.Fatalf("after restart the hub holds %v, less than it acknowledged (%v)", got, acked)
+	}
+	ts.visits(t, 300, 10)
+	stop = ts.start(h2.client())
+	converged(t, h2, ts)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	logIsExact(t, h2, srcA, ts.vector()[srcA])
+	logIsExact(t, h2, srcAp, ts.vector()[srcAp])
+}
+
+func TestPushPull(t *testing.T) {
+	h := MustOpenHub(t, t.TempDir())
+	c := h.client()
+	ts := newSite(t, siteA, tokenA)
+	_, group := seedSite(t, ts)
+	ts.visits(t, 0, 3)
+	hubCardholder(t, h, tid(200), group, 4711)
+
+	push := func(ds []replication.Delta) (*connect.Response[syncv1.PushResponse], error) {
+		b, err := syncserver.BatchToWire(ds[0].Source(), ds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := connect.NewRequest(&syncv1.PushRequest{Origin: siteA, Batch: b})
+		req.Header().Set("Authorization", "Bearer "+tokenA)
+		return c.Push(ctx, req)
+	}
+	all, _ := ts.rep.Deltas(srcA, 0, 0)
+	// A batch beyond what the hub holds: refused, nothing applied.
+	if _, err := push(all[2:]); connectCode(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("push past a gap: %v, want FailedPrecondition", err)
+	}
+	if got := h.state.Vector()[srcA]; got != 0 {
+		t.Fatalf("hub holds %d of the site after a refused push", got)
+	}
+	res, err := push(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := syncserver.VectorFromWire(res.Msg.GetVector())
+	if err != nil || v[srcA] != uint64(len(all)) {
+		t.Fatalf("push acknowledged %v, %v; want %s at %d", v, err, srcA, len(all))
+	}
+	// A duplicate push is harmless.
+	if _, err := push(all[:2]); err != nil {
+		t.Fatalf("duplicate push: %v", err)
+	}
+
+	// Pull what the site lacks, a few deltas at a time.
+	for {
+		vb, _ := ts.vector().MarshalBinary()
+		req := connect.NewRequest(&syncv1.PullRequest{Origin: siteA, Vector: vb, MaxDeltas: 2})
+		req.Header().Set("Authorization", "Bearer "+tokenA)
+		res, err := c.Pull(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range res.Msg.GetBatches() {
+			src, ds, err := syncserver.BatchFromWire(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := (lockedRep{ts}).ApplyBatch(src, ds); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !res.Msg.GetMore() {
+			break
+		}
+	}
+	if hv, sv := h.state.Vector(), ts.vector(); !hv.Equal(sv) {
+		t.Fatalf("after pulls: hub %v, site %v", hv, sv)
+	}
+	if !reflect.DeepEqual(h.state.Snapshot(), ts.snapshot()) {
+		t.Fatal("states differ after push and pull")
+	}
+	acked, err := h.state.Acked(ctx, siteA)
+	if err != nil || len(acked) == 0 {
+		t.Fatalf("acked after pulls = %v, %v", acked, err)
+	}
+}
+
+func TestOneStreamPerSite(t *testing.T) {
+	h := MustOpenHub(t, t.TempDir())
+	c := h.client()
+	t.Run("ErrLeaseHeldElsewhere", func(t *testing.T) {
+		l, err := h.store.Acquire(ctx, siteB, "another-hub-process", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.store.Release(ctx, l)
+		b := newSite(t, siteB, tokenB)
+		b.write(t, replication.KindVisit, string(tid(600)), replication.SetOp("site", siteB))
+		if err := b.run(ctx, c); connectCode(err) != connect.CodeUnavailable {
+			t.Fatalf("stream while another process holds the lease: %v, want Unavailable", err)
+		}
+		if got := h.state.Vector()[replication.Source{Origin: siteB, Lane: replication.LaneNormal}]; got != 0 {
+			t.Fatalf("hub applied %d deltas of a site whose stream it does not own", got)
+		}
+	})
+	t.Run("NewerStreamTakesOver", func(t *testing.T) {
+		a := newSite(t, siteA, tokenA)
+		seedSite(t, a)
+		first := make(chan error, 1)
+		go func() { first <- a.run(ctx, c) }()
+		waitHub(t, h, "the first stream's deltas", func() bool { return h.state.Vector().Covers(a.vector()) })
+		a2 := newSite(t, siteA, tokenA) // the same site after a restart, say
+		a2.rep = replication.NewReplica()
+		stop := a2.start(c)
+		if err := <-first; connectCode(err) != connect.CodeUnavailable {
+			t.Fatalf("older stream ended with %v, want Unavailable", err)
+		}
+		a2.wait(t, "the hub's state", func() bool { return a2.vector().Covers(h.state.Vector()) })
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
