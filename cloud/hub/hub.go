@@ -1,6 +1,8 @@
 // Package hub runs the Gatehouse cloud hub process: its HTTP server (Connect
-// APIs over HTTP/1.1 and cleartext HTTP/2, and the web console), and the
-// health view of the sites it knows.
+// APIs over HTTP/1.1 and cleartext HTTP/2, and the web console), the health
+// view of the sites it knows and, when it has a store, its durable replica
+// (cloud/hubstate) and the SyncService sites replicate with
+// (cloud/syncserver, docs/sync.md).
 package hub
 
 import (
@@ -13,6 +15,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse/gatehouse/cloud/hubstate"
+	"github.com/gatehouse/gatehouse/cloud/store"
+	"github.com/gatehouse/gatehouse/cloud/store/badgerstore"
+	"github.com/gatehouse/gatehouse/cloud/store/pgstore"
+	"github.com/gatehouse/gatehouse/cloud/syncserver"
 	"github.com/gatehouse/gatehouse/cloud/web"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1/consolev1connect"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1/statusv1connect"
@@ -29,8 +36,35 @@ type Config struct {
 	// EventPoll is how often the hub reads each site's new access events
 	// for the console's live decisions.
 	EventPoll Duration `json:"event_poll"`
+	// Store is where the hub keeps its replicated state. Without one the
+	// hub does not replicate: no SyncService is served.
+	Store StoreConfig `json:"store"`
+	// SyncSites are the sites allowed to replicate with the hub, each with
+	// the bearer token it presents (docs/sync.md).
+	SyncSites []SyncSite `json:"sync_sites"`
 	// Version is reported in status.
 	Version string `json:"-"`
+}
+
+// StoreConfig names the hub's store: a Badger directory for a hub of one
+// process, or a PostgreSQL connection string for several (docs/hub-store.md).
+// At most one of Dir and DSN is set.
+type StoreConfig struct {
+	// Dir is the Badger directory.
+	Dir string `json:"dir"`
+	// DSN is the PostgreSQL connection string.
+	DSN string `json:"dsn"`
+	// Schema is the PostgreSQL schema; default "gatehouse".
+	Schema string `json:"schema"`
+}
+
+// SyncSite is a site's sync credential.
+type SyncSite struct {
+	// ID is the site's ID, which is also its replication origin.
+	ID string `json:"id"`
+	// Token is the bearer token the site's uplink presents; at least 16
+	// bytes, unique per site.
+	Token string `json:"token"`
 }
 
 // SiteEndpoint names a site and the local API addresses of its edge nodes.
@@ -66,6 +100,17 @@ func (c Config) Validate() error {
 	if c.EventPoll <= 0 {
 		return errors.New("hub config: event_poll must be positive")
 	}
+	if c.Store.Dir != "" && c.Store.DSN != "" {
+		return errors.New("hub config: store: set dir or dsn, not both")
+	}
+	if len(c.SyncSites) > 0 {
+		if c.Store.Dir == "" && c.Store.DSN == "" {
+			return errors.New("hub config: sync_sites need a store (store.dir or store.dsn)")
+		}
+		if _, err := syncserver.TokenAuth(c.syncTokens()); err != nil {
+			return fmt.Errorf("hub config: sync_sites: %w", err)
+		}
+	}
 	for i, s := range c.Sites {
 		if s.ID == "" {
 			return fmt.Errorf("hub config: sites[%d]: id is required", i)
@@ -75,6 +120,15 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// syncTokens returns the sync sites as syncserver wants them.
+func (c Config) syncTokens() []syncserver.SiteToken {
+	out := make([]syncserver.SiteToken, len(c.SyncSites))
+	for i, s := range c.SyncSites {
+		out[i] = syncserver.SiteToken{Site: s.ID, Token: s.Token}
+	}
+	return out
 }
 
 // Hub is a running cloud hub. Open starts it, Close stops it; Close is
@@ -89,6 +143,10 @@ type Hub struct {
 	served chan error
 
 	extra    map[string]http.Handler
+	syncAuth syncserver.Authenticate // overrides the token check when set
+	store    store.Store
+	state    *hubstate.State
+	sync     *syncserver.Server
 	feed     feed
 	stopTail context.CancelFunc
 	tails    sync.WaitGroup
@@ -111,17 +169,75 @@ func (h *Hub) Handle(pattern string, handler http.Handler) {
 	h.extra[pattern] = handler
 }
 
-// Open validates the configuration, binds the HTTP address and starts
-// serving. It returns an error if the address cannot be bound.
+// SetSyncAuthenticator makes fn name the site of every sync request instead
+// of the configured per-site tokens: the hook for per-site client
+// certificates (mTLS). Call it before Open.
+func (h *Hub) SetSyncAuthenticator(fn syncserver.Authenticate) { h.syncAuth = fn }
+
+// State returns the hub's durable replica, or nil when the hub has no
+// store. It is valid between Open and Close.
+func (h *Hub) State() *hubstate.State { return h.state }
+
+// openSync opens the store, the replica and the sync server when the hub
+// has a store.
+func (h *Hub) openSync(ctx context.Context) error {
+	sc := h.cfg.Store
+	if sc.Dir == "" && sc.DSN == "" {
+		return nil
+	}
+	opts := store.Options{Kinds: hubstate.Kinds, Logger: h.log.With("component", "store")}
+	var err error
+	if sc.Dir != "" {
+		h.store, err = badgerstore.Open(ctx, sc.Dir, opts)
+	} else {
+		h.store, err = pgstore.Open(ctx, pgstore.Config{ConnString: sc.DSN, Schema: sc.Schema}, opts)
+	}
+	if err != nil {
+		return fmt.Errorf("hub: open store: %w", err)
+	}
+	if h.state, err = hubstate.Open(ctx, h.store, hubstate.Options{Logger: h.log}); err != nil {
+		return fmt.Errorf("hub: load replicated state: %w", err)
+	}
+	auth := h.syncAuth
+	if auth == nil {
+		if auth, err = syncserver.TokenAuth(h.cfg.syncTokens()); err != nil {
+			return fmt.Errorf("hub: sync tokens: %w", err)
+		}
+	}
+	h.sync, err = syncserver.New(syncserver.Config{State: h.state, Leases: h.store, Authenticate: auth, Logger: h.log})
+	return err
+}
+
+// closeSync closes what openSync opened, in order: streams, replica, store.
+func (h *Hub) closeSync() error {
+	var errs []error
+	if h.sync != nil {
+		errs = append(errs, h.sync.Close())
+	}
+	if h.state != nil {
+		errs = append(errs, h.state.Close())
+	}
+	if h.store != nil {
+		errs = append(errs, h.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Open validates the configuration, opens the store (if any), binds the
+// HTTP address and starts serving. It returns an error if the store cannot
+// be opened or the address bound.
 func (h *Hub) Open(ctx context.Context) error {
 	if err := h.cfg.Validate(); err != nil {
 		return err
 	}
 	h.started = time.Now()
+	if err := h.openSync(ctx); err != nil {
+		return errors.Join(err, h.closeSync())
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", h.cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("hub: listen %s: %w", h.cfg.HTTPAddr, err)
+		return errors.Join(fmt.Errorf("hub: listen %s: %w", h.cfg.HTTPAddr, err), h.closeSync())
 	}
 	h.ln = ln
 
@@ -136,12 +252,22 @@ func (h *Hub) Open(ctx context.Context) error {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	// Every request body is bounded, except the sync stream's: it lives
+	// long, and its server bounds each message instead.
+	var handler http.Handler = http.MaxBytesHandler(mux, 4<<20)
+	if h.sync != nil {
+		syncPath, syncHandler := h.sync.Handler()
+		outer := http.NewServeMux()
+		outer.Handle(syncPath, syncHandler)
+		outer.Handle("/", handler)
+		handler = outer
+	}
 
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	h.srv = &http.Server{
-		Handler:           http.MaxBytesHandler(mux, 4<<20),
+		Handler:           handler,
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
@@ -157,7 +283,7 @@ func (h *Hub) Open(ctx context.Context) error {
 		}
 		h.tails.Go(func() { h.tailSite(tailCtx, site) })
 	}
-	h.log.Info("hub serving", "addr", h.Addr(), "sites", len(h.cfg.Sites))
+	h.log.Info("hub serving", "addr", h.Addr(), "sites", len(h.cfg.Sites), "replicating", h.sync != nil, "sync_sites", len(h.cfg.SyncSites))
 	return nil
 }
 
@@ -181,6 +307,11 @@ func (h *Hub) Close() error {
 		}
 		h.stopTail()
 		h.tails.Wait()
+		// Sync streams first: they would hold Shutdown for its whole
+		// timeout. Then HTTP, then the replica and the store last.
+		if h.sync != nil {
+			_ = h.sync.Close()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := h.srv.Shutdown(ctx); err != nil {
@@ -190,6 +321,7 @@ func (h *Hub) Close() error {
 		if err := <-h.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			h.closeErr = errors.Join(h.closeErr, err)
 		}
+		h.closeErr = errors.Join(h.closeErr, h.closeSync())
 		h.log.Info("hub stopped")
 	})
 	return h.closeErr
