@@ -25,7 +25,11 @@ var (
 // seedSite makes the site's own configuration at the site: the site, a
 // door and a group with that door.
 func seedSite(t *testing.T, ts *testSite) (door, group access.ID) {
-	door, group = tid(100), tid(101)
+	base := 100
+	if ts.id == siteB {
+		base = 1100
+	}
+	door, group = tid(base), tid(base+1)
 	ts.write(t, replication.KindSite, ts.id, replication.SetOp("name", "A"), replication.SetOp("time_zone", "UTC"),
 		replication.AddOp("groups", string(group)))
 	ts.write(t, replication.KindDoor, string(door), replication.SetOp("site", ts.id), replication.SetOp("name", "Main"))
@@ -239,6 +243,10 @@ func TestRefusals(t *testing.T) {
 		a2.write(t, replication.KindVisit, string(tid(502)), replication.SetOp("site", siteA)),
 		a2.write(t, replication.KindDoor, string(doorB), replication.SetOp("name", "x")),
 	}
+	// A's own delta, stamped an hour ahead of the hub's clock.
+	a3 := newSite(t, siteA, tokenA)
+	a3.clock, _ = replication.NewClock(siteA, 0, func() time.Time { return time.Now().Add(time.Hour) })
+	skewed := a3.write(t, replication.KindVisit, string(tid(503)), replication.SetOp("site", siteA))
 	badBytes := batchMsg(t, siteA, okThenBad[0])
 	badBytes.GetBatch().Deltas[0] = []byte{0x01, 0xff, 0xff}
 	noLane := batchMsg(t, siteA, okThenBad[0])
@@ -255,6 +263,7 @@ func TestRefusals(t *testing.T) {
 		{"ErrOtherOrigin", tokenA, batchMsg(t, siteA, forgedDelta), connect.CodePermissionDenied},
 		{"ErrOtherSitesDoor", tokenA, batchMsg(t, siteA, doorDelta), connect.CodePermissionDenied},
 		{"ErrOneBadDeltaRefusesBatch", tokenA, batchMsg(t, siteA, okThenBad...), connect.CodePermissionDenied},
+		{"ErrClockSkew", tokenA, batchMsg(t, siteA, skewed), connect.CodeInvalidArgument},
 		{"ErrMessageOfAnotherOrigin", tokenA, batchMsg(t, siteB, forgedDelta), connect.CodeInvalidArgument},
 		{"ErrMalformedDelta", tokenA, badBytes, connect.CodeInvalidArgument},
 		{"ErrNoLane", tokenA, noLane, connect.CodeInvalidArgument},
@@ -451,4 +460,40 @@ func TestOneStreamPerSite(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+func TestTwoSites(t *testing.T) {
+	// Two sites sync at once; the hub relays each one's changes to the
+	// other (every site receives every source for now: docs/sync.md).
+	h := MustOpenHub(t, t.TempDir())
+	a, b := newSite(t, siteA, tokenA), newSite(t, siteB, tokenB)
+	_, groupA := seedSite(t, a)
+	seedSite(t, b)
+	a.visits(t, 0, 20)
+	b.visits(t, 5000, 20)
+	stopA, stopB := a.start(h.client()), b.start(h.client())
+	hubCardholder(t, h, tid(200), groupA, 4711)
+	// The site revokes the hub's grant and disables the card during the
+	// sync: revocations travel in the priority lane.
+	a.wait(t, "the hub's grant", func() bool { _, ok := findCard(a.snapshot(), 4711); return ok })
+	a.write(t, replication.KindPerson, string(tid(200)), replication.RevokeOp(groupA))
+	a.write(t, replication.KindCard, "4711", replication.DisableOp("lost"))
+	converged(t, h, a)
+	converged(t, h, b)
+	if !reflect.DeepEqual(a.snapshot(), b.snapshot()) {
+		t.Fatal("the sites differ")
+	}
+	if c, _ := findCard(b.snapshot(), 4711); c.Status != access.CardLost {
+		t.Fatalf("card at the other site = %+v, want lost", c)
+	}
+	for _, g := range h.state.Grants() {
+		if g.HolderID == tid(200) && !g.Removed {
+			t.Fatalf("grant %+v survived its revocation", g)
+		}
+	}
+	for _, stop := range []func() error{stopA, stopB} {
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
