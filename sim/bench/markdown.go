@@ -46,6 +46,8 @@ const goals = `## Goals
 | write | commit_p50_us | ratio ≤ 3 (within 3× one fsync) |
 | failover | first_write_ms_p50 | ≤ 800 ms |
 | can | tap_rtt_p99_us | close to the raw-frame floor |
+| import | total_s_100k | a 100,000-row CSV validated in seconds (floor: encoding/csv reading it) |
+| store | badger_commit_p50_us | close to one fsync (the hub acknowledges only what is durable) |
 
 All nodes of a site run in one process on this machine's two cores and one disk, with the load
 generator beside them; a real site runs one node per appliance.
