@@ -96,7 +96,7 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 	log := s.log.With("site", site)
 	state := s.cfg.State
 	sess, err := replication.NewSession(replication.SessionConfig{
-		Log:        state,
+		Log:        s.logFor(site),
 		Store:      state.SessionStore(ctx, sl.fence()),
 		Authorizer: NewAuthorizer(site, state.Facts()),
 		Clock:      state.Clock(),

@@ -26,6 +26,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
 	"github.com/gatehouse/gatehouse/cloud/store"
+	"github.com/gatehouse/gatehouse/replication"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1/syncv1connect"
 )
 
@@ -56,6 +57,9 @@ type Config struct {
 	// MaxBatch is the most deltas per batch the hub sends. Default
 	// DefaultMaxBatch.
 	MaxBatch int
+	// RelayAll sends every site every source the hub holds. By default a
+	// site receives only what concerns it, source by source (Scope).
+	RelayAll bool
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -208,4 +212,46 @@ func (s *Server) dropLease(site string, sl *siteLease) {
 // fence returns the store fence of a held lease.
 func (sl *siteLease) fence() *store.Fence {
 	return &store.Fence{Site: sl.lease.Site, Token: sl.lease.Token}
+}
+
+// Scope reports whether the hub sends site the deltas of src: the hub's
+// own sources, the site's own (to restore a site that lost them), and the
+// priority lane of every other site (revocations, disables and checkouts:
+// sending one too many is always safe). Other sites' normal lanes (their
+// doors, groups, visits, cards, visitors) stay at the hub. Deltas are
+// numbered per source with no gaps, so scoping goes source by source;
+// docs/sync.md says what that leaves unscoped.
+func Scope(site string, src replication.Source) bool {
+	return src.Origin == hubstate.Origin || src.Origin == site || src.Lane == replication.LanePriority
+}
+
+// scopedLog is the hub's log as one site sees it.
+type scopedLog struct {
+	site  string
+	state *hubstate.State
+}
+
+func (l scopedLog) Vector() replication.Vector {
+	v := l.state.Vector()
+	for src := range v {
+		if !Scope(l.site, src) {
+			delete(v, src)
+		}
+	}
+	return v
+}
+
+func (l scopedLog) Deltas(src replication.Source, after uint64, max int) ([]replication.Delta, error) {
+	if !Scope(l.site, src) {
+		return nil, nil
+	}
+	return l.state.Deltas(src, after, max)
+}
+
+// logFor returns the log the hub sends site from.
+func (s *Server) logFor(site string) replication.Log {
+	if s.cfg.RelayAll {
+		return s.cfg.State
+	}
+	return scopedLog{site: site, state: s.cfg.State}
 }

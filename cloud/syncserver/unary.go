@@ -94,7 +94,8 @@ func (s *Server) Pull(ctx context.Context, req *connect.Request[syncv1.PullReque
 	if err := state.RecordAck(ctx, site, peer); err != nil {
 		return nil, connectError(err)
 	}
-	have := state.Vector()
+	log := s.logFor(site)
+	have := log.Vector()
 	resp := &syncv1.PullResponse{Origin: hubstate.Origin}
 	n, size := 0, 0
 outer:
@@ -104,7 +105,7 @@ outer:
 				resp.More = true
 				break outer
 			}
-			ds, err := state.Deltas(r.Source, after, min(s.cfg.MaxBatch, limit-n))
+			ds, err := log.Deltas(r.Source, after, min(s.cfg.MaxBatch, limit-n))
 			if err != nil {
 				return nil, connectError(err)
 			}

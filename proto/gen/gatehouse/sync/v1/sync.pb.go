@@ -628,9 +628,11 @@ type PullResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Origin of the answer: "hub".
 	Origin string `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
-	// Batches of what the caller lacks, priority lane sources first.
+	// Batches of what the caller lacks of the sources it receives, priority
+	// lane sources first.
 	Batches []*Batch `protobuf:"bytes,2,rep,name=batches,proto3" json:"batches,omitempty"`
-	// The hub's durable vector (replication.Vector binary encoding).
+	// The hub's durable vector of the sources the caller receives
+	// (replication.Vector binary encoding; docs/sync.md, scoping).
 	Vector []byte `protobuf:"bytes,3,opt,name=vector,proto3" json:"vector,omitempty"`
 	// Whether there is more to pull beyond these batches.
 	More          bool `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
