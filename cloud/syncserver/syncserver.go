@@ -180,7 +180,7 @@ func (s *Server) renew(sl *siteLease) {
 			}
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.LeaseTTL/3)
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.LeaseTTL/3)
 			nl, err := s.cfg.Leases.Renew(ctx, l, s.cfg.LeaseTTL)
 			cancel()
 			if err != nil {
@@ -215,14 +215,18 @@ func (sl *siteLease) fence() *store.Fence {
 }
 
 // Scope reports whether the hub sends site the deltas of src: the hub's
-// own sources, the site's own (to restore a site that lost them), and the
-// priority lane of every other site (revocations, disables and checkouts:
-// sending one too many is always safe). Other sites' normal lanes (their
-// doors, groups, visits, cards, visitors) stay at the hub. Deltas are
-// numbered per source with no gaps, so scoping goes source by source;
-// docs/sync.md says what that leaves unscoped.
+// own sources, and the priority lane of every other site (revocations,
+// disables and checkouts: sending one too many is always safe). The
+// site's own deltas never go back to it (it made them; the edge refuses
+// them), and other sites' normal lanes (their doors, groups, visits,
+// cards, visitors) stay at the hub. Deltas are numbered per source with
+// no gaps, so scoping goes source by source; docs/sync.md says what that
+// leaves unscoped.
 func Scope(site string, src replication.Source) bool {
-	return src.Origin == hubstate.Origin || src.Origin == site || src.Lane == replication.LanePriority
+	if src.Origin == site {
+		return false
+	}
+	return src.Origin == hubstate.Origin || src.Lane == replication.LanePriority
 }
 
 // scopedLog is the hub's log as one site sees it.
