@@ -26,8 +26,8 @@ import (
 
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
 	"github.com/gatehouse/gatehouse/cloud/store"
-	"github.com/gatehouse/gatehouse/replication"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1/syncv1connect"
+	"github.com/gatehouse/gatehouse/replication"
 )
 
 // Defaults of Config.
