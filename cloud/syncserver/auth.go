@@ -18,7 +18,9 @@ import (
 // TLS, its connection state (for client certificates), or returns an error
 // when the caller is not a site. It is the seam where mTLS with per-site
 // certificates (cloud/pki) plugs in; TokenAuth is the per-site token form.
-// It must be safe for concurrent use.
+// The sync server calls it when a call opens and again before each batch
+// a stream carries, so a credential revoked meanwhile cuts the stream. It
+// must be safe for concurrent use.
 type Authenticate func(ctx context.Context, header http.Header, conn *tls.ConnectionState) (site string, err error)
 
 // ErrUnauthenticated reports a request that no configured site made.

@@ -146,6 +146,18 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 			}
 			return err
 		case pm := <-in:
+			if pm.GetBatch() != nil {
+				// Check the site again before each batch, so that revoking a
+				// site's credential cuts a stream that is already open.
+				again, err := s.authenticate(ctx, bs.RequestHeader())
+				if err == nil && again != site {
+					err = connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: the stream's credential now names site %s", ErrUnauthenticated, again))
+				}
+				if err != nil {
+					log.Warn("sync stream no longer authenticated", "err", err)
+					return err
+				}
+			}
 			if err := s.receive(ctx, log, site, sess, pm); err != nil {
 				return err
 			}

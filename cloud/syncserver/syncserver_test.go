@@ -2,7 +2,12 @@ package syncserver_test
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net/http"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -527,5 +532,32 @@ func TestTwoSites(t *testing.T) {
 		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+func TestRevokedCredentialCutsStream(t *testing.T) {
+	var revoked atomic.Bool
+	h := MustOpenHub(t, t.TempDir(), func(c *syncserver.Config) {
+		inner := c.Authenticate
+		c.Authenticate = func(ctx context.Context, hd http.Header, conn *tls.ConnectionState) (string, error) {
+			if revoked.Load() {
+				return "", errors.New("credential revoked")
+			}
+			return inner(ctx, hd, conn)
+		}
+	})
+	a := newSite(t, siteA, tokenA)
+	seedSite(t, a)
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx, h.client()) }()
+	converged(t, h, a)
+	before := h.state.Vector()
+	revoked.Store(true)
+	a.visits(t, 0, 1)
+	if err := <-done; connectCode(err) != connect.CodeUnauthenticated {
+		t.Fatalf("stream after revocation ended with %v, want Unauthenticated", err)
+	}
+	if got := h.state.Vector(); !got.Equal(before) {
+		t.Fatalf("hub applied a batch after the credential was revoked: %v, was %v", got, before)
 	}
 }
