@@ -7,8 +7,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse/gatehouse/cloud/syncserver"
-	"github.com/gatehouse/gatehouse/replication"
 	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
+	"github.com/gatehouse/gatehouse/replication"
 )
 
 // FuzzFromWire feeds arbitrary protobuf bytes to the hub's decoder of site
