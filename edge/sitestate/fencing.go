@@ -31,6 +31,9 @@ func Fencing(cmd *raftv1.Command) bool {
 		return true
 	case *raftv1.Command_PutDevice:
 		return true
+	case *raftv1.Command_ApplyDeltas:
+		// Changes from the hub: fencing when any may take access away.
+		return deltasFencing(op.ApplyDeltas)
 	case *raftv1.Command_PutGroup, *raftv1.Command_PutSchedule, *raftv1.Command_PutDoor, *raftv1.Command_PutZone, *raftv1.Command_PutSite:
 		// A group may lose a door, a schedule a window, a door its zone.
 		return true

@@ -20,6 +20,11 @@
 //	m/seq          last assigned event sequence number (8 bytes big-endian)
 //	dseq/{device}  a device's event watermark: the highest contiguous device
 //	               sequence number recorded (8 bytes big-endian)
+//	d/{origin}/{lane}{seq:8}  replication.Delta (binary form): every delta the
+//	               site's replica applied, its own and the hub's (lane is one
+//	               byte, seq big-endian); see replica.go
+//	m/vec          replication.Vector (binary form): the replica's applied
+//	               vector, written in the same transaction as the deltas
 package sitestate
 
 import (
@@ -36,6 +41,7 @@ import (
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
 	edgev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1"
 	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
+	"github.com/gatehouse/gatehouse/replication"
 )
 
 // Key prefixes of the Badger layout (see the package doc).
@@ -75,6 +81,14 @@ type Machine struct {
 	devSeq  map[access.ID]uint64
 	devMemo map[*raftv1.Command]uint64
 
+	// rep is the site's replica (replica.go): the CRDT state of every
+	// replicated entity, the site's own deltas and the hub's. last is the
+	// greatest stamp applied of any origin; repMemo memoises, like
+	// seqMemo, what a command did to them.
+	rep     *replication.Replica
+	last    replication.Stamp
+	repMemo map[*raftv1.Command]*repEffect
+
 	// changed is closed (and replaced) when a committed entry or a load
 	// may have changed what doors decide; see Changed.
 	chMu    sync.Mutex
@@ -84,7 +98,8 @@ type Machine struct {
 // New returns an empty machine for the given site.
 func New(site access.ID, log *slog.Logger) *Machine {
 	return &Machine{site: site, log: log.With("site", string(site)), st: access.NewState(),
-		devSeq: map[access.ID]uint64{}, changed: make(chan struct{})}
+		devSeq: map[access.ID]uint64{}, changed: make(chan struct{}),
+		rep: replication.NewReplica()}
 }
 
 // Changed returns a channel that is closed the next time the applied state
@@ -161,7 +176,13 @@ func (m *Machine) Load(db *badger.DB) error {
 	st := access.NewState()
 	var seq uint64
 	devSeq := map[access.ID]uint64{}
+	var rep *replication.Replica
+	var last replication.Stamp
 	err := db.View(func(txn *badger.Txn) error {
+		var err error
+		if rep, last, err = loadReplica(txn, string(m.site)); err != nil {
+			return err
+		}
 		if item, err := txn.Get([]byte(keySeq)); err == nil {
 			if err := item.Value(func(v []byte) error {
 				if len(v) != 8 {
@@ -206,11 +227,14 @@ func (m *Machine) Load(db *badger.DB) error {
 	}
 	m.mu.Lock()
 	m.st, m.seq, m.devSeq = st, seq, devSeq
-	m.memoIndex, m.seqMemo, m.devMemo = 0, nil, nil
+	m.rep, m.last = rep, last
+	vec := rep.Vector()
+	m.memoIndex, m.seqMemo, m.devMemo, m.repMemo = 0, nil, nil, nil
 	m.mu.Unlock()
 	m.notify()
 	c := st.Counts()
-	m.log.Info("state loaded", "cards", c.Cards, "people", c.People, "grants", c.Grants, "last_seq", seq)
+	m.log.Info("state loaded", "cards", c.Cards, "people", c.People, "grants", c.Grants, "last_seq", seq,
+		"vector", vec.String())
 	return nil
 }
 
@@ -312,8 +336,14 @@ func (m *Machine) Apply(txn *badger.Txn, index uint64, cmd *raftv1.Command) (*ed
 			return nil, err
 		}
 	}
+	m.resetMemo(index)
 	res := &edgev1.CommandResult{}
 	err := m.apply(txn, index, cmd, res)
+	if err == nil {
+		// The change is made: make the site's deltas of it (none for
+		// commands replication does not cover, nor for ApplyDeltas).
+		err = m.replicateLocal(txn, cmd)
+	}
 	var se storageError
 	if errors.As(err, &se) {
 		return nil, se.err
@@ -520,6 +550,8 @@ func (m *Machine) apply(txn *badger.Txn, index uint64, cmd *raftv1.Command, res 
 		return m.recordEvents(txn, index, cmd, op.RecordEvents.GetEvents(), res)
 	case *raftv1.Command_RecordDeviceEvents:
 		return m.recordDeviceEvents(txn, index, cmd, op.RecordDeviceEvents, res)
+	case *raftv1.Command_ApplyDeltas:
+		return m.applyDeltas(txn, cmd, op.ApplyDeltas)
 	case nil:
 		return access.Errorf(access.Invalid, "command has no operation")
 	default:

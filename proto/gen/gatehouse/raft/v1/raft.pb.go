@@ -118,6 +118,7 @@ type Command struct {
 	//	*Command_PutDevice
 	//	*Command_RemoveDevice
 	//	*Command_RecordDeviceEvents
+	//	*Command_ApplyDeltas
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -352,6 +353,15 @@ func (x *Command) GetRecordDeviceEvents() *RecordDeviceEvents {
 	return nil
 }
 
+func (x *Command) GetApplyDeltas() *ApplyDeltas {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ApplyDeltas); ok {
+			return x.ApplyDeltas
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -452,6 +462,12 @@ type Command_RecordDeviceEvents struct {
 	RecordDeviceEvents *RecordDeviceEvents `protobuf:"bytes,28,opt,name=record_device_events,json=recordDeviceEvents,proto3,oneof"`
 }
 
+type Command_ApplyDeltas struct {
+	// Apply changes received from the hub (replication deltas of other
+	// origins) to the site's replica, all or nothing.
+	ApplyDeltas *ApplyDeltas `protobuf:"bytes,29,opt,name=apply_deltas,json=applyDeltas,proto3,oneof"`
+}
+
 func (*Command_PutSite) isCommand_Op() {}
 
 func (*Command_PutZone) isCommand_Op() {}
@@ -490,6 +506,61 @@ func (*Command_RemoveDevice) isCommand_Op() {}
 
 func (*Command_RecordDeviceEvents) isCommand_Op() {}
 
+func (*Command_ApplyDeltas) isCommand_Op() {}
+
+// ApplyDeltas carries replication deltas received from the hub: changes
+// made at the hub or relayed by it, never of this site's own origin. Every
+// node applies them in log order; applying validates the whole command
+// first and changes nothing when any delta is malformed, of this site's
+// origin, or would leave a gap in its source's sequence. Deltas already
+// applied are skipped, so a batch delivered twice applies once. A command
+// holding a revocation (a priority-lane delta) is fencing.
+type ApplyDeltas struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The deltas, each in the replication.Delta binary encoding
+	// (docs/replication.md §3); per source in sequence order.
+	Deltas        [][]byte `protobuf:"bytes,1,rep,name=deltas,proto3" json:"deltas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyDeltas) Reset() {
+	*x = ApplyDeltas{}
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyDeltas) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyDeltas) ProtoMessage() {}
+
+func (x *ApplyDeltas) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyDeltas.ProtoReflect.Descriptor instead.
+func (*ApplyDeltas) Descriptor() ([]byte, []int) {
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ApplyDeltas) GetDeltas() [][]byte {
+	if x != nil {
+		return x.Deltas
+	}
+	return nil
+}
+
 // RemoveGrant tombstones one grant.
 type RemoveGrant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -501,7 +572,7 @@ type RemoveGrant struct {
 
 func (x *RemoveGrant) Reset() {
 	*x = RemoveGrant{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[2]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +584,7 @@ func (x *RemoveGrant) String() string {
 func (*RemoveGrant) ProtoMessage() {}
 
 func (x *RemoveGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[2]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +597,7 @@ func (x *RemoveGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveGrant.ProtoReflect.Descriptor instead.
 func (*RemoveGrant) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{2}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RemoveGrant) GetGrantId() string {
@@ -549,7 +620,7 @@ type SetCardStatus struct {
 
 func (x *SetCardStatus) Reset() {
 	*x = SetCardStatus{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[3]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +632,7 @@ func (x *SetCardStatus) String() string {
 func (*SetCardStatus) ProtoMessage() {}
 
 func (x *SetCardStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[3]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +645,7 @@ func (x *SetCardStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCardStatus.ProtoReflect.Descriptor instead.
 func (*SetCardStatus) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{3}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SetCardStatus) GetNumber() uint64 {
@@ -604,7 +675,7 @@ type AdvanceVisit struct {
 
 func (x *AdvanceVisit) Reset() {
 	*x = AdvanceVisit{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[4]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +687,7 @@ func (x *AdvanceVisit) String() string {
 func (*AdvanceVisit) ProtoMessage() {}
 
 func (x *AdvanceVisit) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[4]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +700,7 @@ func (x *AdvanceVisit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdvanceVisit.ProtoReflect.Descriptor instead.
 func (*AdvanceVisit) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{4}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AdvanceVisit) GetVisitId() string {
@@ -657,7 +728,7 @@ type DeletePerson struct {
 
 func (x *DeletePerson) Reset() {
 	*x = DeletePerson{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[5]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +740,7 @@ func (x *DeletePerson) String() string {
 func (*DeletePerson) ProtoMessage() {}
 
 func (x *DeletePerson) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[5]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +753,7 @@ func (x *DeletePerson) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePerson.ProtoReflect.Descriptor instead.
 func (*DeletePerson) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{5}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeletePerson) GetPersonId() string {
@@ -703,7 +774,7 @@ type RemoveCard struct {
 
 func (x *RemoveCard) Reset() {
 	*x = RemoveCard{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[6]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +786,7 @@ func (x *RemoveCard) String() string {
 func (*RemoveCard) ProtoMessage() {}
 
 func (x *RemoveCard) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[6]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +799,7 @@ func (x *RemoveCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveCard.ProtoReflect.Descriptor instead.
 func (*RemoveCard) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{6}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RemoveCard) GetNumber() uint64 {
@@ -750,7 +821,7 @@ type RecordEvents struct {
 
 func (x *RecordEvents) Reset() {
 	*x = RecordEvents{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[7]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +833,7 @@ func (x *RecordEvents) String() string {
 func (*RecordEvents) ProtoMessage() {}
 
 func (x *RecordEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[7]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +846,7 @@ func (x *RecordEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEvents.ProtoReflect.Descriptor instead.
 func (*RecordEvents) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{7}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RecordEvents) GetEvents() []*v1.AccessEvent {
@@ -796,7 +867,7 @@ type RemoveDevice struct {
 
 func (x *RemoveDevice) Reset() {
 	*x = RemoveDevice{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[8]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +879,7 @@ func (x *RemoveDevice) String() string {
 func (*RemoveDevice) ProtoMessage() {}
 
 func (x *RemoveDevice) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[8]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +892,7 @@ func (x *RemoveDevice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveDevice.ProtoReflect.Descriptor instead.
 func (*RemoveDevice) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{8}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RemoveDevice) GetDeviceId() string {
@@ -855,7 +926,7 @@ type RecordDeviceEvents struct {
 
 func (x *RecordDeviceEvents) Reset() {
 	*x = RecordDeviceEvents{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[9]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +938,7 @@ func (x *RecordDeviceEvents) String() string {
 func (*RecordDeviceEvents) ProtoMessage() {}
 
 func (x *RecordDeviceEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[9]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +951,7 @@ func (x *RecordDeviceEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeviceEvents.ProtoReflect.Descriptor instead.
 func (*RecordDeviceEvents) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{9}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RecordDeviceEvents) GetDeviceId() string {
@@ -911,8 +982,7 @@ const file_gatehouse_raft_v1_raft_proto_rawDesc = "" +
 	"\x1cgatehouse/raft/v1/raft.proto\x12\x11gatehouse.raft.v1\x1a gatehouse/access/v1/access.proto\"Y\n" +
 	"\x05Entry\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x126\n" +
-	"\bcommands\x18\x02 \x03(\v2\x1a.gatehouse.raft.v1.CommandR\bcommands\"\xe3\n" +
-	"\n" +
+	"\bcommands\x18\x02 \x03(\v2\x1a.gatehouse.raft.v1.CommandR\bcommands\"\xa8\v\n" +
 	"\aCommand\x120\n" +
 	"\x05stamp\x18\x01 \x01(\v2\x1a.gatehouse.access.v1.StampR\x05stamp\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x1d\n" +
@@ -940,8 +1010,11 @@ const file_gatehouse_raft_v1_raft_proto_rawDesc = "" +
 	"\n" +
 	"put_device\x18\x1a \x01(\v2\x1b.gatehouse.access.v1.DeviceH\x00R\tputDevice\x12F\n" +
 	"\rremove_device\x18\x1b \x01(\v2\x1f.gatehouse.raft.v1.RemoveDeviceH\x00R\fremoveDevice\x12Y\n" +
-	"\x14record_device_events\x18\x1c \x01(\v2%.gatehouse.raft.v1.RecordDeviceEventsH\x00R\x12recordDeviceEventsB\x04\n" +
-	"\x02op\"(\n" +
+	"\x14record_device_events\x18\x1c \x01(\v2%.gatehouse.raft.v1.RecordDeviceEventsH\x00R\x12recordDeviceEvents\x12C\n" +
+	"\fapply_deltas\x18\x1d \x01(\v2\x1e.gatehouse.raft.v1.ApplyDeltasH\x00R\vapplyDeltasB\x04\n" +
+	"\x02op\"%\n" +
+	"\vApplyDeltas\x12\x16\n" +
+	"\x06deltas\x18\x01 \x03(\fR\x06deltas\"(\n" +
 	"\vRemoveGrant\x12\x19\n" +
 	"\bgrant_id\x18\x01 \x01(\tR\agrantId\"`\n" +
 	"\rSetCardStatus\x12\x16\n" +
@@ -977,65 +1050,67 @@ func file_gatehouse_raft_v1_raft_proto_rawDescGZIP() []byte {
 	return file_gatehouse_raft_v1_raft_proto_rawDescData
 }
 
-var file_gatehouse_raft_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_gatehouse_raft_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_gatehouse_raft_v1_raft_proto_goTypes = []any{
 	(*Entry)(nil),              // 0: gatehouse.raft.v1.Entry
 	(*Command)(nil),            // 1: gatehouse.raft.v1.Command
-	(*RemoveGrant)(nil),        // 2: gatehouse.raft.v1.RemoveGrant
-	(*SetCardStatus)(nil),      // 3: gatehouse.raft.v1.SetCardStatus
-	(*AdvanceVisit)(nil),       // 4: gatehouse.raft.v1.AdvanceVisit
-	(*DeletePerson)(nil),       // 5: gatehouse.raft.v1.DeletePerson
-	(*RemoveCard)(nil),         // 6: gatehouse.raft.v1.RemoveCard
-	(*RecordEvents)(nil),       // 7: gatehouse.raft.v1.RecordEvents
-	(*RemoveDevice)(nil),       // 8: gatehouse.raft.v1.RemoveDevice
-	(*RecordDeviceEvents)(nil), // 9: gatehouse.raft.v1.RecordDeviceEvents
-	(*v1.Stamp)(nil),           // 10: gatehouse.access.v1.Stamp
-	(*v1.Site)(nil),            // 11: gatehouse.access.v1.Site
-	(*v1.Zone)(nil),            // 12: gatehouse.access.v1.Zone
-	(*v1.Door)(nil),            // 13: gatehouse.access.v1.Door
-	(*v1.Schedule)(nil),        // 14: gatehouse.access.v1.Schedule
-	(*v1.Group)(nil),           // 15: gatehouse.access.v1.Group
-	(*v1.Person)(nil),          // 16: gatehouse.access.v1.Person
-	(*v1.Card)(nil),            // 17: gatehouse.access.v1.Card
-	(*v1.Grant)(nil),           // 18: gatehouse.access.v1.Grant
-	(*v1.Visit)(nil),           // 19: gatehouse.access.v1.Visit
-	(*v1.VisitorType)(nil),     // 20: gatehouse.access.v1.VisitorType
-	(*v1.Device)(nil),          // 21: gatehouse.access.v1.Device
-	(v1.CardStatus)(0),         // 22: gatehouse.access.v1.CardStatus
-	(v1.VisitState)(0),         // 23: gatehouse.access.v1.VisitState
-	(*v1.AccessEvent)(nil),     // 24: gatehouse.access.v1.AccessEvent
+	(*ApplyDeltas)(nil),        // 2: gatehouse.raft.v1.ApplyDeltas
+	(*RemoveGrant)(nil),        // 3: gatehouse.raft.v1.RemoveGrant
+	(*SetCardStatus)(nil),      // 4: gatehouse.raft.v1.SetCardStatus
+	(*AdvanceVisit)(nil),       // 5: gatehouse.raft.v1.AdvanceVisit
+	(*DeletePerson)(nil),       // 6: gatehouse.raft.v1.DeletePerson
+	(*RemoveCard)(nil),         // 7: gatehouse.raft.v1.RemoveCard
+	(*RecordEvents)(nil),       // 8: gatehouse.raft.v1.RecordEvents
+	(*RemoveDevice)(nil),       // 9: gatehouse.raft.v1.RemoveDevice
+	(*RecordDeviceEvents)(nil), // 10: gatehouse.raft.v1.RecordDeviceEvents
+	(*v1.Stamp)(nil),           // 11: gatehouse.access.v1.Stamp
+	(*v1.Site)(nil),            // 12: gatehouse.access.v1.Site
+	(*v1.Zone)(nil),            // 13: gatehouse.access.v1.Zone
+	(*v1.Door)(nil),            // 14: gatehouse.access.v1.Door
+	(*v1.Schedule)(nil),        // 15: gatehouse.access.v1.Schedule
+	(*v1.Group)(nil),           // 16: gatehouse.access.v1.Group
+	(*v1.Person)(nil),          // 17: gatehouse.access.v1.Person
+	(*v1.Card)(nil),            // 18: gatehouse.access.v1.Card
+	(*v1.Grant)(nil),           // 19: gatehouse.access.v1.Grant
+	(*v1.Visit)(nil),           // 20: gatehouse.access.v1.Visit
+	(*v1.VisitorType)(nil),     // 21: gatehouse.access.v1.VisitorType
+	(*v1.Device)(nil),          // 22: gatehouse.access.v1.Device
+	(v1.CardStatus)(0),         // 23: gatehouse.access.v1.CardStatus
+	(v1.VisitState)(0),         // 24: gatehouse.access.v1.VisitState
+	(*v1.AccessEvent)(nil),     // 25: gatehouse.access.v1.AccessEvent
 }
 var file_gatehouse_raft_v1_raft_proto_depIdxs = []int32{
 	1,  // 0: gatehouse.raft.v1.Entry.commands:type_name -> gatehouse.raft.v1.Command
-	10, // 1: gatehouse.raft.v1.Command.stamp:type_name -> gatehouse.access.v1.Stamp
-	11, // 2: gatehouse.raft.v1.Command.put_site:type_name -> gatehouse.access.v1.Site
-	12, // 3: gatehouse.raft.v1.Command.put_zone:type_name -> gatehouse.access.v1.Zone
-	13, // 4: gatehouse.raft.v1.Command.put_door:type_name -> gatehouse.access.v1.Door
-	14, // 5: gatehouse.raft.v1.Command.put_schedule:type_name -> gatehouse.access.v1.Schedule
-	15, // 6: gatehouse.raft.v1.Command.put_group:type_name -> gatehouse.access.v1.Group
-	16, // 7: gatehouse.raft.v1.Command.put_person:type_name -> gatehouse.access.v1.Person
-	17, // 8: gatehouse.raft.v1.Command.put_card:type_name -> gatehouse.access.v1.Card
-	18, // 9: gatehouse.raft.v1.Command.put_grant:type_name -> gatehouse.access.v1.Grant
-	2,  // 10: gatehouse.raft.v1.Command.remove_grant:type_name -> gatehouse.raft.v1.RemoveGrant
-	3,  // 11: gatehouse.raft.v1.Command.set_card_status:type_name -> gatehouse.raft.v1.SetCardStatus
-	19, // 12: gatehouse.raft.v1.Command.put_visit:type_name -> gatehouse.access.v1.Visit
-	4,  // 13: gatehouse.raft.v1.Command.advance_visit:type_name -> gatehouse.raft.v1.AdvanceVisit
-	20, // 14: gatehouse.raft.v1.Command.put_visitor_type:type_name -> gatehouse.access.v1.VisitorType
-	5,  // 15: gatehouse.raft.v1.Command.delete_person:type_name -> gatehouse.raft.v1.DeletePerson
-	6,  // 16: gatehouse.raft.v1.Command.remove_card:type_name -> gatehouse.raft.v1.RemoveCard
-	7,  // 17: gatehouse.raft.v1.Command.record_events:type_name -> gatehouse.raft.v1.RecordEvents
-	21, // 18: gatehouse.raft.v1.Command.put_device:type_name -> gatehouse.access.v1.Device
-	8,  // 19: gatehouse.raft.v1.Command.remove_device:type_name -> gatehouse.raft.v1.RemoveDevice
-	9,  // 20: gatehouse.raft.v1.Command.record_device_events:type_name -> gatehouse.raft.v1.RecordDeviceEvents
-	22, // 21: gatehouse.raft.v1.SetCardStatus.status:type_name -> gatehouse.access.v1.CardStatus
-	23, // 22: gatehouse.raft.v1.AdvanceVisit.state:type_name -> gatehouse.access.v1.VisitState
-	24, // 23: gatehouse.raft.v1.RecordEvents.events:type_name -> gatehouse.access.v1.AccessEvent
-	24, // 24: gatehouse.raft.v1.RecordDeviceEvents.events:type_name -> gatehouse.access.v1.AccessEvent
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	11, // 1: gatehouse.raft.v1.Command.stamp:type_name -> gatehouse.access.v1.Stamp
+	12, // 2: gatehouse.raft.v1.Command.put_site:type_name -> gatehouse.access.v1.Site
+	13, // 3: gatehouse.raft.v1.Command.put_zone:type_name -> gatehouse.access.v1.Zone
+	14, // 4: gatehouse.raft.v1.Command.put_door:type_name -> gatehouse.access.v1.Door
+	15, // 5: gatehouse.raft.v1.Command.put_schedule:type_name -> gatehouse.access.v1.Schedule
+	16, // 6: gatehouse.raft.v1.Command.put_group:type_name -> gatehouse.access.v1.Group
+	17, // 7: gatehouse.raft.v1.Command.put_person:type_name -> gatehouse.access.v1.Person
+	18, // 8: gatehouse.raft.v1.Command.put_card:type_name -> gatehouse.access.v1.Card
+	19, // 9: gatehouse.raft.v1.Command.put_grant:type_name -> gatehouse.access.v1.Grant
+	3,  // 10: gatehouse.raft.v1.Command.remove_grant:type_name -> gatehouse.raft.v1.RemoveGrant
+	4,  // 11: gatehouse.raft.v1.Command.set_card_status:type_name -> gatehouse.raft.v1.SetCardStatus
+	20, // 12: gatehouse.raft.v1.Command.put_visit:type_name -> gatehouse.access.v1.Visit
+	5,  // 13: gatehouse.raft.v1.Command.advance_visit:type_name -> gatehouse.raft.v1.AdvanceVisit
+	21, // 14: gatehouse.raft.v1.Command.put_visitor_type:type_name -> gatehouse.access.v1.VisitorType
+	6,  // 15: gatehouse.raft.v1.Command.delete_person:type_name -> gatehouse.raft.v1.DeletePerson
+	7,  // 16: gatehouse.raft.v1.Command.remove_card:type_name -> gatehouse.raft.v1.RemoveCard
+	8,  // 17: gatehouse.raft.v1.Command.record_events:type_name -> gatehouse.raft.v1.RecordEvents
+	22, // 18: gatehouse.raft.v1.Command.put_device:type_name -> gatehouse.access.v1.Device
+	9,  // 19: gatehouse.raft.v1.Command.remove_device:type_name -> gatehouse.raft.v1.RemoveDevice
+	10, // 20: gatehouse.raft.v1.Command.record_device_events:type_name -> gatehouse.raft.v1.RecordDeviceEvents
+	2,  // 21: gatehouse.raft.v1.Command.apply_deltas:type_name -> gatehouse.raft.v1.ApplyDeltas
+	23, // 22: gatehouse.raft.v1.SetCardStatus.status:type_name -> gatehouse.access.v1.CardStatus
+	24, // 23: gatehouse.raft.v1.AdvanceVisit.state:type_name -> gatehouse.access.v1.VisitState
+	25, // 24: gatehouse.raft.v1.RecordEvents.events:type_name -> gatehouse.access.v1.AccessEvent
+	25, // 25: gatehouse.raft.v1.RecordDeviceEvents.events:type_name -> gatehouse.access.v1.AccessEvent
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_raft_v1_raft_proto_init() }
@@ -1063,6 +1138,7 @@ func file_gatehouse_raft_v1_raft_proto_init() {
 		(*Command_PutDevice)(nil),
 		(*Command_RemoveDevice)(nil),
 		(*Command_RecordDeviceEvents)(nil),
+		(*Command_ApplyDeltas)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1070,7 +1146,7 @@ func file_gatehouse_raft_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_raft_v1_raft_proto_rawDesc), len(file_gatehouse_raft_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
