@@ -9,8 +9,7 @@
 // site-to-device topics (renewed after every reconnect, since a clean
 // session forgets them), strict decoding of what it receives, and
 // automatic reconnection. A device kind is a small type on top of a Conn
-// that handles its channels: Reader and Controller so far; kiosks and card
-// dispensers are the next ones to add the same way (docs/sim.md).
+// that handles its channels: Reader, Controller, Kiosk and Dispenser.
 //
 // Controller is a door controller, over MQTT (DialController) or CAN
 // (OpenCANController, through hardware/canbus): it keeps its offline
@@ -102,6 +101,11 @@ type Config struct {
 	// OnConnectionLost, when set, is called when the connection is lost,
 	// on paho's goroutine; it must not block.
 	OnConnectionLost func(error)
+	// OnRefused, when set, is called with every received message that
+	// does not decode (after it is counted), on the delivery goroutine; it
+	// must not block. Kiosks and dispensers answer such a command with
+	// cmd_rejected.
+	OnRefused func(topic string, payload []byte, err error)
 }
 
 // withDefaults returns c with defaults filled in.
@@ -338,6 +342,9 @@ func (c *Conn) deliver(_ paho.Client, m paho.Message) {
 	if err != nil {
 		c.refused.Add(1)
 		c.log.Warn("device refused a message", "topic", m.Topic(), "err", err)
+		if c.cfg.OnRefused != nil {
+			c.cfg.OnRefused(m.Topic(), m.Payload(), err)
+		}
 		return
 	}
 	c.handle(t, msg)
