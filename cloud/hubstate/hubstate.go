@@ -470,6 +470,7 @@ func (s *State) Acked(ctx context.Context, peer string) (replication.Vector, err
 type Tx struct {
 	rep     *replication.Replica
 	changes []change
+	puts    []store.Put
 }
 
 type change struct {
@@ -488,11 +489,20 @@ func (tx *Tx) Change(k replication.Kind, id string, ops ...replication.Op) {
 	tx.changes = append(tx.changes, change{kind: k, id: id, ops: ops})
 }
 
+// Put adds an entity write to the store commit of this Write: a hub-only
+// record (an email to send, an uploaded document) that must become durable
+// exactly when the changes it goes with do, and not otherwise. The
+// entity's kind must be one the store was opened with; a conditional put
+// that does not match fails the whole Write with the store's conflict
+// wrapping store.ErrVersionMismatch.
+func (tx *Tx) Put(p store.Put) { tx.puts = append(tx.puts, p) }
+
 // Write makes the hub's own changes: fn lists them through tx, under the
 // state's write lock, and Write turns each into a delta of origin "hub"
 // (stamped by the hub's clock, numbered after the durable vector), commits
 // them in one store batch together with the card-number claims and frees
-// they imply, then applies them. It returns the deltas made.
+// they imply and the entities fn put (Tx.Put), then applies them. It
+// returns the deltas made.
 //
 // Card numbers: binding a card to a holder (an add to its "holders") claims
 // the number for that holder in the store; if the card has another live
@@ -513,7 +523,7 @@ func (s *State) Write(ctx context.Context, fn func(tx *Tx) error) ([]replication
 	if err := fn(tx); err != nil {
 		return nil, err
 	}
-	if len(tx.changes) == 0 {
+	if len(tx.changes) == 0 && len(tx.puts) == 0 {
 		return nil, nil
 	}
 	w, err := replication.NewWriter(Origin, s.rep.Vector())
@@ -540,7 +550,7 @@ func (s *State) Write(ctx context.Context, fn func(tx *Tx) error) ([]replication
 	if err != nil {
 		return nil, err
 	}
-	b := store.Batch{Claim: claims, Unclaim: unclaims}
+	b := store.Batch{Claim: claims, Unclaim: unclaims, Puts: tx.puts}
 	for _, src := range srcs {
 		a := store.Append{Origin: StoreOrigin(src)}
 		for _, d := range bySrc[src] {
@@ -570,7 +580,9 @@ func (s *State) Write(ctx context.Context, fn func(tx *Tx) error) ([]replication
 			return nil, fmt.Errorf("hubstate: apply own write after commit: %w", err)
 		}
 	}
-	s.signal()
+	if len(deltas) > 0 {
+		s.signal()
+	}
 	return deltas, nil
 }
 

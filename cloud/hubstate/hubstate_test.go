@@ -389,3 +389,47 @@ func TestHubWriteRace(t *testing.T) {
 		t.Fatal("states differ after refresh")
 	}
 }
+
+// TestWritePutsEntitiesInTheSameCommit checks Tx.Put: the entity is stored
+// with the deltas, and a failing conditional put writes neither.
+func TestWritePutsEntitiesInTheSameCommit(t *testing.T) {
+	s, st := MustOpen(t, t.TempDir())
+	zero := uint64(0)
+	_, err := s.Write(ctx, func(tx *hubstate.Tx) error {
+		tx.Change(replication.KindPerson, string(tid(1)), replication.SetOp("name", "A"), replication.SetOp("kind", "visitor"))
+		tx.Put(store.Put{Entity: store.Entity{Kind: "meta", ID: "outbox/1", Version: 1, Data: []byte("mail")}, IfVersion: &zero})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := st.Get(ctx, "meta", "outbox/1"); err != nil || string(e.Data) != "mail" {
+		t.Fatalf("entity after write: %+v, %v", e, err)
+	}
+	before := s.Vector()
+	_, err = s.Write(ctx, func(tx *hubstate.Tx) error {
+		tx.Change(replication.KindPerson, string(tid(2)), replication.SetOp("name", "B"), replication.SetOp("kind", "visitor"))
+		tx.Put(store.Put{Entity: store.Entity{Kind: "meta", ID: "outbox/1", Version: 2, Data: []byte("again")}, IfVersion: &zero})
+		return nil
+	})
+	if !errors.Is(err, store.ErrVersionMismatch) {
+		t.Fatalf("conditional put of an existing entity: %v, want ErrVersionMismatch", err)
+	}
+	if got := s.Vector(); !reflect.DeepEqual(got, before) {
+		t.Errorf("vector moved on a failed write: %v, want %v", got, before)
+	}
+	if _, ok := s.Facts().Field(replication.KindPerson, string(tid(2)), "name"); ok {
+		t.Error("the failed write's delta was applied")
+	}
+	// A write of puts alone makes no delta.
+	ds, err := s.Write(ctx, func(tx *hubstate.Tx) error {
+		tx.Put(store.Put{Entity: store.Entity{Kind: "meta", ID: "outbox/2", Version: 1, Data: []byte("x")}})
+		return nil
+	})
+	if err != nil || len(ds) != 0 {
+		t.Fatalf("puts-only write: %d deltas, %v", len(ds), err)
+	}
+	if _, err := st.Get(ctx, "meta", "outbox/2"); err != nil {
+		t.Fatal(err)
+	}
+}
