@@ -9,7 +9,8 @@ import (
 )
 
 // Format returns s in canonical form: setup first (zones, doors, schedules,
-// groups, people, readers, controllers), then one line per step, each with its time.
+// groups, people, readers, controllers, kiosks, dispensers), then one line
+// per step, each with its time.
 // Parsing the result gives s again, line numbers aside.
 func Format(s *Scenario) string {
 	var b strings.Builder
@@ -98,6 +99,23 @@ func Format(s *Scenario) string {
 		ws := []string{"controller", c.Name, "door", c.Door}
 		if c.Broker != 0 {
 			ws = append(ws, "broker", strconv.Itoa(c.Broker))
+		}
+		line(ws...)
+	}
+	for _, k := range s.Kiosks {
+		ws := []string{"kiosk", k.Name}
+		if k.Broker != 0 {
+			ws = append(ws, "broker", strconv.Itoa(k.Broker))
+		}
+		line(ws...)
+	}
+	for _, d := range s.Dispensers {
+		ws := []string{"dispenser", d.Name}
+		if d.Stack != 0 {
+			ws = append(ws, "stack", strconv.Itoa(d.Stack))
+		}
+		if d.Broker != 0 {
+			ws = append(ws, "broker", strconv.Itoa(d.Broker))
 		}
 		line(ws...)
 	}

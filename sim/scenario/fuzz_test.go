@@ -22,6 +22,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("door d\nreader r door d\nat 1s tap 1 at r expect deny within 1ms\n"))
 	f.Add([]byte("schedule s sat,sun 00:00-24:00 fri-mon 10:00-11:00 closed-on-holidays\n"))
+	f.Add([]byte(kioskBase + "scan document for \"Ann Lee\" born 1990-01-01 expires -1h id-card at kiosk lobby-kiosk\n" +
+		"scan document \"" + td3 + "\" at kiosk lobby-kiosk\nexpect dispenser spare state stack low jam within 1s\n"))
 	f.Add([]byte("person p occupier tenant t card 18446744073709551615 valid-until 2030-01-01T00:00:00.5+02:00\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		s, err := Parse("fuzz.scn", src)

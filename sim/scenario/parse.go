@@ -54,7 +54,9 @@ func init() {
 		group doors person access-user occupier visitor tenant offline-access inactive card groups
 		valid-from valid-until card-valid-from card-valid-until reader broker
 		at tap expect grant deny within revoke suspend activate deactivate wait
-		controller badge via sensor cut restore restart kill node event acked cache online offline`) {
+		controller badge via sensor cut restore restart kill node event acked cache online offline
+		kiosk dispenser stack scan qr document for born expires number id-card checkin checkout
+		fault return shows state dispensed encoded captured`) {
 		keywords[w] = true
 	}
 }
@@ -73,6 +75,8 @@ func Parse(name string, src []byte) (*Scenario, error) {
 		people:  map[string]*Person{},
 		readers: map[string]*Reader{},
 		ctls:    map[string]*Controller{},
+		kiosks:  map[string]*Kiosk{},
+		disps:   map[string]*Dispenser{},
 		tenants: map[string]bool{},
 		cards:   map[access.CardNumber]string{},
 		grants:  map[[2]string]bool{},
@@ -122,6 +126,8 @@ type parser struct {
 	people  map[string]*Person
 	readers map[string]*Reader
 	ctls    map[string]*Controller
+	kiosks  map[string]*Kiosk
+	disps   map[string]*Dispenser
 	tenants map[string]bool
 	cards   map[access.CardNumber]string // card -> person
 	grants  map[[2]string]bool           // (person, group) held at the current point of the timeline
@@ -267,6 +273,10 @@ func (p *parser) parseLine(line string) {
 		p.reader(t)
 	case "controller":
 		p.controller(t)
+	case "kiosk":
+		p.kiosk(t)
+	case "dispenser":
+		p.dispenser(t)
 	default:
 		setup = false
 	}
@@ -626,6 +636,176 @@ func (p *parser) controller(t *toks) {
 	p.s.Controllers = append(p.s.Controllers, c)
 }
 
+func (p *parser) kiosk(t *toks) {
+	k := &Kiosk{Line: p.line, Name: t.name("kiosk")}
+	if p.kiosks[k.Name] != nil {
+		t.fail("duplicate kiosk %s (first declared on line %d)", quote(k.Name), p.kiosks[k.Name].Line)
+	}
+	p.kiosks[k.Name] = k
+	if t.peek() == "broker" {
+		t.i++
+		k.Broker = t.number("broker")
+	}
+	t.end()
+	p.s.Kiosks = append(p.s.Kiosks, k)
+}
+
+func (p *parser) dispenser(t *toks) {
+	d := &Dispenser{Line: p.line, Name: t.name("dispenser")}
+	if p.disps[d.Name] != nil {
+		t.fail("duplicate dispenser %s (first declared on line %d)", quote(d.Name), p.disps[d.Name].Line)
+	}
+	p.disps[d.Name] = d
+	seen := map[string]bool{}
+	for t.more() {
+		w := t.next("option")
+		if seen[w] {
+			t.fail("%s given twice", quote(w))
+		}
+		seen[w] = true
+		switch w {
+		case "stack":
+			v := t.next("stack size")
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > MaxStack || v != strconv.Itoa(n) {
+				t.fail("bad stack size %s: want 1 to %d cards (empty a stack with \"fault dispenser %s empty\")", quote(v), MaxStack, d.Name)
+			}
+			d.Stack = n
+		case "broker":
+			d.Broker = t.number("broker")
+		default:
+			t.fail("unknown dispenser option %s (want stack or broker)", quote(w))
+		}
+	}
+	p.s.Dispensers = append(p.s.Dispensers, d)
+}
+
+// kioskName reads the name of a declared kiosk.
+func (p *parser) kioskName(t *toks) string {
+	n := t.name("kiosk")
+	if p.kiosks[n] == nil {
+		t.fail("unknown kiosk %s (declare it with \"kiosk %s\")", quote(n), n)
+	}
+	return n
+}
+
+// dispName reads the name of a declared dispenser.
+func (p *parser) dispName(t *toks) string {
+	n := t.name("dispenser")
+	if p.disps[n] == nil {
+		t.fail("unknown dispenser %s (declare it with \"dispenser %s\")", quote(n), n)
+	}
+	return n
+}
+
+// atKiosk reads "at kiosk KIOSK".
+func (p *parser) atKiosk(t *toks) string {
+	t.expect("at")
+	t.expect("kiosk")
+	return p.kioskName(t)
+}
+
+// text reads a value: one word, or words between double quotes, which
+// are joined by single spaces. A value never contains a double quote.
+func (t *toks) text(what string) string {
+	w := t.next(what)
+	if !strings.HasPrefix(w, `"`) {
+		if strings.Contains(w, `"`) {
+			t.fail("%s %s contains a double quote", what, quote(w))
+		}
+		return w
+	}
+	parts := []string{w[1:]}
+	for !strings.HasSuffix(parts[len(parts)-1], `"`) {
+		if !t.more() {
+			t.fail("%s: missing closing double quote", what)
+		}
+		parts = append(parts, t.next(what))
+	}
+	v := strings.Join(parts, " ")
+	v = v[:len(v)-1]
+	switch {
+	case strings.Contains(v, `"`):
+		t.fail("%s %s contains a double quote", what, quote(v))
+	case v == "":
+		t.fail("empty %s", what)
+	}
+	return v
+}
+
+// date reads a date YYYY-MM-DD between 1900 and 2099 or, when offset is
+// set, also a signed offset from the start of the run (+720h, -24h).
+func (t *toks) date(what string, offset bool) Instant {
+	w := t.next(what + " date")
+	if d, err := time.Parse(time.DateOnly, w); err == nil {
+		if d.Year() < 1900 || d.Year() > 2099 {
+			t.fail("%s date %s is out of range (1900 to 2099)", what, w)
+		}
+		return Instant{Set: true, Abs: d}
+	}
+	d, err := time.ParseDuration(w)
+	if !offset || err != nil || !strings.HasPrefix(w, "+") && !strings.HasPrefix(w, "-") {
+		if offset {
+			t.fail("bad %s date %s: want YYYY-MM-DD, or an offset from the start of the run such as +720h or -24h", what, quote(w))
+		}
+		t.fail("bad %s date %s: want YYYY-MM-DD", what, quote(w))
+	}
+	if d > 50*365*24*time.Hour || d < -50*365*24*time.Hour {
+		t.fail("%s offset %s is out of range (at most 50 years)", what, w)
+	}
+	return Instant{Set: true, Rel: d}
+}
+
+// mrzShape checks lines as a machine-readable zone: 3 lines of 30, or 2
+// lines of 36 or 44, of A-Z 0-9 and <. Check digits are not checked: a
+// scenario may scan a bad document on purpose.
+func (t *toks) mrzShape(lines []string) {
+	n := len(lines[0])
+	if !(len(lines) == 3 && n == 30 || len(lines) == 2 && (n == 36 || n == 44)) {
+		t.fail("%d lines of %d characters is not a machine-readable zone: want 3 lines of 30 (TD1), or 2 of 36 (TD2) or 44 (TD3), separated by spaces", len(lines), n)
+	}
+	for i, l := range lines {
+		if len(l) != n {
+			t.fail("MRZ line %d has %d characters, want %d like the first", i+1, len(l), n)
+		}
+		for j := 0; j < len(l); j++ {
+			if c := l[j]; !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '<') {
+				t.fail("MRZ line %d: character %d %q is not one of A-Z 0-9 <", i+1, j+1, c)
+			}
+		}
+	}
+}
+
+// document reads "for NAME born DATE expires DATE [number N] [id-card]".
+func (p *parser) document(t *toks) *Document {
+	d := &Document{Name: t.text("name")}
+	if !strings.ContainsFunc(d.Name, func(r rune) bool { return r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r > 0x7f }) {
+		t.fail("name %s has no letter", quote(d.Name))
+	}
+	t.expect("born")
+	d.Born = t.date("born", false).Abs
+	t.expect("expires")
+	d.Expires = t.date("expires", true)
+	for t.peek() == "number" || t.peek() == "id-card" {
+		switch t.next("option") {
+		case "number":
+			if d.Number != "" {
+				t.fail("\"number\" given twice")
+			}
+			d.Number = t.next("document number")
+			if len(d.Number) > 9 || strings.ContainsFunc(d.Number, func(r rune) bool { return !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') }) {
+				t.fail("bad document number %s: want 1 to 9 characters of A-Z 0-9", quote(d.Number))
+			}
+		case "id-card":
+			if d.IDCard {
+				t.fail("\"id-card\" given twice")
+			}
+			d.IDCard = true
+		}
+	}
+	return d
+}
+
 // ctl reads the name of a declared controller.
 func (p *parser) ctl(t *toks) string {
 	n := t.name("controller")
@@ -745,10 +925,83 @@ func (p *parser) expectStep(t *toks, st *Step) {
 		t.expect("at")
 		t.expect("controller")
 		st.Controller = p.ctl(t)
+	case "kiosk":
+		st.Kiosk = p.kioskName(t)
+		switch w := t.next("online, offline or shows"); w {
+		case "online", "offline":
+			st.Kind, st.State = StepExpectState, w
+		case "shows":
+			st.Kind = StepExpectShows
+			st.Event = t.next("result code")
+			if !validCode(st.Event) {
+				t.fail("bad result code %s: want 1 to 64 characters of a-z 0-9 _, such as checked_in or try_again", quote(st.Event))
+			}
+		default:
+			t.fail("want \"expect kiosk %s online\", \"offline\" or \"shows CODE\", found %s", st.Kiosk, quote(w))
+		}
+	case "dispenser":
+		st.Dispenser = p.dispName(t)
+		switch w := t.next("dispensed, encoded, captured or state"); w {
+		case "dispensed", "captured", "encoded":
+			st.Kind, st.Event = StepExpectDispenser, w
+			if w == "encoded" || t.more() && t.peek() != "within" {
+				st.Card = t.card()
+			}
+		case "state":
+			st.Kind = StepExpectState
+			st.State = p.dispenserConds(t)
+		default:
+			t.fail("want \"expect dispenser %s dispensed [CARD]\", \"encoded CARD\", \"captured [CARD]\" or \"state ...\", found %s", st.Dispenser, quote(w))
+		}
 	default:
-		t.fail("want \"expect event\", \"expect controller\", \"expect reader\" or \"expect cache\", found %s", quote(w))
+		t.fail("want \"expect event\", \"expect controller\", \"expect reader\", \"expect cache\", \"expect kiosk\" or \"expect dispenser\", found %s", quote(w))
 	}
 	st.Within = t.within()
+}
+
+// dispenserConds reads the conditions of an expect dispenser state step
+// and returns them joined by spaces.
+func (p *parser) dispenserConds(t *toks) string {
+	var conds []string
+	seen := map[string]bool{}
+	for t.more() && t.peek() != "within" {
+		w := t.next("condition")
+		c := w
+		switch {
+		case w == "stack":
+			c = "stack " + t.oneOf("stack level", []string{"ok", "low", "empty"})
+		case !slices.Contains(DispenserConds, w):
+			t.fail("unknown dispenser condition %s (want %s or stack ok|low|empty)", quote(w), strings.Join(DispenserConds, ", "))
+		}
+		if seen[w] {
+			t.fail("%s given twice", quote(w))
+		}
+		seen[w] = true
+		conds = append(conds, c)
+	}
+	for _, pair := range [][2]string{{"online", "offline"}, {"jam", "no-faults"}, {"card-held", "no-card-held"}} {
+		if seen[pair[0]] && seen[pair[1]] {
+			t.fail("%s and %s contradict each other", pair[0], pair[1])
+		}
+	}
+	if len(conds) == 0 {
+		t.fail("\"state\" needs conditions: %s or stack ok|low|empty", strings.Join(DispenserConds, ", "))
+	}
+	return strings.Join(conds, " ")
+}
+
+// validCode reports whether s is a result code of the protocol: 1 to 64
+// characters of a-z 0-9 _.
+func validCode(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *parser) step(t *toks) {
@@ -761,8 +1014,58 @@ func (p *parser) step(t *toks) {
 			t.fail("at %s is before the time of the previous step (%s); steps run in the order written", formatDuration(st.At), formatDuration(p.clock))
 		}
 	}
-	kw := t.next("step (tap, badge, grant, revoke, suspend, activate, deactivate, wait, sensor, cut, restore, restart, kill or expect)")
+	kw := t.next("step (tap, badge, grant, revoke, suspend, activate, deactivate, wait, sensor, cut, restore, restart, kill, scan, checkin, checkout, return, fault or expect)")
 	switch kw {
+	case "scan":
+		switch w := t.next("qr or document"); w {
+		case "qr":
+			st.Kind = StepScanQR
+			st.Token = t.text("QR token")
+			if len(st.Token) > 2048 {
+				t.fail("QR token of %d bytes: at most 2048", len(st.Token))
+			}
+		case "document":
+			st.Kind = StepScanDocument
+			if strings.HasPrefix(t.peek(), `"`) {
+				st.MRZ = strings.Fields(t.text("MRZ"))
+				t.mrzShape(st.MRZ)
+				break
+			}
+			t.expect("for")
+			st.Doc = p.document(t)
+		default:
+			t.fail("want \"scan qr TOKEN\" or \"scan document ...\", found %s", quote(w))
+		}
+		st.Kiosk = p.atKiosk(t)
+	case "checkin":
+		st.Kind = StepCheckIn
+		st.Kiosk = p.atKiosk(t)
+	case "checkout":
+		st.Kind = StepCheckOut
+		if t.peek() == "card" {
+			t.i++
+			st.Card = t.card()
+		}
+		st.Kiosk = p.atKiosk(t)
+	case "return":
+		st.Kind = StepReturnCard
+		t.expect("card")
+		st.Card = t.card()
+		t.expect("at")
+		t.expect("dispenser")
+		st.Dispenser = p.dispName(t)
+	case "fault":
+		st.Kind = StepFault
+		switch w := t.next("kiosk or dispenser"); w {
+		case "kiosk":
+			st.Kiosk = p.kioskName(t)
+			st.Fault = t.oneOf("kiosk fault", append(slices.Clone(KioskFaults), "clear"))
+		case "dispenser":
+			st.Dispenser = p.dispName(t)
+			st.Fault = t.oneOf("dispenser fault", DispenserFaults)
+		default:
+			t.fail("want \"fault kiosk NAME FAULT\" or \"fault dispenser NAME jam|empty|clear\", found %s", quote(w))
+		}
 	case "tap":
 		st.Kind = StepTap
 		st.Card = t.card()
@@ -876,7 +1179,7 @@ func (p *parser) step(t *toks) {
 			t.fail("the scenario runs past %s", formatDuration(MaxSpan))
 		}
 	default:
-		t.fail("unknown keyword %s (setup: zone, door, schedule, group, person, reader, controller; steps: [at TIME] tap, badge, grant, revoke, suspend, activate, deactivate, wait, sensor, cut, restore, restart, kill, expect)", quote(kw))
+		t.fail("unknown keyword %s (setup: zone, door, schedule, group, person, reader, controller, kiosk, dispenser; steps: [at TIME] tap, badge, grant, revoke, suspend, activate, deactivate, wait, sensor, cut, restore, restart, kill, scan, checkin, checkout, return, fault, expect)", quote(kw))
 	}
 	t.end()
 	p.clock = st.At

@@ -383,7 +383,17 @@ func checkRoundTrip(t *testing.T, s *Scenario) {
 func stripLines(s *Scenario) Scenario {
 	c := *s
 	c.Zones, c.Doors, c.Schedules, c.Groups, c.People, c.Readers, c.Steps = nil, nil, nil, nil, nil, nil, nil
-	c.Controllers = nil
+	c.Controllers, c.Kiosks, c.Dispensers = nil, nil, nil
+	for _, x := range s.Kiosks {
+		y := *x
+		y.Line = 0
+		c.Kiosks = append(c.Kiosks, &y)
+	}
+	for _, x := range s.Dispensers {
+		y := *x
+		y.Line = 0
+		c.Dispensers = append(c.Dispensers, &y)
+	}
 	for _, x := range s.Controllers {
 		y := *x
 		y.Line = 0
@@ -527,7 +537,7 @@ func TestParseControllerErrors(t *testing.T) {
 		{"ErrRestartWhat", controllerBase + "restart site\n", 8, `want "restart controller NAME", "restart broker N" or "restart node N"`},
 		{"ErrKillBroker", controllerBase + "kill broker 1\n", 8, `want "node", found "broker"`},
 		{"ErrNodeNumber", controllerBase + "kill node 0\n", 8, `bad node number "0"`},
-		{"ErrExpectWhat", controllerBase + "expect miracle\n", 8, `want "expect event", "expect controller", "expect reader" or "expect cache", found "miracle"`},
+		{"ErrExpectWhat", controllerBase + "expect miracle\n", 8, `want "expect event", "expect controller", "expect reader", "expect cache", "expect kiosk" or "expect dispenser", found "miracle"`},
 		{"ErrExpectReader", controllerBase + "expect reader nope online\n", 8, `unknown reader "nope"`},
 		{"ErrEventType", controllerBase + "expect event door_exploded at controller lobby-ctl\n", 8, `unknown event type "door_exploded"`},
 		{"ErrEventOption", controllerBase + "expect event offline_decision at controller lobby-ctl soon\n", 8, `unknown event option "soon"`},

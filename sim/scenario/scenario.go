@@ -1,10 +1,12 @@
 // Package scenario is the simulator's scenario format: a small line-based
 // text a field engineer can read and write, describing a piece of a site
 // (zones, doors, schedules, groups, people with their cards, readers, door
-// controllers) and a timeline of steps (taps and badges with the decision
-// expected, revocations, card suspensions, deactivations, waits, door
-// sensor events, faults such as a cut link or a killed node, and
-// expectations about what door controllers did). docs/sim.md is its reference, with the
+// controllers, visitor kiosks, card dispensers) and a timeline of steps
+// (taps and badges with the decision expected, revocations, card
+// suspensions, deactivations, waits, door sensor events, kiosk scans of QR
+// codes and identity documents, check-ins and check-outs, returned cards,
+// faults such as a cut link, a killed node or a jammed dispenser, and
+// expectations about what devices did and showed). docs/sim.md is its reference, with the
 // grammar and examples; sim/scenarios holds real scenarios.
 //
 // Names in a scenario are local to its file: the runner (sim/runner) makes a
@@ -26,6 +28,7 @@ package scenario
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatehouse/gatehouse/access"
@@ -64,6 +67,10 @@ type Scenario struct {
 	Readers   []*Reader
 	// Controllers are the simulated door controllers.
 	Controllers []*Controller
+	// Kiosks and Dispensers are the simulated visitor kiosks and card
+	// dispensers/encoders.
+	Kiosks     []*Kiosk
+	Dispensers []*Dispenser
 	// Tenants are the occupier companies named by people, in order of
 	// first mention.
 	Tenants []string
@@ -251,6 +258,47 @@ type Controller struct {
 	Broker int
 }
 
+// Kiosk is a simulated visitor kiosk: `kiosk NAME [broker N]`.
+type Kiosk struct {
+	Line int
+	Name string
+	// Broker is as for Reader.
+	Broker int
+}
+
+// Dispenser is a simulated card dispenser and encoder: `dispenser NAME
+// [stack N] [broker N]`.
+type Dispenser struct {
+	Line int
+	Name string
+	// Stack is the number of blank cards at the start; zero means the
+	// simulator's default.
+	Stack int
+	// Broker is as for Reader.
+	Broker int
+}
+
+// MaxStack is the largest card stack of a dispenser.
+const MaxStack = 10000
+
+// Document is an identity document whose machine-readable zone the
+// runner generates: `for NAME born DATE expires DATE [number N] [id-card]`.
+type Document struct {
+	// Name is the holder's name as printed, given names first: the last
+	// word is the surname.
+	Name string
+	// Born is the date of birth (UTC midnight).
+	Born time.Time
+	// Expires is the last valid day: a date, or an offset from the start
+	// of the run.
+	Expires Instant
+	// Number is the document number (1 to 9 of A-Z 0-9); empty: the
+	// runner derives one from the name.
+	Number string
+	// IDCard makes a TD1 identity card instead of a TD3 passport.
+	IDCard bool
+}
+
 // StepKind is what a step does.
 type StepKind uint8
 
@@ -299,7 +347,51 @@ const (
 	// StepExpectCache waits up to Within for Controller to hold an
 	// offline cache of its door.
 	StepExpectCache
+	// StepScanQR makes Kiosk scan a QR code whose content is Token.
+	StepScanQR
+	// StepScanDocument makes Kiosk scan an identity document: the MRZ
+	// lines, or a zone generated for Doc.
+	StepScanDocument
+	// StepCheckIn makes Kiosk ask to check in the visit of its latest
+	// answer.
+	StepCheckIn
+	// StepCheckOut makes Kiosk ask to check out by Card or, without one,
+	// the visit of its latest answer.
+	StepCheckOut
+	// StepFault sets or clears Fault at Kiosk or Dispenser.
+	StepFault
+	// StepReturnCard puts Card into the return slot of Dispenser.
+	StepReturnCard
+	// StepExpectShows waits up to Within for Kiosk to show the site's
+	// answer to its latest request, with code Event.
+	StepExpectShows
+	// StepExpectDispenser waits up to Within for Dispenser to have done
+	// Event (dispensed, encoded or captured), with Card when not zero.
+	StepExpectDispenser
 )
+
+// IsExpect reports whether steps of kind k are expectations (they wait
+// for something and count as checks).
+func (k StepKind) IsExpect() bool {
+	switch k {
+	case StepExpectEvent, StepExpectState, StepExpectCache, StepExpectShows, StepExpectDispenser:
+		return true
+	}
+	return false
+}
+
+// KioskFaults are the kiosk fault codes a fault step can set.
+var KioskFaults = []string{"id_scanner", "qr_scanner", "printer", "screen"}
+
+// DispenserFaults are what a fault step can do to a dispenser: jam it,
+// empty its stack, or clear both.
+var DispenserFaults = []string{"jam", "empty", "clear"}
+
+// DispenserActions are what an expect dispenser step can wait for.
+var DispenserActions = []string{"dispensed", "encoded", "captured"}
+
+// DispenserConds are the words of an expect dispenser state step.
+var DispenserConds = []string{"online", "offline", "jam", "no-faults", "card-held", "no-card-held", "capture-full"}
 
 // SensorEvents are the door events a sensor step can cause, as the
 // protocol names them.
@@ -378,10 +470,23 @@ type Step struct {
 	Event string
 	// Acked makes an expected event wait for the site's acknowledgement.
 	Acked bool
-	// State is the state an expect controller step waits for.
+	// State is the state an expect controller, reader or kiosk step
+	// waits for; for an expect dispenser state step, its conditions
+	// separated by spaces ("online stack low jam").
 	State string
 	// N is the broker or node number of a fault.
 	N int
+	// Kiosk and Dispenser name the kiosk or dispenser of a step.
+	Kiosk, Dispenser string
+	// Token is the content of a scanned QR code.
+	Token string
+	// MRZ are the lines of a scanned document given as text.
+	MRZ []string
+	// Doc is a scanned document whose zone the runner generates.
+	Doc *Document
+	// Fault is the fault a fault step sets: a kiosk fault code or
+	// "clear"; for a dispenser one of DispenserFaults.
+	Fault string
 }
 
 // Action returns the step's action in canonical form, without its time:
@@ -458,11 +563,65 @@ func (s *Step) Action() string {
 		if s.Reader != "" {
 			return "expect reader " + s.Reader + " " + s.State + withinText(s.Within)
 		}
+		if s.Kiosk != "" {
+			return "expect kiosk " + s.Kiosk + " " + s.State + withinText(s.Within)
+		}
+		if s.Dispenser != "" {
+			return "expect dispenser " + s.Dispenser + " state " + s.State + withinText(s.Within)
+		}
 		return "expect controller " + s.Controller + " " + s.State + withinText(s.Within)
 	case StepExpectCache:
 		return "expect cache at controller " + s.Controller + withinText(s.Within)
+	case StepScanQR:
+		return "scan qr " + quoteText(s.Token) + " at kiosk " + s.Kiosk
+	case StepScanDocument:
+		if s.Doc == nil {
+			return "scan document " + quoteText(strings.Join(s.MRZ, " ")) + " at kiosk " + s.Kiosk
+		}
+		a := "scan document for " + quoteText(s.Doc.Name) + " born " + s.Doc.Born.Format(time.DateOnly) +
+			" expires " + formatDate(s.Doc.Expires)
+		if s.Doc.Number != "" {
+			a += " number " + s.Doc.Number
+		}
+		if s.Doc.IDCard {
+			a += " id-card"
+		}
+		return a + " at kiosk " + s.Kiosk
+	case StepCheckIn:
+		return "checkin at kiosk " + s.Kiosk
+	case StepCheckOut:
+		if s.Card != 0 {
+			return "checkout card " + s.Card.String() + " at kiosk " + s.Kiosk
+		}
+		return "checkout at kiosk " + s.Kiosk
+	case StepFault:
+		if s.Kiosk != "" {
+			return "fault kiosk " + s.Kiosk + " " + s.Fault
+		}
+		return "fault dispenser " + s.Dispenser + " " + s.Fault
+	case StepReturnCard:
+		return "return card " + s.Card.String() + " at dispenser " + s.Dispenser
+	case StepExpectShows:
+		return "expect kiosk " + s.Kiosk + " shows " + s.Event + withinText(s.Within)
+	case StepExpectDispenser:
+		a := "expect dispenser " + s.Dispenser + " " + s.Event
+		if s.Card != 0 {
+			a += " " + s.Card.String()
+		}
+		return a + withinText(s.Within)
 	}
 	return "?"
+}
+
+// quoteText writes a value between double quotes, as the format reads it.
+func quoteText(v string) string { return `"` + v + `"` }
+
+// formatDate writes an instant as a date (YYYY-MM-DD) or a signed offset.
+func formatDate(i Instant) string {
+	if !i.Abs.IsZero() {
+		return i.Abs.Format(time.DateOnly)
+	}
+	return formatInstant(i)
 }
 
 func withinText(d time.Duration) string {
@@ -477,7 +636,7 @@ func withinText(d time.Duration) string {
 func (s *Scenario) Checks() int {
 	n := 0
 	for _, st := range s.Steps {
-		if (st.Kind == StepTap || st.Kind == StepBadge) && st.Expect.Set || st.Kind >= StepExpectEvent {
+		if (st.Kind == StepTap || st.Kind == StepBadge) && st.Expect.Set || st.Kind.IsExpect() {
 			n++
 		}
 	}
@@ -521,6 +680,26 @@ func (s *Scenario) Controller(name string) (*Controller, bool) {
 // Door returns the door named name.
 func (s *Scenario) Door(name string) (*Door, bool) {
 	for _, d := range s.Doors {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return nil, false
+}
+
+// Kiosk returns the kiosk named name.
+func (s *Scenario) Kiosk(name string) (*Kiosk, bool) {
+	for _, k := range s.Kiosks {
+		if k.Name == name {
+			return k, true
+		}
+	}
+	return nil, false
+}
+
+// Dispenser returns the dispenser named name.
+func (s *Scenario) Dispenser(name string) (*Dispenser, bool) {
+	for _, d := range s.Dispensers {
 		if d.Name == name {
 			return d, true
 		}
