@@ -45,6 +45,12 @@ const CardNamespace = "card"
 // store yet: the replica is rebuilt from the delta logs on open.
 var Kinds = []string{"meta"}
 
+// Limits of one Write. A larger one is refused with an invalid error.
+const (
+	// MaxWriteChanges is the most changes (deltas) one Write makes.
+	MaxWriteChanges = 2_000_000
+)
+
 // Limits of one commit, below the store's (store.MaxBatchBytes,
 // store.MaxBatchItems) to leave room for claims and acks. A larger batch
 // is committed in several consecutive commits, each applied after it is
@@ -87,6 +93,9 @@ type State struct {
 	rep     *replication.Replica
 	changed chan struct{} // closed and replaced when the replica changes
 	closed  bool
+	// bulkPending: a large write is durable in its staging area but not
+	// yet in the logs (see commitLarge); the next Write finishes it.
+	bulkPending bool
 }
 
 // Open loads every delta log of st into a new replica and returns the
@@ -110,6 +119,9 @@ func Open(ctx context.Context, st store.Store, opts Options) (*State, error) {
 	s := &State{st: st, clock: opts.Clock, log: opts.Logger, rep: replication.NewReplica(), changed: make(chan struct{})}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.recoverBulk(ctx); err != nil {
+		return nil, err
+	}
 	if _, err := s.load(ctx); err != nil {
 		return nil, err
 	}
@@ -519,12 +531,24 @@ func (s *State) Write(ctx context.Context, fn func(tx *Tx) error) ([]replication
 	if s.closed {
 		return nil, ErrClosed
 	}
+	if s.bulkPending {
+		// A large write whose commit was interrupted: finish it first.
+		if err := s.recoverBulk(ctx); err != nil {
+			return nil, err
+		}
+		if _, err := s.load(ctx); err != nil {
+			return nil, err
+		}
+	}
 	tx := &Tx{rep: s.rep}
 	if err := fn(tx); err != nil {
 		return nil, err
 	}
 	if len(tx.changes) == 0 && len(tx.puts) == 0 {
 		return nil, nil
+	}
+	if len(tx.changes) > MaxWriteChanges {
+		return nil, access.Errorf(access.Invalid, "hubstate: write of %d changes, at most %d", len(tx.changes), MaxWriteChanges)
 	}
 	w, err := replication.NewWriter(Origin, s.rep.Vector())
 	if err != nil {
@@ -562,7 +586,7 @@ func (s *State) Write(ctx context.Context, fn func(tx *Tx) error) ([]replication
 		}
 		b.Appends = append(b.Appends, a)
 	}
-	if err := s.st.Commit(ctx, b); err != nil {
+	if err := s.commit(ctx, b); err != nil {
 		switch {
 		case errors.Is(err, store.ErrKeyTaken):
 			return nil, access.Errorf(access.Conflict, "hubstate: write: %w", ErrCardTaken)

@@ -1,0 +1,111 @@
+package hubstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/cloud/store"
+	"github.com/gatehouse/gatehouse/cloud/store/badgerstore"
+	"github.com/gatehouse/gatehouse/replication"
+)
+
+// failingStore fails every Commit after the first ok ones, as a crash
+// would cut them off.
+type failingStore struct {
+	store.Store
+	ok int
+}
+
+var errCut = errors.New("cut off")
+
+func (f *failingStore) Commit(ctx context.Context, b store.Batch) error {
+	if f.ok == 0 {
+		return errCut
+	}
+	f.ok--
+	return f.Store.Commit(ctx, b)
+}
+
+func bulkID(n int) access.ID { return access.ID(fmt.Sprintf("01JBY%021d", n)) }
+
+// writeMany writes n people with a card each in one Write.
+func writeMany(s *State, n int) error {
+	_, err := s.Write(context.Background(), func(tx *Tx) error {
+		for i := range n {
+			id := string(bulkID(i))
+			tx.Change(replication.KindPerson, id, replication.SetOp("name", "P"+id), replication.SetOp("kind", "occupier"))
+			card := access.CardNumber(1_000_000 + i).String()
+			tx.Change(replication.KindCard, card, replication.AddOp("holders", id))
+		}
+		return nil
+	})
+	return err
+}
+
+func TestWriteLargerThanOneCommit(t *testing.T) {
+	ctx := context.Background()
+	const n = 6000 // 12,000 deltas and 6,000 claims: several store commits
+	for _, tc := range []struct {
+		name string
+		ok   int // commits that succeed before the cut; -1 for none cut
+		want int // people after reopening
+	}{
+		{"OK", -1, n},
+		{"CutWhileStaging", 0, 0},
+		{"CutWhileFinishing", 3, n}, // staged (marker written), claims, then cut: finished on open
+		{"CutAfterSomeRecords", 4, n},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			st, err := badgerstore.Open(ctx, dir, store.Options{Kinds: Kinds})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var use store.Store = st
+			if tc.ok >= 0 {
+				use = &failingStore{Store: st, ok: tc.ok}
+			}
+			s, err := Open(ctx, use, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = writeMany(s, n)
+			if tc.ok < 0 && err != nil {
+				t.Fatal(err)
+			}
+			if tc.ok >= 0 && !errors.Is(err, errCut) {
+				t.Fatalf("write: %v, want the cut", err)
+			}
+			if got := len(s.People()); tc.ok >= 0 && got != 0 {
+				t.Fatalf("%d people applied after a failed write", got)
+			}
+			s.Close()
+			s2, err := Open(ctx, st, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s2.Close()
+			if got := len(s2.People()); got != tc.want {
+				t.Fatalf("after reopening: %d people, want %d", got, tc.want)
+			}
+			if got := len(s2.Cards()); got != tc.want {
+				t.Fatalf("after reopening: %d cards, want %d", got, tc.want)
+			}
+			// The log goes on: a later write lands after the bulk one.
+			if _, err := s2.Write(ctx, func(tx *Tx) error {
+				tx.Change(replication.KindPerson, string(bulkID(n+1)), replication.SetOp("name", "later"), replication.SetOp("kind", "access_user"))
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(s2.People()); got != tc.want+1 {
+				t.Fatalf("after a later write: %d people, want %d", got, tc.want+1)
+			}
+			s2.Close()
+			st.Close()
+		})
+	}
+}
