@@ -55,6 +55,12 @@ func (m *EdgeMain) ParseFlags(args []string) error {
 		fs.StringVar(&n.MQTTUsername, "mqtt-username", n.MQTTUsername, "the site service's username at the external broker")
 		fs.StringVar(&n.APIToken, "api-token", n.APIToken, "the secret the local API requires as a bearer token (or GATEHOUSE_API_TOKEN)")
 		fs.BoolVar(&n.LeaveOnClose, "leave-on-close", n.LeaveOnClose, "remove this node from the site when it shuts down (decommissioning); without it a clean shutdown hands leadership over and the node stays a member")
+		if n.Uplink == nil {
+			n.Uplink = &node.UplinkConfig{}
+		}
+		fs.StringVar(&n.Uplink.HubURL, "uplink-hub-url", n.Uplink.HubURL, "the cloud hub's URL the site syncs with, e.g. https://hub.example.com (no uplink when empty)")
+		fs.StringVar(&n.Uplink.Token, "uplink-token", n.Uplink.Token, "the site's bearer token at the hub (or GATEHOUSE_UPLINK_TOKEN, or site.token in --uplink-tls-dir)")
+		fs.StringVar(&n.Uplink.TLSDir, "uplink-tls-dir", n.Uplink.TLSDir, "the site's PKI directory from 'gatehouse cloud site add' (ca.crt, site.crt, site.key, site.token)")
 		fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	})
 	if err != nil {
@@ -72,6 +78,14 @@ func (m *EdgeMain) ParseFlags(args []string) error {
 	}
 	if m.Config.Node.APIToken == "" {
 		m.Config.Node.APIToken = os.Getenv("GATEHOUSE_API_TOKEN")
+	}
+	if up := m.Config.Node.Uplink; up != nil {
+		if up.Token == "" && up.HubURL != "" {
+			up.Token = os.Getenv("GATEHOUSE_UPLINK_TOKEN")
+		}
+		if *up == (node.UplinkConfig{}) {
+			m.Config.Node.Uplink = nil
+		}
 	}
 	return m.Config.Node.Validate()
 }

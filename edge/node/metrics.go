@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/access"
 	"github.com/gatehouse/gatehouse/edge/raftnode"
+	"github.com/gatehouse/gatehouse/replication"
 )
 
 // metrics are the node's Prometheus metrics, served on /metrics of the
@@ -54,6 +55,29 @@ func newMetrics(n *Node) *metrics {
 		return float64(c)
 	})
 	gauge("event_seq", "Last access-event sequence number assigned at the site.", func() float64 { return float64(n.machine.LastSeq()) })
+	if n.uplink != nil {
+		for _, lane := range []replication.Lane{replication.LanePriority, replication.LaneNormal} {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gatehouse", Subsystem: "edge", Name: "uplink_lag",
+				Help:        "Deltas of the site's own log in this lane that the hub has not acknowledged (on the leader).",
+				ConstLabels: prometheus.Labels{"lane": lane.String()}},
+				func() float64 { return float64(n.uplink.Status().Lag[lane]) }))
+		}
+		gauge("uplink_connected", "1 while this node (the leader) has a session open with the hub.", func() float64 {
+			if n.uplink.Status().Connected {
+				return 1
+			}
+			return 0
+		})
+		gauge("uplink_last_sync_seconds", "Unix time at which the hub last acknowledged everything the site had sent (0: never).", func() float64 {
+			if t := n.uplink.Status().LastSync; !t.IsZero() {
+				return float64(t.UnixNano()) / 1e9
+			}
+			return 0
+		})
+		gauge("uplink_applied_batches", "Batches received from the hub and committed through Raft by this node's uplink.", func() float64 {
+			return float64(n.uplink.Status().Applied)
+		})
+	}
 	return m
 }
 

@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/gatehouse/gatehouse/edge/mqttgw"
 	"github.com/gatehouse/gatehouse/edge/raftnode"
 	"github.com/gatehouse/gatehouse/edge/sitestate"
+	"github.com/gatehouse/gatehouse/edge/uplink"
 	"github.com/gatehouse/gatehouse/hardware/canbus"
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
 	edgev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1"
@@ -76,6 +78,16 @@ type Config struct {
 	// LeaveOnClose removes the node from the cluster when it shuts down
 	// cleanly (not on a crash).
 	LeaveOnClose bool `json:"leave_on_close"`
+	// Uplink, when set, links the site to the cloud hub (only the Raft
+	// leader runs it).
+	Uplink *UplinkConfig `json:"uplink"`
+	// UplinkTLS, when set, is the uplink's TLS configuration (built by
+	// the caller, e.g. from cloud/pki); it takes precedence over
+	// Uplink.TLSDir.
+	UplinkTLS *tls.Config `json:"-"`
+	// TuneUplink adjusts the uplink's configuration (backoff in tests);
+	// optional.
+	TuneUplink func(*uplink.Config) `json:"-"`
 	// Version is reported in status.
 	Version string `json:"-"`
 	// TuneRaft adjusts the Raft configuration (timeouts in tests); optional.
@@ -142,6 +154,11 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
+	if c.Uplink != nil {
+		if err := c.Uplink.Validate(); err != nil {
+			return err
+		}
+	}
 	if c.Join != "" && !strings.HasPrefix(c.Join, "http://") && !strings.HasPrefix(c.Join, "https://") {
 		return fmt.Errorf("edge config: join %q: want a URL such as http://10.0.0.5:7001", c.Join)
 	}
@@ -166,6 +183,9 @@ type Node struct {
 	// in charge, see Open).
 	mqttDoors *doors.Manager
 	canDoors  *doors.Manager
+	// uplink links the site to the hub while this node leads (nil
+	// without Config.Uplink).
+	uplink *uplink.Uplink
 
 	ln     net.Listener
 	srv    *http.Server
@@ -220,6 +240,11 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// The uplink is made before the API serves its metrics, and started
+	// once Raft is open.
+	if err := n.newUplink(); err != nil {
+		return fmt.Errorf("edge: uplink: %w", err)
+	}
 
 	n.metrics = newMetrics(n)
 	mux := http.NewServeMux()
@@ -248,6 +273,9 @@ func (n *Node) Open(ctx context.Context) (err error) {
 
 	if err := n.raft.Open(ctx); err != nil {
 		return err
+	}
+	if n.uplink != nil {
+		n.uplink.Open()
 	}
 	if n.cfg.Bootstrap {
 		if err := n.ensureSite(ctx); err != nil {
@@ -446,6 +474,10 @@ func (n *Node) URL() string {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		if n.uplink != nil {
+			// The hub link first: it proposes through Raft.
+			errs = append(errs, n.uplink.Close())
+		}
 		if n.gateway != nil {
 			// Devices first: stop taking taps and record the queued
 			// events through Raft while it still runs.

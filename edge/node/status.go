@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -42,6 +43,9 @@ func (s *statusService) GetStatus(context.Context, *connect.Request[statusv1.Get
 		switch {
 		case m.ID == st.NodeID:
 			ns.Role, ns.Healthy, ns.Detail = string(st.State), healthy, detail
+			if u := n.uplinkDetail(); u != "" {
+				ns.Detail = strings.TrimPrefix(ns.Detail+"; "+u, "; ")
+			}
 			ns.AppliedIndex, ns.CommitIndex = st.AppliedIndex, st.CommitIndex
 		case m.ID == st.LeaderID:
 			ns.Role = string(raftnode.StateLeader)

@@ -1,0 +1,139 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/gatehouse/gatehouse/edge/raftnode"
+	"github.com/gatehouse/gatehouse/edge/sitestate"
+	"github.com/gatehouse/gatehouse/edge/uplink"
+	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
+	"github.com/gatehouse/gatehouse/replication"
+)
+
+// UplinkConfig configures the site's link to the cloud hub (docs/edge.md
+// "Replication and the uplink"). Only the Raft leader runs it.
+type UplinkConfig struct {
+	// HubURL is the hub's base URL, e.g. "https://hub.example.com:8443".
+	HubURL string `json:"hub_url"`
+	// Token is the site's bearer token at the hub (or site.token in
+	// TLSDir).
+	Token string `json:"token"`
+	// TLSDir is the site's PKI directory written by `gatehouse cloud site
+	// add` (ca.crt, site.crt, site.key, site.token); optional.
+	TLSDir string `json:"tls_dir"`
+}
+
+// Validate reports the first problem with the uplink configuration.
+func (c *UplinkConfig) Validate() error {
+	if !strings.HasPrefix(c.HubURL, "http://") && !strings.HasPrefix(c.HubURL, "https://") {
+		return fmt.Errorf("edge config: uplink: hub_url %q: want a URL such as https://hub.example.com", c.HubURL)
+	}
+	if c.Token == "" && c.TLSDir == "" {
+		return errors.New("edge config: uplink: a token or a tls_dir is required")
+	}
+	return nil
+}
+
+// newUplink makes the uplink when one is configured (Open starts it).
+func (n *Node) newUplink() error {
+	c := n.cfg.Uplink
+	if c == nil {
+		return nil
+	}
+	uc := uplink.Config{SiteID: n.cfg.SiteID, HubURL: c.HubURL, Token: c.Token, TLS: n.cfg.UplinkTLS,
+		Logger: n.base.With("node", n.cfg.NodeID, "site", n.cfg.SiteID)}
+	if c.TLSDir != "" && uc.TLS == nil {
+		tc, tok, err := uplink.LoadTLS(c.TLSDir)
+		if err != nil {
+			return err
+		}
+		uc.TLS = tc
+		if uc.Token == "" {
+			uc.Token = tok
+		}
+	}
+	if n.cfg.TuneUplink != nil {
+		n.cfg.TuneUplink(&uc)
+	}
+	u, err := uplink.New(uc, uplinkSite{n})
+	if err != nil {
+		return err
+	}
+	n.uplink = u
+	return nil
+}
+
+// Uplink returns the node's uplink, nil when none is configured.
+func (n *Node) Uplink() *uplink.Uplink { return n.uplink }
+
+// uplinkSite is the node as its uplink sees it.
+type uplinkSite struct{ n *Node }
+
+var _ uplink.Site = uplinkSite{}
+
+func (s uplinkSite) Leader() bool { return s.n.raft.Status().State == raftnode.StateLeader }
+
+func (s uplinkSite) Vector() replication.Vector { return s.n.machine.Vector() }
+
+func (s uplinkSite) OwnVector() replication.Vector { return s.n.machine.OwnVector() }
+
+func (s uplinkSite) Changed() <-chan struct{} { return s.n.machine.Changed() }
+
+func (s uplinkSite) Deltas(src replication.Source, after uint64, max int) (ds []replication.Delta, err error) {
+	err = s.n.raft.View(func(txn *badger.Txn) error {
+		ds, err = sitestate.ReadDeltas(txn, src, after, max)
+		return err
+	})
+	return ds, err
+}
+
+// ApplyDeltas proposes the hub's deltas as one ApplyDeltas command (fenced
+// when it may revoke) and waits until this node applied it.
+func (s uplinkSite) ApplyDeltas(ctx context.Context, ds []replication.Delta) error {
+	op := &raftv1.ApplyDeltas{Deltas: make([][]byte, len(ds))}
+	for i, d := range ds {
+		b, err := d.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		op.Deltas[i] = b
+	}
+	res, err := s.n.Propose(ctx, &raftv1.Command{Actor: "hub", Op: &raftv1.Command_ApplyDeltas{ApplyDeltas: op}})
+	if err != nil {
+		return err
+	}
+	return s.n.raft.WaitApplied(ctx, res[0].GetIndex())
+}
+
+// uplinkDetail summarises the uplink for the node's status.
+func (n *Node) uplinkDetail() string {
+	if n.uplink == nil {
+		return ""
+	}
+	st := n.uplink.Status()
+	if !st.Active {
+		return ""
+	}
+	var b strings.Builder
+	switch {
+	case st.Connected:
+		b.WriteString("uplink: connected")
+	case st.Refused:
+		b.WriteString("uplink: hub refused a batch: " + st.LastError)
+	case st.LastError != "":
+		b.WriteString("uplink: disconnected: " + st.LastError)
+	default:
+		b.WriteString("uplink: connecting")
+	}
+	fmt.Fprintf(&b, "; lag priority=%d normal=%d", st.Lag[replication.LanePriority], st.Lag[replication.LaneNormal])
+	if !st.LastSync.IsZero() {
+		fmt.Fprintf(&b, "; last sync %s ago", time.Since(st.LastSync).Round(time.Second))
+	}
+	return b.String()
+}
