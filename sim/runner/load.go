@@ -155,6 +155,9 @@ func (r *Runner) Load(ctx context.Context, scn *scenario.Scenario, cfg LoadConfi
 	for i := range specs {
 		specs[i] = readerSpec{name: fmt.Sprintf("load-%d", i+1), door: scn.Doors[i%len(scn.Doors)].Name}
 	}
+	// The scenario's kiosks and dispensers connect and stay online for
+	// the run (load mode taps only).
+	specs = append(specs, visitorSpecs(scn)...)
 	d, err := r.deploy(ctx, scn, specs)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", scn.Name, err)

@@ -99,6 +99,7 @@ func (r *Runner) Run(ctx context.Context, scn *scenario.Scenario) (*Report, erro
 	for _, c := range scn.Controllers {
 		specs = append(specs, readerSpec{name: c.Name, door: c.Door, broker: c.Broker, controller: true, proxy: true})
 	}
+	specs = append(specs, visitorSpecs(scn)...)
 	d, err := r.deploy(ctx, scn, specs)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", scn.Name, err)
@@ -108,13 +109,28 @@ func (r *Runner) Run(ctx context.Context, scn *scenario.Scenario) (*Report, erro
 	out := r.cfg.Out
 	devices := plural(len(d.readers), "reader")
 	if len(d.controllers) > 0 {
-		devices += " and " + plural(len(d.controllers), "door controller")
+		devices += ", " + plural(len(d.controllers), "door controller")
 	}
+	if len(d.kiosks) > 0 {
+		devices += ", " + plural(len(d.kiosks), "kiosk")
+	}
+	if len(d.dispensers) > 0 {
+		devices += ", " + plural(len(d.dispensers), "dispenser")
+	}
+	all := append(append(append(slices.Clone(d.readers), d.controllers...), d.kiosks...), d.dispensers...)
 	fmt.Fprintf(out, "\n== %s: site %s (%s), %s on %s, %s over %s\n",
-		scn.Name, d.site.name, d.site.id, devices, plural(len(distinct(append(slices.Clone(d.readers), d.controllers...))), "broker"),
+		scn.Name, d.site.name, d.site.id, devices, plural(len(distinct(all)), "broker"),
 		plural(len(scn.Steps), "step"), fmtDuration(scn.Span()))
 	fmt.Fprintf(out, "   setup: %s applied at %d/%d nodes in %s; devices connected in %s\n",
 		plural(d.setupCmds, "command"), d.setupNodes, len(d.site.members), fmtLatency(d.setupTook), fmtLatency(d.connectTook))
+	return d.steps(ctx, out)
+}
+
+// steps runs the scenario's steps on its clock from now, printing a
+// timeline line per step, and returns the report, or ctx's error with the
+// report so far.
+func (d *deployment) steps(ctx context.Context, out io.Writer) (*Report, error) {
+	scn := d.scn
 	tl := newTimeline(out, scn)
 	tl.header()
 	rep := &Report{Scenario: scn.Name}
@@ -154,6 +170,10 @@ func distinct(cs []*commissioned) map[string]bool {
 
 // exec runs one step and fills in res.
 func (d *deployment) exec(ctx context.Context, st *scenario.Step, res *StepResult) {
+	if st.Kiosk != "" || st.Dispenser != "" {
+		d.execVisitor(ctx, st, res)
+		return
+	}
 	switch st.Kind {
 	case scenario.StepTap:
 		d.tap(ctx, st, res)

@@ -32,6 +32,10 @@ type readerSpec struct {
 	broker     int    // 1-based broker to pin it to, 0 for round-robin
 	controller bool   // a door controller, not a reader
 	proxy      bool   // connect through a fault proxy (to be cut)
+	// kind, when set, makes this a kiosk or a dispenser (with stack
+	// cards, 0 for the default) rather than a reader or controller.
+	kind  mqttproto.Kind
+	stack int
 }
 
 // commissioned is a reader or door controller made at the site.
@@ -51,6 +55,9 @@ type commissioned struct {
 	// past are the events of the controller's earlier runs (before a
 	// restart step) in this scenario run.
 	past []mqttproto.DoorEvent
+	// kiosk and disp are a kiosk's and a dispenser's device.
+	kiosk *device.Kiosk
+	disp  *device.Dispenser
 }
 
 // deployment is a scenario applied to a site: the IDs made for its names,
@@ -73,6 +80,9 @@ type deployment struct {
 	// controllers and ctls are the door controllers, by scenario name.
 	controllers []*commissioned
 	ctls        map[string]*commissioned
+	// kiosks and dispensers, with the same by scenario name.
+	kiosks, dispensers []*commissioned
+	kioskBy, dispBy    map[string]*commissioned
 	// stateDir holds the controllers' storage; made by the run unless
 	// Config.StateDir is set, and removed by teardown then.
 	stateDir, madeDir string
@@ -107,6 +117,7 @@ func (r *Runner) deploy(ctx context.Context, scn *scenario.Scenario, readers []r
 		groups: map[string]string{}, tenants: map[string]string{},
 		people: map[string]*accessv1.Person{}, cards: map[access.CardNumber]*accessv1.Card{},
 		grants: map[[2]string]string{}, byName: map[string]*commissioned{}, ctls: map[string]*commissioned{},
+		kioskBy: map[string]*commissioned{}, dispBy: map[string]*commissioned{},
 	}
 	cmds, whats, err := d.commands(readers)
 	if err != nil {
@@ -233,14 +244,29 @@ func (d *deployment) commands(readers []readerSpec) ([]*raftv1.Command, []string
 		c.secret = base64.RawURLEncoding.EncodeToString(b[:])
 		d.madeDevices = append(d.madeDevices, c.id)
 		line, what, kind := 0, "reader ", accessv1.DeviceKind_DEVICE_KIND_READER
-		if spec.controller {
+		switch {
+		case spec.kind == mqttproto.KindKiosk:
+			d.kiosks = append(d.kiosks, c)
+			d.kioskBy[spec.name] = c
+			what, kind = "kiosk ", accessv1.DeviceKind_DEVICE_KIND_KIOSK
+			if x, ok := d.scn.Kiosk(spec.name); ok {
+				line = x.Line
+			}
+		case spec.kind == mqttproto.KindDispenser:
+			d.dispensers = append(d.dispensers, c)
+			d.dispBy[spec.name] = c
+			what, kind = "dispenser ", accessv1.DeviceKind_DEVICE_KIND_DISPENSER
+			if x, ok := d.scn.Dispenser(spec.name); ok {
+				line = x.Line
+			}
+		case spec.controller:
 			d.controllers = append(d.controllers, c)
 			d.ctls[spec.name] = c
 			what, kind = "controller ", accessv1.DeviceKind_DEVICE_KIND_DOOR
 			if x, ok := d.scn.Controller(spec.name); ok {
 				line = x.Line
 			}
-		} else {
+		default:
 			d.readers = append(d.readers, c)
 			d.byName[spec.name] = c
 			for _, sr := range d.scn.Readers {
@@ -317,6 +343,29 @@ func (d *deployment) connect(ctx context.Context) error {
 			}
 		})
 	}
+	for _, c := range append(slices.Clone(d.kiosks), d.dispensers...) {
+		wg.Go(func() {
+			conf := device.Config{Broker: c.dialAddr(), Secret: c.secret, TLS: d.r.cfg.TLS, Log: d.r.log,
+				Device: mqttproto.Device{Site: d.site.id, Kind: c.kind, ID: c.id}}
+			var err error
+			if c.kind == mqttproto.KindKiosk {
+				var k *device.Kiosk
+				k, err = device.DialKiosk(ctx, device.KioskConfig{Config: conf})
+				mu.Lock()
+				c.kiosk = k
+				mu.Unlock()
+			} else {
+				var ds *device.Dispenser
+				ds, err = device.DialDispenser(ctx, device.DispenserConfig{Config: conf, Stack: c.stack})
+				mu.Lock()
+				c.disp = ds
+				mu.Unlock()
+			}
+			if err != nil {
+				fail(fmt.Errorf("%s %s: %w", c.kind, c.name, err))
+			}
+		})
+	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
@@ -371,6 +420,16 @@ func (d *deployment) teardown(ctx context.Context) {
 	for _, c := range d.controllers {
 		if c.ctl != nil {
 			wg.Go(func() { _ = c.ctl.Close() })
+		}
+	}
+	for _, c := range d.kiosks {
+		if c.kiosk != nil {
+			wg.Go(func() { _ = c.kiosk.Close() })
+		}
+	}
+	for _, c := range d.dispensers {
+		if c.disp != nil {
+			wg.Go(func() { _ = c.disp.Close() })
 		}
 	}
 	wg.Wait()
