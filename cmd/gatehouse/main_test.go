@@ -297,11 +297,29 @@ func TestDemo(t *testing.T) {
 		for _, n := range nodes {
 			var c access.Counts
 			n.Machine().View(func(st *access.State) { c = st.Counts() })
-			if c.Doors < 5 || c.People < 7 || c.Devices < 8 || n.Machine().LastSeq() < 3 {
+			// 8 readers, the lobby kiosk and the dispenser.
+			if c.Doors < 5 || c.People < 7 || c.Devices < 10 || n.Machine().LastSeq() < 3 {
 				return false, fmt.Sprintf("%s: %+v, %d events", n.Raft().Status().NodeID, c, n.Machine().LastSeq())
 			}
 		}
 		return true, ""
+	})
+
+	// The status lists the kiosk and the dispenser online.
+	waitFor(t, "the kiosk and the dispenser online in the status", 30*time.Second, func() (bool, string) {
+		st, err := client.GetStatus(context.Background(), connect.NewRequest(&statusv1.GetStatusRequest{}))
+		if err != nil {
+			return false, err.Error()
+		}
+		online := map[string]int{}
+		for _, s := range st.Msg.GetSites() {
+			for _, d := range s.GetDevices() {
+				if d.GetOnline() {
+					online[d.GetKind()]++
+				}
+			}
+		}
+		return online["kiosk"] == 1 && online["dispenser"] == 1, fmt.Sprint(online)
 	})
 
 	// The console's live decisions: the hub tails the site's events, with
