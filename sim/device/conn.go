@@ -26,6 +26,15 @@
 // decision for no waiting tap (late, or repeated by QoS 1) is counted and
 // otherwise ignored, as the protocol asks.
 //
+// Kiosk and Dispenser are a visitor kiosk and a card dispenser/encoder
+// (DialKiosk, DialDispenser): they number their events and keep them until
+// the site acknowledges them (in memory, for one run), answer or match
+// commands by request ID and act once on each, refuse a command they cannot
+// decode with cmd_rejected, and report faults in their retained state;
+// their Await methods wait on their own change notifications. Document
+// writes the machine-readable zone of a passport or identity card with its
+// check digits, for kiosks to scan.
+//
 // Every method is safe for concurrent use; Close is idempotent.
 package device
 

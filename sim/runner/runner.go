@@ -1,10 +1,11 @@
 // Package runner runs scenarios (sim/scenario) against a real site: it
 // applies a scenario's setup through the site's local API (SiteService.Apply,
-// commissioning every reader as a device with a random secret), connects a
-// simulated reader (sim/device) per scenario reader to the site's MQTT
-// brokers, round-robin over the addresses it is given, runs the steps on the
-// scenario's clock, prints a timeline line per step as it runs and a summary
-// table at the end, and reports whether every expectation held. Load runs a
+// commissioning every reader, door controller, kiosk and dispenser as a
+// device with a random secret), connects a simulated device (sim/device)
+// for each to the site's MQTT brokers, round-robin over the addresses it is
+// given, runs the steps on the scenario's clock, prints a timeline line per
+// step as it runs and a summary table at the end, and reports whether every
+// expectation held. Load runs a
 // scenario's people through many readers at a fixed rate instead (open
 // loop), printing latency percentiles and rates every second.
 //
