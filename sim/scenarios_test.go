@@ -452,14 +452,7 @@ at 0s  tap 42101 at r1 expect grant
        restore reader r1
        expect reader r1 online within 10s
        tap 42101 at r1 expect grant
-`
-	if raceEnabled {
-		// Reopening a node races in edge/raftnode (n.raft is set after
-		// raft.NewRaft has started applying the log); the restarts run
-		// without the race detector until that is fixed.
-		t.Log("race detector on: node and broker restarts left out")
-	} else {
-		src += `       restart node 3
+       restart node 3
        expect reader r3 online within 10s
        tap 42101 at r3 expect grant
        restart broker 2
@@ -467,7 +460,6 @@ at 0s  tap 42101 at r1 expect grant
        expect event offline_ended at controller c within 20s
        badge card 42101 at door d via controller c expect grant
 `
-	}
 	scn, err := scenario.Parse("faults.scn", []byte(src))
 	if err != nil {
 		t.Fatal(err)

@@ -298,7 +298,8 @@ func (n *Node) followerLeaseValid(now time.Time) bool {
 
 // afterEntry kicks the renewer when a follower applied a fencing entry.
 func (n *Node) afterEntry(cmds []*raftv1.Command) {
-	if n.cfg.IsFencing == nil || n.raft == nil || n.raft.State() == raft.Leader {
+	r := n.started.Load()
+	if n.cfg.IsFencing == nil || r == nil || r.State() == raft.Leader {
 		return
 	}
 	for _, c := range cmds {

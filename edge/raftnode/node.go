@@ -48,6 +48,10 @@ type Node struct {
 	snaps    *raft.FileSnapshotStore
 	trans    *raft.NetworkTransport
 	raft     *raft.Raft
+	// started is raft once NewRaft has returned: the FSM's callbacks
+	// (afterEntry) may run during NewRaft, while it replays the log, and
+	// must not read the raft field Open is about to write.
+	started  atomic.Pointer[raft.Raft]
 	raftAddr string
 
 	state       atomic.Int32
@@ -234,6 +238,7 @@ func (n *Node) open(ctx context.Context) error {
 		return fmt.Errorf("raftnode: start raft: %w", err)
 	}
 	n.raft = r
+	n.started.Store(r)
 
 	if cfg.Bootstrap && !hasState {
 		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{

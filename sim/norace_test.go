@@ -1,6 +1,0 @@
-//go:build !race
-
-package sim_test
-
-// raceEnabled reports that the tests run under the race detector.
-const raceEnabled = false
