@@ -248,8 +248,21 @@ func setupData(ctx context.Context, nd *node.Node, siteID string, nPeople int) (
 	defer cancel()
 	for len(cmds) > 0 {
 		n := min(len(cmds), 1000)
-		if _, err := nd.Propose(ctx, cmds[:n]...); err != nil {
-			return d, fmt.Errorf("set up site data: %w", err)
+		// The commands are puts under fixed IDs, so a retry after a lost
+		// leadership (a busy machine can miss a heartbeat) changes nothing
+		// twice.
+		for attempt := 0; ; attempt++ {
+			_, err := nd.Propose(ctx, cmds[:n]...)
+			if err == nil {
+				break
+			}
+			if attempt == 5 || ctx.Err() != nil {
+				return d, fmt.Errorf("set up site data: %w", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+			}
 		}
 		cmds = cmds[n:]
 	}
