@@ -12,14 +12,23 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/mail"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
+
+	"github.com/gatehouse/gatehouse/cloud/auth"
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
+	gmail "github.com/gatehouse/gatehouse/cloud/mail"
 	"github.com/gatehouse/gatehouse/cloud/store"
 	"github.com/gatehouse/gatehouse/cloud/store/badgerstore"
 	"github.com/gatehouse/gatehouse/cloud/store/pgstore"
 	"github.com/gatehouse/gatehouse/cloud/syncserver"
+	"github.com/gatehouse/gatehouse/cloud/visits"
 	"github.com/gatehouse/gatehouse/cloud/web"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1/consolev1connect"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1/statusv1connect"
@@ -42,6 +51,16 @@ type Config struct {
 	// SyncSites are the sites allowed to replicate with the hub, each with
 	// the bearer token it presents (docs/sync.md).
 	SyncSites []SyncSite `json:"sync_sites"`
+	// APIKeys are the API keys of the console APIs' callers (hashes only;
+	// cloud/auth). Without any, those APIs refuse every call.
+	APIKeys []auth.Key `json:"api_keys"`
+	// Mail is the SMTP relay the hub's email goes through. Without an
+	// addr nothing is sent: email waits in the visitor service's outbox.
+	Mail gmail.Config `json:"mail"`
+	// Visits configures the visitor service, served when the hub has a
+	// store (docs/visitors.md). Its key_dir defaults to "token-keys" next
+	// to store.dir; a PostgreSQL hub must set it.
+	Visits visits.Config `json:"visits"`
 	// Version is reported in status.
 	Version string `json:"-"`
 }
@@ -111,6 +130,14 @@ func (c Config) Validate() error {
 			return fmt.Errorf("hub config: sync_sites: %w", err)
 		}
 	}
+	if c.Mail.Addr != "" {
+		if err := c.Mail.Validate(); err != nil {
+			return fmt.Errorf("hub config: %w", err)
+		}
+	}
+	if _, err := auth.NewKeyring(c.APIKeys); err != nil {
+		return fmt.Errorf("hub config: api_keys: %w", err)
+	}
 	for i, s := range c.Sites {
 		if s.ID == "" {
 			return fmt.Errorf("hub config: sites[%d]: id is required", i)
@@ -147,6 +174,7 @@ type Hub struct {
 	store    store.Store
 	state    *hubstate.State
 	sync     *syncserver.Server
+	visits   *visits.Service
 	feed     feed
 	stopTail context.CancelFunc
 	tails    sync.WaitGroup
@@ -185,7 +213,7 @@ func (h *Hub) openSync(ctx context.Context) error {
 	if sc.Dir == "" && sc.DSN == "" {
 		return nil
 	}
-	opts := store.Options{Kinds: hubstate.Kinds, Logger: h.log.With("component", "store")}
+	opts := store.Options{Kinds: slices.Concat(hubstate.Kinds, visits.Kinds), Logger: h.log.With("component", "store")}
 	var err error
 	if sc.Dir != "" {
 		h.store, err = badgerstore.Open(ctx, sc.Dir, opts)
@@ -208,9 +236,56 @@ func (h *Hub) openSync(ctx context.Context) error {
 	return err
 }
 
-// closeSync closes what openSync opened, in order: streams, replica, store.
+// openVisits opens the visitor service when the hub has a store and a
+// key directory; the HTTP address must be bound (it is the default public
+// URL).
+func (h *Hub) openVisits(ctx context.Context) error {
+	if h.state == nil {
+		return nil
+	}
+	cfg := h.cfg.Visits
+	if cfg.KeyDir == "" && h.cfg.Store.Dir != "" {
+		cfg.KeyDir = filepath.Join(filepath.Dir(filepath.Clean(h.cfg.Store.Dir)), "token-keys")
+	}
+	if cfg.KeyDir == "" {
+		h.log.Warn("no visits.key_dir: the visitor service is not served")
+		return nil
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://" + h.Addr()
+	}
+	opts := visits.Options{Config: cfg, State: h.state, Store: h.store, Logger: h.log}
+	if h.cfg.Mail.Addr != "" {
+		sender, err := gmail.NewSender(h.cfg.Mail)
+		if err != nil {
+			return err
+		}
+		opts.Sender = sender
+		if a, err := mail.ParseAddress(h.cfg.Mail.From); err == nil {
+			_, opts.MessageIDDomain, _ = strings.Cut(a.Address, "@")
+		}
+	} else {
+		h.log.Warn("no mail.addr: the hub sends no email; invitations wait in the outbox")
+	}
+	svc, err := visits.New(opts)
+	if err != nil {
+		return fmt.Errorf("hub: visitor service: %w", err)
+	}
+	h.visits = svc
+	return svc.Open(ctx)
+}
+
+// Visits returns the visitor service, or nil when it is not served. It is
+// valid between Open and Close.
+func (h *Hub) Visits() *visits.Service { return h.visits }
+
+// closeSync closes what openSync and openVisits opened, in order: streams,
+// the visitor service's outbox, replica, store.
 func (h *Hub) closeSync() error {
 	var errs []error
+	if h.visits != nil {
+		errs = append(errs, h.visits.Close())
+	}
 	if h.sync != nil {
 		errs = append(errs, h.sync.Close())
 	}
@@ -240,11 +315,21 @@ func (h *Hub) Open(ctx context.Context) error {
 		return errors.Join(fmt.Errorf("hub: listen %s: %w", h.cfg.HTTPAddr, err), h.closeSync())
 	}
 	h.ln = ln
+	if err := h.openVisits(ctx); err != nil {
+		return errors.Join(err, ln.Close(), h.closeSync())
+	}
+	keyring, _ := auth.NewKeyring(h.cfg.APIKeys) // checked by Validate
 
 	mux := http.NewServeMux()
 	mux.Handle(statusv1connect.NewStatusServiceHandler(&statusService{hub: h}))
 	mux.Handle(consolev1connect.NewConsoleServiceHandler(&consoleService{hub: h}))
 	mux.Handle("/", web.Handler())
+	if h.visits != nil {
+		mux.Handle(h.visits.Handler(connect.WithInterceptors(keyring.Interceptor())))
+		guest := h.visits.GuestHandler()
+		mux.Handle("/guest/", guest)
+		mux.Handle("GET /visits/token-keys", guest)
+	}
 	for pattern, handler := range h.extra {
 		mux.Handle(pattern, handler)
 	}
