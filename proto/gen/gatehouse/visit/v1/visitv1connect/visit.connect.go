@@ -140,7 +140,8 @@ type VisitServiceClient interface {
 	// DeleteWatchEntry deletes a watchlist entry (roles security, admin).
 	DeleteWatchEntry(context.Context, *connect.Request[v1.DeleteWatchEntryRequest]) (*connect.Response[v1.DeleteWatchEntryResponse], error)
 	// ListTokenKeys returns the public keys that verify invitation tokens,
-	// retired ones included, for sites and kiosks. It needs no credential.
+	// retired ones included, for sites and kiosks (any role). The hub also
+	// serves them without a credential at GET /visits/token-keys (JSON).
 	ListTokenKeys(context.Context, *connect.Request[v1.ListTokenKeysRequest]) (*connect.Response[v1.ListTokenKeysResponse], error)
 	// RotateTokenKey makes a new signing key current; older keys keep
 	// verifying the tokens they signed (role admin).
@@ -449,7 +450,8 @@ type VisitServiceHandler interface {
 	// DeleteWatchEntry deletes a watchlist entry (roles security, admin).
 	DeleteWatchEntry(context.Context, *connect.Request[v1.DeleteWatchEntryRequest]) (*connect.Response[v1.DeleteWatchEntryResponse], error)
 	// ListTokenKeys returns the public keys that verify invitation tokens,
-	// retired ones included, for sites and kiosks. It needs no credential.
+	// retired ones included, for sites and kiosks (any role). The hub also
+	// serves them without a credential at GET /visits/token-keys (JSON).
 	ListTokenKeys(context.Context, *connect.Request[v1.ListTokenKeysRequest]) (*connect.Response[v1.ListTokenKeysResponse], error)
 	// RotateTokenKey makes a new signing key current; older keys keep
 	// verifying the tokens they signed (role admin).
