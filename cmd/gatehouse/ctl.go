@@ -16,29 +16,35 @@ import (
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1/statusv1connect"
 )
 
-// CtlMain operates a running site. Today it has one verb:
+// CtlMain operates a running site and hub:
 //
 //	gatehouse ctl site status --node URL
 //
-// which asks one node for the site's members, then asks every member for
-// its own view, and prints leader, members, applied index and lag.
+// asks one node for the site's members, then asks every member for its
+// own view, and prints leader, members, applied index and lag;
+// "gatehouse ctl visit ..." is CtlVisitMain (ctl_visit.go).
 type CtlMain struct {
 	env
 	Node    string
 	JSON    bool
 	Timeout time.Duration
 	verb    []string
+	visit   *CtlVisitMain // set for "ctl visit ..."
 }
 
 // ParseFlags reads the verb and flags.
 func (m *CtlMain) ParseFlags(args []string) error {
+	if len(args) > 0 && args[0] == "visit" {
+		m.visit = &CtlVisitMain{env: m.env}
+		return m.visit.ParseFlags(args[1:])
+	}
 	fs := flag.NewFlagSet("gatehouse ctl", flag.ContinueOnError)
 	fs.SetOutput(m.stderr)
 	fs.StringVar(&m.Node, "node", "http://127.0.0.1:7001", "base URL of any edge node's local API")
 	fs.BoolVar(&m.JSON, "json", false, "print JSON instead of a table")
 	fs.DurationVar(&m.Timeout, "timeout", 3*time.Second, "how long to wait for each node")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: gatehouse ctl site status [flags]\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: gatehouse ctl site status [flags]\n       gatehouse ctl visit invite|list|show|pickup|checkout [flags] (gatehouse ctl visit --help)\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	verb, err := parseInterspersed(fs, args)
@@ -67,6 +73,9 @@ type memberView struct {
 
 // Run prints the site's status.
 func (m *CtlMain) Run(ctx context.Context) error {
+	if m.visit != nil {
+		return m.visit.Run(ctx)
+	}
 	get := func(base string) (*statusv1.GetStatusResponse, error) {
 		ctx, cancel := context.WithTimeout(ctx, m.Timeout)
 		defer cancel()

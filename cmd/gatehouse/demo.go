@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/gatehouse/gatehouse/cloud/auth"
 	"github.com/gatehouse/gatehouse/cloud/hub"
 	"github.com/gatehouse/gatehouse/cloud/mail"
 	"github.com/gatehouse/gatehouse/edge/node"
@@ -138,7 +140,6 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	hcfg.HTTPAddr = m.Config.HTTPAddr
 	hcfg.Version = Version
 	hcfg.Sites = []hub.SiteEndpoint{{ID: demoSiteID, Name: "Demo HQ", Nodes: urls, APIToken: m.apiToken}}
-	m.hub = hub.New(hcfg, log)
 	// The demo's mail goes to an SMTP server on loopback that keeps it and
 	// shows it at /mail: nothing leaves this machine.
 	catcher, err := mail.StartCatcher("127.0.0.1:0", log.With("component", "mail-catcher"))
@@ -146,6 +147,17 @@ func (m *DemoMain) Run(ctx context.Context) error {
 		return err
 	}
 	m.mail = catcher
+	// The hub keeps its state (and the visitor service its token keys)
+	// under the data dir, sends its mail to the catcher and admits one
+	// admin API key, printed below for "gatehouse ctl visit".
+	hcfg.Store.Dir = filepath.Join(dir, "hub", "store")
+	hcfg.Mail = mail.Config{Addr: catcher.Addr(), From: "Gatehouse demo <visits@demo.gatehouse.test>", TLS: "none"}
+	hubKey, err := auth.NewKey()
+	if err != nil {
+		return err
+	}
+	hcfg.APIKeys = []auth.Key{{ID: "demo-admin", SHA256: auth.HashKey(hubKey), Role: auth.Admin}}
+	m.hub = hub.New(hcfg, log)
 	m.hub.Handle("/mail", catcher.Handler())
 	m.hub.Handle("/mail/", catcher.Handler())
 	if err := m.hub.Open(ctx); err != nil {
@@ -157,7 +169,9 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	for i, u := range urls {
 		fmt.Fprintf(m.stdout, "  Edge node %d: %s  (MQTT broker %s)\n", i+1, u, m.nodes[i].MQTTAddr())
 	}
-	fmt.Fprintf(m.stdout, "\n  Site status: gatehouse ctl site status --node %s\n  API token:   %s (bearer token of the sites' local API)\n  Data:        %s\n\nPress Ctrl-C to stop.\n", urls[0], m.apiToken, dir)
+	fmt.Fprintf(m.stdout, "\n  Site status: gatehouse ctl site status --node %s\n  API token:   %s (bearer token of the sites' local API)\n  Data:        %s\n", urls[0], m.apiToken, dir)
+	fmt.Fprintf(m.stdout, "  Hub API key: %s (admin)\n  Invite:      GATEHOUSE_API_KEY=%s gatehouse ctl visit invite --hub %s --site %s --host %s --guest \"Anna Example <anna@example.com>\"\n\nPress Ctrl-C to stop.\n",
+		hubKey, hubKey, strings.TrimSuffix(m.hub.URL(), "/"), demoSiteID, "01JDEM0H0ST000000000000000")
 	if err := m.startDevices(ctx, urls, log); err != nil {
 		return err
 	}
