@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/access"
@@ -64,14 +63,12 @@ type outbox struct {
 
 	kick chan struct{} // buffered: a new message was queued
 
-	mu   sync.Mutex
-	low  string        // every outbox ID up to low is done
-	tick chan struct{} // closed and replaced after every pass
+	low string // every outbox ID up to low is done; only run uses it
 }
 
 func newOutbox(st entities, send Sender, log *slog.Logger, now func() time.Time, retryMin, retryMax time.Duration) *outbox {
 	return &outbox{st: st, send: send, log: log, now: now, retryMin: retryMin, retryMax: retryMax, timeout: time.Minute,
-		kick: make(chan struct{}, 1), tick: make(chan struct{})}
+		kick: make(chan struct{}, 1)}
 }
 
 // Kick wakes the worker: a message was queued.
@@ -80,13 +77,6 @@ func (o *outbox) Kick() {
 	case o.kick <- struct{}{}:
 	default:
 	}
-}
-
-// passed returns a channel closed after the worker's next pass.
-func (o *outbox) passed() <-chan struct{} {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.tick
 }
 
 // run sends until ctx is done.
@@ -100,10 +90,6 @@ func (o *outbox) run(ctx context.Context) {
 			o.log.Warn("outbox: pass failed", "err", err)
 			next = o.now().Add(o.retryMin)
 		}
-		o.mu.Lock()
-		close(o.tick)
-		o.tick = make(chan struct{})
-		o.mu.Unlock()
 		var timer *time.Timer
 		var due <-chan time.Time
 		if !next.IsZero() {
