@@ -51,18 +51,18 @@ var (
 	otherSit = access.ID("01JS1TE0000000000000000002")
 )
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // MustStartCatcher starts an SMTP catcher on addr, closed at cleanup.
-func MustStartCatcher(t *testing.T, addr string) *mail.Catcher {
+func MustStartCatcher(t testing.TB, addr string) *mail.Catcher {
 	t.Helper()
 	c, err := mail.StartCatcher(addr, testLogger(t))
 	if err != nil {
@@ -86,7 +86,7 @@ func freeAddr(t *testing.T) string {
 // MustOpenHub starts a hub with a Badger store in dir, API keys for every
 // role and its mail sent to mailAddr; it is closed at cleanup (closing it
 // earlier is fine).
-func MustOpenHub(t *testing.T, dir, mailAddr string) *hub.Hub {
+func MustOpenHub(t testing.TB, dir, mailAddr string) *hub.Hub {
 	t.Helper()
 	cfg := hub.DefaultConfig()
 	cfg.HTTPAddr = "127.0.0.1:0"
@@ -118,7 +118,7 @@ func client(h *hub.Hub, role auth.Role) visitv1connect.VisitServiceClient {
 }
 
 // seedBuilding writes the test site and its groups into the hub's replica.
-func seedBuilding(t *testing.T, h *hub.Hub) {
+func seedBuilding(t testing.TB, h *hub.Hub) {
 	t.Helper()
 	_, err := h.State().Write(ctxT(t), func(tx *hubstate.Tx) error {
 		tx.Change(replication.KindSite, string(siteID), replication.SetOp("name", "Demo HQ"), replication.SetOp("time_zone", "Europe/Berlin"))
@@ -160,7 +160,7 @@ func guest(given, family string) *visitv1.Guest {
 	return &visitv1.Guest{GivenName: given, FamilyName: family, Email: strings.ToLower(given) + "@example.test"}
 }
 
-func mustInvite(t *testing.T, h *hub.Hub, req *visitv1.InviteRequest) *visitv1.InviteResponse {
+func mustInvite(t testing.TB, h *hub.Hub, req *visitv1.InviteRequest) *visitv1.InviteResponse {
 	t.Helper()
 	res, err := client(h, auth.Host).Invite(ctxT(t), connect.NewRequest(req))
 	if err != nil {
@@ -200,7 +200,7 @@ func waitVisit(t *testing.T, h *hub.Hub, id string, what string, cond func(*visi
 }
 
 // mailTo waits for the first message caught for addr.
-func mailTo(t *testing.T, c *mail.Catcher, addr string) mail.Caught {
+func mailTo(t testing.TB, c *mail.Catcher, addr string) mail.Caught {
 	t.Helper()
 	m, err := c.Wait(ctxT(t), func(m mail.Caught) bool { return len(m.To) == 1 && m.To[0] == addr })
 	if err != nil {
@@ -264,7 +264,7 @@ func ring(t *testing.T, h *hub.Hub) *access.TokenKeyring {
 }
 
 // checkinLink returns the pre-check-in link of an invitation's text.
-func checkinLink(t *testing.T, m mail.Caught) string {
+func checkinLink(t testing.TB, m mail.Caught) string {
 	t.Helper()
 	link := regexp.MustCompile(`http://\S+/guest/\S+`).FindString(m.Text)
 	if link == "" {
