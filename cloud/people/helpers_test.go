@@ -144,6 +144,12 @@ func MustOpenEnv(tb testing.TB, events people.Events) *env {
 // seedSites writes the sites and doors, as sync from the sites would.
 func seedSites(tb testing.TB, state *hubstate.State) {
 	tb.Helper()
+	if err := seed(state); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func seed(state *hubstate.State) error {
 	_, err := state.Write(ctx, func(tx *hubstate.Tx) error {
 		tx.Change(replication.KindSite, string(siteA), replication.SetOp("name", "Site A"))
 		tx.Change(replication.KindSite, string(siteB), replication.SetOp("name", "Site B"))
@@ -152,9 +158,7 @@ func seedSites(tb testing.TB, state *hubstate.State) {
 		}
 		return nil
 	})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	return err
 }
 
 // clients of the API with one key.

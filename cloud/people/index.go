@@ -114,9 +114,9 @@ func build(snap replication.Snapshot, vec replication.Vector) *view {
 
 // filter is a parsed PeopleFilter.
 type filter struct {
-	text     string             // lower-case substring of name or email
+	text     string              // lower-case substring of name or email
 	cards    []access.CardNumber // card numbers the query may mean
-	cardPart uint64             // a Wiegand card field the query may mean
+	cardPart uint64              // a Wiegand card field the query may mean
 	isNum    bool
 	site     access.ID
 	occupier access.ID
