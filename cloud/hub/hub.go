@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse/gatehouse/cloud/auth"
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
 	gmail "github.com/gatehouse/gatehouse/cloud/mail"
+	"github.com/gatehouse/gatehouse/cloud/people"
 	"github.com/gatehouse/gatehouse/cloud/store"
 	"github.com/gatehouse/gatehouse/cloud/store/badgerstore"
 	"github.com/gatehouse/gatehouse/cloud/store/pgstore"
@@ -61,6 +62,9 @@ type Config struct {
 	// store (docs/visitors.md). Its key_dir defaults to "token-keys" next
 	// to store.dir; a PostgreSQL hub must set it.
 	Visits visits.Config `json:"visits"`
+	// Occupiers are the occupiers (tenants) known by name, so that CSV
+	// imports of cardholders may name them (docs/cardholders.md).
+	Occupiers []people.Occupier `json:"occupiers"`
 	// Version is reported in status.
 	Version string `json:"-"`
 }
@@ -175,6 +179,7 @@ type Hub struct {
 	state    *hubstate.State
 	sync     *syncserver.Server
 	visits   *visits.Service
+	people   *people.Service
 	feed     feed
 	stopTail context.CancelFunc
 	tails    sync.WaitGroup
@@ -286,6 +291,9 @@ func (h *Hub) closeSync() error {
 	if h.visits != nil {
 		errs = append(errs, h.visits.Close())
 	}
+	if h.people != nil {
+		errs = append(errs, h.people.Close())
+	}
 	if h.sync != nil {
 		errs = append(errs, h.sync.Close())
 	}
@@ -318,6 +326,9 @@ func (h *Hub) Open(ctx context.Context) error {
 	if err := h.openVisits(ctx); err != nil {
 		return errors.Join(err, ln.Close(), h.closeSync())
 	}
+	if err := h.openPeople(); err != nil {
+		return errors.Join(err, ln.Close(), h.closeSync())
+	}
 	keyring, _ := auth.NewKeyring(h.cfg.APIKeys) // checked by Validate
 
 	mux := http.NewServeMux()
@@ -344,6 +355,7 @@ func (h *Hub) Open(ctx context.Context) error {
 		syncPath, syncHandler := h.sync.Handler()
 		outer := http.NewServeMux()
 		outer.Handle(syncPath, syncHandler)
+		h.mountPeople(outer, keyring) // bounds its own bodies (imports up to 64 MiB)
 		outer.Handle("/", handler)
 		handler = outer
 	}
