@@ -93,7 +93,12 @@ func (c *Catcher) Addr() string { return c.ln.Addr().String() }
 
 // Close stops the server.
 func (c *Catcher) Close() error {
+	// go-smtp's Close only closes the listeners Serve has registered, which
+	// it may not have done yet: close ours too so Serve always returns.
 	err := c.srv.Close()
+	if lerr := c.ln.Close(); lerr != nil && !errors.Is(lerr, net.ErrClosed) {
+		err = errors.Join(err, lerr)
+	}
 	if serr := <-c.served; serr != nil && !errors.Is(serr, smtp.ErrServerClosed) && !errors.Is(serr, net.ErrClosed) {
 		err = errors.Join(err, serr)
 	}

@@ -177,11 +177,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func dialReader(t *testing.T, addr, id string) *Reader {
 	t.Helper()
+	return dialReaderTimeout(t, addr, id, 0)
+}
+
+// dialReaderTimeout dials with connectTimeout bounding each connection
+// attempt (the default when zero).
+func dialReaderTimeout(t *testing.T, addr, id string, connectTimeout time.Duration) *Reader {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	r, err := DialReader(ctx, ReaderConfig{
-		Config: Config{Broker: addr, Device: mqttproto.Device{Site: testSite, Kind: mqttproto.KindReader, ID: id}, Secret: "s"},
-		Door:   testDoor,
+		Config: Config{Broker: addr, Device: mqttproto.Device{Site: testSite, Kind: mqttproto.KindReader, ID: id}, Secret: "s",
+			ConnectTimeout: connectTimeout},
+		Door: testDoor,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +279,10 @@ func TestReaderTap(t *testing.T) {
 func TestReaderReconnects(t *testing.T) {
 	site := startSite(t, "127.0.0.1:0")
 	addr := site.addr
-	r := dialReader(t, addr, "r1")
+	// A reconnection attempt can reach the old broker while it shuts down
+	// and hang there until its connect timeout: keep that short so the
+	// next attempt finds the new broker.
+	r := dialReaderTimeout(t, addr, "r1", time.Second)
 	if _, err := r.Tap(context.Background(), 1, time.Second); err != nil {
 		t.Fatal(err)
 	}
