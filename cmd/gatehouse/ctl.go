@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,7 +30,8 @@ type CtlMain struct {
 	JSON    bool
 	Timeout time.Duration
 	verb    []string
-	visit   *CtlVisitMain // set for "ctl visit ..."
+	visit   *CtlVisitMain  // set for "ctl visit ..."
+	people  *CtlPeopleMain // set for "ctl people|groups|cards|import|export|logs ..."
 }
 
 // ParseFlags reads the verb and flags.
@@ -38,13 +40,17 @@ func (m *CtlMain) ParseFlags(args []string) error {
 		m.visit = &CtlVisitMain{env: m.env}
 		return m.visit.ParseFlags(args[1:])
 	}
+	if len(args) > 0 && slices.Contains(ctlPeopleNouns, args[0]) {
+		m.people = &CtlPeopleMain{env: m.env}
+		return m.people.ParseFlags(args[0], args[1:])
+	}
 	fs := flag.NewFlagSet("gatehouse ctl", flag.ContinueOnError)
 	fs.SetOutput(m.stderr)
 	fs.StringVar(&m.Node, "node", "http://127.0.0.1:7001", "base URL of any edge node's local API")
 	fs.BoolVar(&m.JSON, "json", false, "print JSON instead of a table")
 	fs.DurationVar(&m.Timeout, "timeout", 3*time.Second, "how long to wait for each node")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: gatehouse ctl site status [flags]\n       gatehouse ctl visit invite|list|show|pickup|checkout [flags] (gatehouse ctl visit --help)\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: gatehouse ctl site status [flags]\n       gatehouse ctl visit invite|list|show|pickup|checkout [flags] (gatehouse ctl visit --help)\n       gatehouse ctl people|groups|cards|import|export|logs ... (gatehouse ctl people --help)\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	verb, err := parseInterspersed(fs, args)
@@ -75,6 +81,9 @@ type memberView struct {
 func (m *CtlMain) Run(ctx context.Context) error {
 	if m.visit != nil {
 		return m.visit.Run(ctx)
+	}
+	if m.people != nil {
+		return m.people.Run(ctx)
 	}
 	get := func(base string) (*statusv1.GetStatusResponse, error) {
 		ctx, cancel := context.WithTimeout(ctx, m.Timeout)

@@ -170,8 +170,9 @@ func (m *DemoMain) Run(ctx context.Context) error {
 		fmt.Fprintf(m.stdout, "  Edge node %d: %s  (MQTT broker %s)\n", i+1, u, m.nodes[i].MQTTAddr())
 	}
 	fmt.Fprintf(m.stdout, "\n  Site status: gatehouse ctl site status --node %s\n  API token:   %s (bearer token of the sites' local API)\n  Data:        %s\n", urls[0], m.apiToken, dir)
-	fmt.Fprintf(m.stdout, "  Hub API key: %s (admin)\n  Invite:      GATEHOUSE_API_KEY=%s gatehouse ctl visit invite --hub %s --site %s --host %s --guest \"Anna Example <anna@example.com>\"\n\nPress Ctrl-C to stop.\n",
+	fmt.Fprintf(m.stdout, "  Hub API key: %s (admin)\n  Invite:      GATEHOUSE_API_KEY=%s gatehouse ctl visit invite --hub %s --site %s --host %s --guest \"Anna Example <anna@example.com>\"\n",
 		hubKey, hubKey, strings.TrimSuffix(m.hub.URL(), "/"), demoSiteID, "01JDEM0H0ST000000000000000")
+	fmt.Fprintf(m.stdout, "  People:      gatehouse ctl people list --hub %s --api-key %s\n\nPress Ctrl-C to stop.\n", strings.TrimSuffix(m.hub.URL(), "/"), hubKey)
 	if err := m.startDevices(ctx, urls, log); err != nil {
 		return err
 	}
