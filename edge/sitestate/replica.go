@@ -335,8 +335,24 @@ func (m *Machine) replicateLocal(txn *badger.Txn, cmd *raftv1.Command) error {
 				give = append(give, op)
 			}
 		}
+		parts := [][]replication.Op{revoke, give}
+		if len(revoke) > 0 && !m.sendable(replication.Delta{Origin: string(m.site), Kind: r.kind, ID: r.id, Ops: revoke}, nil) {
+			// The hub takes disables of anything from a site: send them
+			// on their own, and keep the rest (a deletion) local.
+			var disables, other []replication.Op
+			for _, op := range revoke {
+				if op.Type == replication.OpDisable {
+					disables = append(disables, op)
+				} else {
+					other = append(other, op)
+				}
+			}
+			if len(disables) > 0 && len(other) > 0 {
+				parts = [][]replication.Op{disables, other, give}
+			}
+		}
 		var pending []replication.Delta // deltas of this entity, for sendable
-		for _, part := range [][]replication.Op{revoke, give} {
+		for _, part := range parts {
 			if len(part) == 0 {
 				continue
 			}
@@ -753,11 +769,15 @@ func (m *Machine) materialise(r entRef, e *repEffect, updates *[]func()) error {
 		return put(entityKey("group", r.id), GroupToProto(g), func() { ignore(st.PutGroup(g)) })
 	case replication.KindPerson:
 		p, ok := rep.Person(id)
-		if !ok || p.Validate() != nil {
+		if !ok {
 			return nil
 		}
-		if old, had := st.Person(id); had && old.Deleted {
-			p.Deleted, p.Active = true, false
+		if old, had := st.Person(id); had {
+			disables := len(rep.EnableOp(replication.KindPerson, r.id).Observed) > 0
+			p = overlayPerson(old, p, m.known(r), p.Active || disables)
+		}
+		if p.Validate() != nil {
+			return nil
 		}
 		return put(entityKey("person", r.id), PersonToProto(p), func() { ignore(st.PutPerson(p)) })
 	case replication.KindCard:
@@ -776,7 +796,17 @@ func (m *Machine) materialise(r entRef, e *repEffect, updates *[]func()) error {
 		return nil
 	case replication.KindGrant:
 		g, ok := rep.Grant(id)
-		if !ok || g.Validate() != nil {
+		if !ok {
+			// A grant the replica never saw (made before the site
+			// replicated): a revocation of its membership removes it.
+			old, had := st.Grant(id)
+			if !had || old.Removed || len(rep.GrantOp(old).Observed) == 0 {
+				return nil
+			}
+			g, ok = old, true
+			g.Removed = true
+		}
+		if g.Validate() != nil {
 			return nil
 		}
 		// What access.State.PutGrant will hold afterwards (remove wins;
@@ -796,11 +826,14 @@ func (m *Machine) materialise(r entRef, e *repEffect, updates *[]func()) error {
 		return put(entityKey("grant", r.id), GrantToProto(stored), func() { ignore(st.PutGrant(g)) })
 	case replication.KindVisit:
 		v, ok := rep.Visit(id)
-		if !ok || v.SiteID != m.site || v.Validate() != nil {
+		if !ok {
 			return nil
 		}
-		if old, had := st.Visit(id); had && old.State > v.State {
-			v.State = old.State
+		if old, had := st.Visit(id); had {
+			v = overlayVisit(old, v, m.known(r))
+		}
+		if v.SiteID != m.site || v.Validate() != nil {
+			return nil
 		}
 		return put(entityKey("visit", r.id), VisitToProto(v), func() { ignore(st.PutVisit(v)) })
 	}
@@ -944,4 +977,82 @@ func (m *Machine) sendable(d replication.Delta, earlier []replication.Delta) boo
 		return true
 	}
 	return false
+}
+
+// known returns a function telling whether the replica has a value for a
+// field of entity r.
+func (m *Machine) known(r entRef) func(field string) bool {
+	return func(f string) bool {
+		_, ok := m.rep.Field(r.kind, r.id, f)
+		return ok
+	}
+}
+
+// overlayPerson returns the person old (what the site's state holds) with
+// what the replica knows of it in rp: every field the replica has a value
+// for, its active flag once the replica has seen an enable or a disable
+// (flagSeen), and its deletion. A person the site had before it replicated thus takes
+// the hub's changes, a disable included, without losing its other fields.
+func overlayPerson(old, rp access.Person, known func(string) bool, flagSeen bool) access.Person {
+	p := old
+	if known("kind") {
+		p.Kind = rp.Kind
+	}
+	if known("occupier") {
+		p.OccupierID = rp.OccupierID
+	}
+	if known("name") {
+		p.Name = rp.Name
+	}
+	if known("email") {
+		p.Email = rp.Email
+	}
+	if known("offline_access") {
+		p.OfflineAccess = rp.OfflineAccess
+	}
+	if known("valid_from") {
+		p.ValidFrom = rp.ValidFrom
+	}
+	if known("valid_until") {
+		p.ValidUntil = rp.ValidUntil
+	}
+	if flagSeen {
+		// Otherwise the person was enabled (or not) at the site before it
+		// replicated, and nothing the replica knows changes that.
+		p.Active = rp.Active
+	}
+	p.Deleted = old.Deleted || rp.Deleted
+	if p.Deleted {
+		p.Active = false
+	}
+	return p
+}
+
+// overlayVisit is overlayPerson for visits; the state is the later of
+// both.
+func overlayVisit(old, rv access.Visit, known func(string) bool) access.Visit {
+	v := old
+	if known("site") {
+		v.SiteID = rv.SiteID
+	}
+	if known("host") {
+		v.HostID = rv.HostID
+	}
+	if known("visitor") {
+		v.VisitorID = rv.VisitorID
+	}
+	if known("type") {
+		v.TypeID = rv.TypeID
+	}
+	if known("from") {
+		v.From = rv.From
+	}
+	if known("until") {
+		v.Until = rv.Until
+	}
+	if known("escort") {
+		v.Escort = rv.Escort
+	}
+	v.State = max(old.State, rv.State)
+	return v
 }

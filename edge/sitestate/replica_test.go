@@ -432,3 +432,83 @@ func TestConcurrentRevocationWins(t *testing.T) {
 		}
 	}
 }
+
+// A site that ran before it replicated holds entities its replica never
+// saw. Revocations from the hub must still take effect on them: a person
+// disabled, a visit checked out, a membership revoked.
+func TestHubRevokesPreReplicationState(t *testing.T) {
+	f := newFixture(t)
+	f.mustApply(stamped(now.UnixNano(), siteCmds()...)...)
+	f.mustApply(stamped(now.UnixNano()+100, visitorCmds()[4:7]...)...)
+	guestGrant := &raftv1.Command{Op: &raftv1.Command_PutGrant{PutGrant: &accessv1.Grant{Id: "01J00000000000000000000GR4", HolderId: string(visitID), GroupId: string(groupID)}}}
+	f.mustApply(stamped(now.UnixNano()+200, guestGrant)...)
+	// Forget the delta log, as if these were written by an older version.
+	err := f.db.Update(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixDelta)})
+		var keys [][]byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		keys = append(keys, []byte(keyVector))
+		for _, k := range keys {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.m = New(siteID, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := f.m.Load(f.db); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.m.Vector()) != 0 {
+		t.Fatalf("vector %s after forgetting the log", f.m.Vector())
+	}
+	if f.decide(aliceNum).Grant != true || f.decide(guestNum).Grant != true {
+		t.Fatal("setup: alice and the guest should pass")
+	}
+	h := newHub(t)
+	// The hub renames alice (she stays active), then disables her.
+	f.mustApply(deltasCmd(t, h.make(replication.KindPerson, string(aliceID), replication.SetOp("name", "Alice R."))))
+	if d := f.decide(aliceNum); !d.Grant {
+		t.Fatalf("a rename from the hub denied alice: %v", d.Reason)
+	}
+	f.mustApply(deltasCmd(t, h.make(replication.KindPerson, string(aliceID), replication.DisableOp("left"))))
+	if d := f.decide(aliceNum); d.Grant {
+		t.Fatal("alice still passes after the hub disabled her")
+	}
+	// The hub revokes the visit's membership of the group.
+	f.mustApply(deltasCmd(t, h.make(replication.KindVisit, string(visitID), replication.RevokeOp(groupID))))
+	if d := f.decide(guestNum); d.Grant {
+		t.Fatal("the guest still passes after the hub revoked the visit's membership")
+	}
+	// And checks the visit out.
+	f.mustApply(deltasCmd(t, h.make(replication.KindVisit, string(visitID), replication.AdvanceOp(access.VisitCheckedOut))))
+	var v access.Visit
+	f.m.View(func(st *access.State) { v, _ = st.Visit(visitID) })
+	if v.State != access.VisitCheckedOut || v.HostID != aliceID {
+		t.Fatalf("visit after the hub's checkout: %+v", v)
+	}
+}
+
+// Deleting a person is the hub's business: a site deletion stays local,
+// but its disable is sent.
+func TestDeletePersonSendsDisable(t *testing.T) {
+	f := newFixture(t)
+	f.mustApply(stamped(now.UnixNano(), visitorCmds()...)...)
+	f.mustApply(stamped(now.UnixNano()+100, &raftv1.Command{Op: &raftv1.Command_DeletePerson{DeletePerson: &raftv1.DeletePerson{PersonId: string(guestID)}}})...)
+	ds := f.siteDeltas()[prio]
+	if len(ds) != 1 || len(ds[0].Ops) != 1 || ds[0].Ops[0].Type != replication.OpDisable {
+		t.Fatalf("priority lane %+v, want one disable", ds)
+	}
+	if got := f.m.LocalVector()[replication.Source{Origin: LocalOrigin(siteID), Lane: replication.LanePriority}]; got != 1 {
+		t.Fatalf("local priority lane at %d, want the deletion", got)
+	}
+	if d := f.decide(guestNum); d.Grant {
+		t.Fatal("deleted guest passes")
+	}
+}
