@@ -213,6 +213,9 @@ func encodeBulk(b store.Batch) [][]byte {
 			blobs = append(blobs, cur)
 			cur = nil
 		}
+		if cur == nil {
+			cur = make([]byte, 0, max(bulkChunk, len(item)))
+		}
 		cur = append(cur, item...)
 	}
 	var item []byte

@@ -555,7 +555,7 @@ func (s *State) Write(ctx context.Context, fn func(tx *Tx) error) ([]replication
 		return nil, err
 	}
 	var (
-		deltas []replication.Delta
+		deltas = make([]replication.Delta, 0, len(tx.changes))
 		bySrc  = map[replication.Source][]replication.Delta{}
 		srcs   []replication.Source
 	)
@@ -576,7 +576,7 @@ func (s *State) Write(ctx context.Context, fn func(tx *Tx) error) ([]replication
 	}
 	b := store.Batch{Claim: claims, Unclaim: unclaims, Puts: tx.puts}
 	for _, src := range srcs {
-		a := store.Append{Origin: StoreOrigin(src)}
+		a := store.Append{Origin: StoreOrigin(src), Records: make([]store.Record, 0, len(bySrc[src]))}
 		for _, d := range bySrc[src] {
 			data, err := d.MarshalBinary()
 			if err != nil {

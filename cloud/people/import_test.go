@@ -118,6 +118,7 @@ func TestImport100k(t *testing.T) {
 		func(p *peoplev1.ImportProgress) {
 			if len(phases) == 0 || phases[len(phases)-1] != p.GetPhase() {
 				phases = append(phases, p.GetPhase())
+				t.Logf("%v: phase %s", time.Since(start), p.GetPhase())
 			}
 		})
 	if err != nil {
