@@ -113,7 +113,7 @@ func tapMQTT(t *testing.T, s *peopleSite, nd *node.Node, door string, card acces
 	t.Helper()
 	dev := mqttproto.Device{Site: s.id, Kind: mqttproto.KindReader, ID: s.reader[door]}
 	got := make(chan mqttproto.Decision, 4)
-	opts := paho.NewClientOptions().AddBroker("tcp://"+nd.MQTTAddr()).SetClientID(dev.Username()).SetUsername(dev.Username()).
+	opts := paho.NewClientOptions().AddBroker("tcp://" + nd.MQTTAddr()).SetClientID(dev.Username()).SetUsername(dev.Username()).
 		SetPassword(peopleReaderSecret).SetCleanSession(true).SetProtocolVersion(4).SetAutoReconnect(false)
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
