@@ -147,17 +147,10 @@ type docField struct {
 	Have        bool
 }
 
-func (s *Service) names(v access.Visit) (site, host string) {
-	site, host = "the site", "your host"
-	s.state.View(func(r *replication.Replica) {
-		if st, ok := r.Site(v.SiteID); ok && st.Name != "" {
-			site = st.Name
-		}
-		if h, ok := r.Person(v.HostID); ok && h.Name != "" {
-			host = h.Name
-		}
-	})
-	return site, host
+func (s *Service) names(v access.Visit) (site, host string, loc *time.Location) {
+	var mc mailContext
+	s.state.View(func(r *replication.Replica) { mc = s.mailContext(r, v.SiteID, v.HostID) })
+	return mc.siteName, mc.hostName, mc.loc
 }
 
 // checkinData builds the page of visit v.
@@ -166,9 +159,9 @@ func (s *Service) checkinData(ctx context.Context, token string, v access.Visit,
 	if _, err := getJSON(ctx, s.st, KindVisitRecord, string(v.ID), &rec); err != nil {
 		return checkinData{}, err
 	}
-	site, host := s.names(v)
+	site, host, loc := s.names(v)
 	d := checkinData{Action: "/guest/" + token, FormToken: s.formToken("checkin", token), Site: site, Host: host,
-		When: v.From.In(s.loc).Format("Monday 2 January 2006, 15:04") + "–" + v.Until.In(s.loc).Format("15:04 MST"),
+		When: v.From.In(loc).Format("Monday 2 January 2006, 15:04") + "–" + v.Until.In(loc).Format("15:04 MST"),
 		NDA:  !rec.NDAAt.IsZero(), State: v.State.String(), Held: rec.Held, MaxKB: MaxDocumentBytes >> 10,
 		Escort: v.Escort, CheckedIn: v.State >= access.VisitCheckedIn, Complete: v.State >= access.VisitPreRegistered,
 		AcceptedTypes: strings.Join(documentTypes, ",")}
@@ -390,7 +383,7 @@ type pickupData struct {
 
 func (s *Service) pickupData(token string, v access.Visit, person access.Person, msg string) pickupData {
 	given, family := access.SplitVisitorName(person.Name)
-	site, _ := s.names(v)
+	site, _, _ := s.names(v)
 	return pickupData{Action: "/guest/" + token + "/pickup", FormToken: s.formToken("pickup", token),
 		Guest: strings.TrimSpace(given + " " + family), Site: site, State: strings.ReplaceAll(v.State.String(), "_", " "),
 		CanConfirm: v.State == access.VisitCheckedIn, Done: v.State == access.VisitPickedUp, Message: msg}

@@ -113,23 +113,20 @@ func (s *Service) Invite(ctx context.Context, in InviteIn) (Invited, error) {
 	if err := access.CheckInvite(access.Invite{Type: vt, From: in.From, Until: in.Until, Escort: in.Escort, Profiles: in.Profiles}); err != nil {
 		return Invited{}, err
 	}
-	var bad []string
-	hostName, hostEmail, siteName := "Your host", "", "the site"
+	var (
+		bad []string
+		mc  mailContext
+	)
 	s.state.View(func(r *replication.Replica) {
 		for _, p := range in.Profiles {
 			if g, ok := r.Group(p); ok && g.SiteID != in.Site {
 				bad = append(bad, fmt.Sprintf("profile %s is a group of site %s", p, g.SiteID))
 			}
 		}
-		if h, ok := r.Person(in.Host); ok {
-			if h.Deleted {
-				bad = append(bad, "host "+string(in.Host)+" is deleted")
-			}
-			hostName, hostEmail = cmp.Or(h.Name, hostName), h.Email
+		if h, ok := r.Person(in.Host); ok && h.Deleted {
+			bad = append(bad, "host "+string(in.Host)+" is deleted")
 		}
-		if site, ok := r.Site(in.Site); ok {
-			siteName = cmp.Or(site.Name, siteName)
-		}
+		mc = s.mailContext(r, in.Site, in.Host)
 	})
 	if len(bad) > 0 {
 		return Invited{}, access.Errorf(access.Invalid, "invite: %s", strings.Join(bad, "; "))
@@ -159,7 +156,7 @@ func (s *Service) Invite(ctx context.Context, in InviteIn) (Invited, error) {
 			s.log.Warn("visits: watchlist hit at invitation", "visit", vid, "action", hits[0].Entry.Action.String(), "entry", hits[0].Entry.ID)
 			continue
 		}
-		if p.mails, p.pickup, err = s.invitationMails(p.visit, &p.rec, hostName, hostEmail, siteName); err != nil {
+		if p.mails, p.pickup, err = s.invitationMails(p.visit, &p.rec, mc); err != nil {
 			return Invited{}, err
 		}
 	}
@@ -293,10 +290,33 @@ func (s *Service) replay(ctx context.Context, idemID, fingerprint string) (Invit
 	return out, true, nil
 }
 
+// mailContext is what an invitation says of its site and host.
+type mailContext struct {
+	hostName, hostEmail, siteName string
+	loc                           *time.Location
+}
+
+// mailContext reads the site's name and time zone and the host's name and
+// address from r (the replica, read-locked or under a write).
+func (s *Service) mailContext(r *replication.Replica, site, host access.ID) mailContext {
+	mc := mailContext{hostName: "Your host", siteName: "the site", loc: s.loc}
+	if h, ok := r.Person(host); ok {
+		mc.hostName, mc.hostEmail = cmp.Or(h.Name, mc.hostName), h.Email
+	}
+	if st, ok := r.Site(site); ok {
+		mc.siteName = cmp.Or(st.Name, mc.siteName)
+		if loc, err := time.LoadLocation(st.TimeZone); st.TimeZone != "" && err == nil {
+			mc.loc = loc
+		}
+	}
+	return mc
+}
+
 // invitationMails renders the guest's invitation and the host's pick-up
 // link email (when the host has an address), records them in rec and
 // returns them with the pick-up URL.
-func (s *Service) invitationMails(v access.Visit, rec *visitRecord, hostName, hostEmail, siteName string) ([]outboxMail, string, error) {
+func (s *Service) invitationMails(v access.Visit, rec *visitRecord, mc mailContext) ([]outboxMail, string, error) {
+	hostName, hostEmail, siteName := mc.hostName, mc.hostEmail, mc.siteName
 	now := s.now()
 	claims := access.TokenClaims{Visit: v.ID, Site: v.SiteID, Guest: v.VisitorID, NotBefore: now, Expires: v.Until}
 	token, err := s.keys.Sign(claims)
@@ -311,7 +331,7 @@ func (s *Service) invitationMails(v access.Visit, rec *visitRecord, hostName, ho
 	pickup := s.cfg.PublicURL + "/guest/" + hostToken + "/pickup"
 	guestName := strings.TrimSpace(rec.Given + " " + rec.Family)
 	msg, err := gmail.RenderInvitation(gmail.Invitation{To: rec.Email, GuestName: guestName, HostName: hostName,
-		SiteName: siteName, From: v.From, Until: v.Until, Location: s.loc, Token: token,
+		SiteName: siteName, From: v.From, Until: v.Until, Location: mc.loc, Token: token,
 		CheckInURL: s.cfg.PublicURL + "/guest/" + token, Escorted: v.Escort})
 	if err != nil {
 		return nil, "", err
@@ -331,7 +351,7 @@ func (s *Service) invitationMails(v access.Visit, rec *visitRecord, hostName, ho
 		return nil, "", err
 	}
 	if hostEmail != "" {
-		when := v.From.In(s.loc).Format("Monday 2 January 2006, 15:04 MST")
+		when := v.From.In(mc.loc).Format("Monday 2 January 2006, 15:04 MST")
 		text := fmt.Sprintf("You invited %s to %s on %s.\n\nWhen your guest has checked in and you have met them, confirm the pick-up here:\n%s\n",
 			guestName, siteName, when, pickup)
 		if v.Escort {
@@ -496,14 +516,7 @@ func (s *Service) Release(ctx context.Context, id access.ID) (View, error) {
 			rec.Held = false
 			return true, nil
 		}
-		hostName, hostEmail, siteName := "Your host", "", "the site"
-		if h, ok := tx.Replica().Person(v.HostID); ok {
-			hostName, hostEmail = cmp.Or(h.Name, hostName), h.Email
-		}
-		if site, ok := tx.Replica().Site(v.SiteID); ok {
-			siteName = cmp.Or(site.Name, siteName)
-		}
-		mails, _, err := s.invitationMails(v, rec, hostName, hostEmail, siteName)
+		mails, _, err := s.invitationMails(v, rec, s.mailContext(tx.Replica(), v.SiteID, v.HostID))
 		if err != nil {
 			return false, err
 		}

@@ -61,7 +61,8 @@ type Options struct {
 	// MessageIDDomain is the right-hand side of the Message-IDs of the
 	// hub's email (default "gatehouse.invalid").
 	MessageIDDomain string
-	// Location is the time zone of the times in emails (default UTC).
+	// Location is the time zone of the times in emails and pages for a
+	// site whose time zone the hub does not know (default UTC).
 	Location *time.Location
 	// Now is the clock (default time.Now).
 	Now func() time.Time
