@@ -449,3 +449,74 @@ func TestTokenKeyRotation(t *testing.T) {
 		t.Errorf("published keys (%d):\n%s", p.status, p.body)
 	}
 }
+
+// TestLifecycle: which changes each state allows, through the API.
+func TestLifecycle(t *testing.T) {
+	h := MustOpenHub(t, t.TempDir(), freeAddr(t))
+	seedBuilding(t, h)
+	host := client(h, auth.Host)
+	res := mustInvite(t, h, inviteReq("", nil, true, time.Hour, guest("Lisa", "Life"), guest("Carla", "Cancel")))
+	arriving, cancelled := res.GetVisits()[0].GetId(), res.GetVisits()[1].GetId()
+	state := func(id string) visitv1.VisitState { return mustGet(t, h, id).GetState() }
+
+	if _, err := host.ConfirmPickup(ctxT(t), connect.NewRequest(&visitv1.ConfirmPickupRequest{VisitId: arriving})); connectCode(err) != connect.CodeFailedPrecondition {
+		t.Errorf("pick-up before check-in: %v", err)
+	}
+	for range 2 { // the second is a no-op
+		if _, err := host.CancelVisit(ctxT(t), connect.NewRequest(&visitv1.CancelVisitRequest{VisitId: cancelled})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := state(cancelled); got != visitv1.VisitState_VISIT_STATE_CANCELLED {
+		t.Errorf("cancelled visit is %v", got)
+	}
+	if _, err := host.CheckOut(ctxT(t), connect.NewRequest(&visitv1.CheckOutRequest{VisitId: cancelled})); connectCode(err) != connect.CodeFailedPrecondition {
+		t.Errorf("checking out a cancelled visit: %v", err)
+	}
+	siteCheckIn(t, h, arriving)
+	if _, err := host.CancelVisit(ctxT(t), connect.NewRequest(&visitv1.CancelVisitRequest{VisitId: arriving})); connectCode(err) != connect.CodeFailedPrecondition {
+		t.Errorf("cancelling a checked-in visit: %v", err)
+	}
+	for range 2 {
+		if _, err := host.ConfirmPickup(ctxT(t), connect.NewRequest(&visitv1.ConfirmPickupRequest{VisitId: arriving})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := state(arriving); got != visitv1.VisitState_VISIT_STATE_PICKED_UP {
+		t.Errorf("after pick-up: %v", got)
+	}
+	if _, err := host.GetVisit(ctxT(t), connect.NewRequest(&visitv1.GetVisitRequest{VisitId: "01JN0TAV1S1T00000000000000"})); connectCode(err) != connect.CodeNotFound {
+		t.Errorf("an unknown visit: %v", err)
+	}
+}
+
+// TestNameChangedToAWatchlistedName: a guest who changes their name on the
+// pre-check-in page to a name on the watchlist is held for security, and
+// the visit does not become pre-registered.
+func TestNameChangedToAWatchlistedName(t *testing.T) {
+	c := MustStartCatcher(t, "127.0.0.1:0")
+	h := MustOpenHub(t, t.TempDir(), c.Addr())
+	seedBuilding(t, h)
+	sec := client(h, auth.Security)
+	if _, err := sec.PutWatchEntry(ctxT(t), connect.NewRequest(&visitv1.PutWatchEntryRequest{Entry: &visitv1.WatchEntry{
+		GivenNames: "Mallory", Surname: "Schmidt", Action: visitv1.WatchAction_WATCH_ACTION_HOLD, Reason: "check"}})); err != nil {
+		t.Fatal(err)
+	}
+	v := mustInvite(t, h, inviteReq("", nil, false, time.Hour, guest("Mal", "Smith"))).GetVisits()[0]
+	link := checkinLink(t, mailTo(t, c, "mal@example.test"))
+	st, _, body := postForm(t, link, map[string]string{"form_token": get(t, link).formToken(t), "given": "Mallory", "family": "Schmidt", "nda": "accept"})
+	if st != 409 || !strings.Contains(body, "being reviewed") {
+		t.Fatalf("name changed to a held name: %d\n%s", st, body)
+	}
+	got := mustGet(t, h, v.GetId())
+	if !got.GetHeld() || got.GetState() != visitv1.VisitState_VISIT_STATE_INVITED || got.GetGuest().GetFamilyName() != "Smith" {
+		t.Errorf("after the change: %v", got)
+	}
+	if p := get(t, link); !strings.Contains(p.body, "Mal") {
+		t.Errorf("page while held: %d\n%s", p.status, p.body)
+	}
+	rel, err := sec.ReleaseVisit(ctxT(t), connect.NewRequest(&visitv1.ReleaseVisitRequest{VisitId: v.GetId()}))
+	if err != nil || rel.Msg.GetVisit().GetHeld() || rel.Msg.GetVisit().GetState() != visitv1.VisitState_VISIT_STATE_INVITED {
+		t.Errorf("release: %v %v", rel, err)
+	}
+}
