@@ -96,6 +96,36 @@ type State struct {
 	// bulkPending: a large write is durable in its staging area but not
 	// yet in the logs (see commitLarge); the next Write finishes it.
 	bulkPending bool
+	// cardsOf lists, per person, every card number ever bound to them (a
+	// superset of what they hold: check with CardHolders), so deleting a
+	// person frees their numbers without scanning every card.
+	cardsOf map[access.ID][]access.CardNumber
+}
+
+// noteCards records in cardsOf the card bindings of applied deltas.
+// s.mu must be held for writing.
+func (s *State) noteCards(ds []replication.Delta) {
+	for _, d := range ds {
+		if d.Kind != replication.KindCard {
+			continue
+		}
+		for _, op := range d.Ops {
+			if op.Type != replication.OpAdd || op.Field != "holders" {
+				continue
+			}
+			p, _, err := replication.ParseHolderValue(op.Value)
+			n, err2 := access.ParseCardNumber(d.ID)
+			if err != nil || err2 != nil {
+				continue
+			}
+			if s.cardsOf == nil {
+				s.cardsOf = map[access.ID][]access.CardNumber{}
+			}
+			if !slices.Contains(s.cardsOf[p], n) {
+				s.cardsOf[p] = append(s.cardsOf[p], n)
+			}
+		}
+	}
 }
 
 // Open loads every delta log of st into a new replica and returns the
@@ -208,6 +238,7 @@ func (s *State) load(ctx context.Context) (bool, error) {
 			if err := s.rep.ApplyBatch(src, ds); err != nil {
 				return changed, fmt.Errorf("hubstate: load %s: %w", name, err)
 			}
+			s.noteCards(ds)
 			changed = true
 			after = recs[len(recs)-1].Seq
 		}
@@ -420,6 +451,7 @@ func (s *State) Apply(ctx context.Context, src replication.Source, deltas []repl
 			// Checked above; a failure here is a bug, and the store is ahead.
 			return fmt.Errorf("hubstate: apply %s after commit: %w", src, err)
 		}
+		s.noteCards(fresh[:n])
 		for _, d := range fresh[:n] {
 			_ = s.clock.Observe(d.Stamp) // skew is judged by the session before Apply
 		}
@@ -603,6 +635,7 @@ func (s *State) Write(ctx context.Context, fn func(tx *Tx) error) ([]replication
 		if err := s.rep.ApplyBatch(src, bySrc[src]); err != nil {
 			return nil, fmt.Errorf("hubstate: apply own write after commit: %w", err)
 		}
+		s.noteCards(bySrc[src])
 	}
 	if len(deltas) > 0 {
 		s.signal()
@@ -657,10 +690,10 @@ func (s *State) cardKeys(ctx context.Context, deltas []replication.Delta) (claim
 				if op.Type != replication.OpDelete {
 					continue
 				}
-				for _, c := range s.rep.Snapshot().Cards {
-					for _, h := range s.rep.CardHolders(c.Number) {
+				for _, n := range s.cardsOf[access.ID(d.ID)] {
+					for _, h := range s.rep.CardHolders(n) {
 						if h.PersonID == access.ID(d.ID) {
-							if err := free(c.Number, replication.HolderValue(h.PersonID, h.VisitID)); err != nil {
+							if err := free(n, replication.HolderValue(h.PersonID, h.VisitID)); err != nil {
 								return nil, nil, err
 							}
 						}

@@ -179,6 +179,16 @@ func TestImport100k(t *testing.T) {
 	}
 	slices.Sort(lat)
 	t.Logf("ListPeople at 100k: %d queries, p50 %v, max %v", len(lat), lat[len(lat)/2], lat[len(lat)-1])
+
+	// Single changes at 100k people.
+	start = time.Now()
+	p := admin.mustCreate(t, &peoplev1.CreatePersonRequest{Name: "One More", Kind: accessUser, Cards: []*peoplev1.CardSpec{{Number: 5}}})
+	t.Logf("CreatePerson at 100k: %v", time.Since(start))
+	start = time.Now()
+	if _, err := admin.people.DeletePerson(ctx, connect.NewRequest(&peoplev1.DeletePersonRequest{PersonId: p.GetId()})); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("DeletePerson at 100k: %v", time.Since(start))
 }
 
 // A hub killed (SIGKILL) in the middle of an import leaves nothing of it

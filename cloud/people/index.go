@@ -43,6 +43,13 @@ type index struct {
 
 func newIndex(st *hubstate.State) *index { return &index{st: st} }
 
+// last returns the view built last, or nil, without rebuilding it.
+func (ix *index) last() *view {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.v
+}
+
 // current returns a view of the replica as it is now, rebuilding it if the
 // replica changed since the last one.
 func (ix *index) current() *view {

@@ -214,8 +214,10 @@ func (s *Service) CreatePerson(ctx context.Context, req *connect.Request[peoplev
 			return nil, connectErr(err)
 		}
 	}
+	var before replication.Vector
 	_, err = s.state.Write(ctx, func(tx *hubstate.Tx) error {
 		r := tx.Replica()
+		before = r.Vector()
 		for _, g := range groups {
 			if _, ok := r.Group(g); !ok {
 				return notFound("group %s not found", g)
@@ -251,7 +253,7 @@ func (s *Service) CreatePerson(ctx context.Context, req *connect.Request[peoplev
 		return nil, connectErr(err)
 	}
 	s.log.Info("person created", "person", id, "cards", len(cards), "groups", len(groups))
-	pp, err := s.person(ctx, id)
+	pp, err := s.fresh(ctx, id, before, cards, grantIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -260,8 +262,10 @@ func (s *Service) CreatePerson(ctx context.Context, req *connect.Request[peoplev
 
 // writePerson runs fn in a hub write on the live person id, after checking
 // the caller may manage them. fn may add changes through tx.
-func (s *Service) writePerson(ctx context.Context, id access.ID, fn func(tx *hubstate.Tx, p access.Person) error) error {
+func (s *Service) writePerson(ctx context.Context, id access.ID, fn func(tx *hubstate.Tx, p access.Person) error) (replication.Vector, error) {
+	var before replication.Vector
 	_, err := s.state.Write(ctx, func(tx *hubstate.Tx) error {
+		before = tx.Replica().Vector()
 		p, ok := tx.Replica().Person(id)
 		if !ok || p.Deleted || p.Kind == access.Visitor {
 			return notFound("person %s not found", id)
@@ -271,7 +275,7 @@ func (s *Service) writePerson(ctx context.Context, id access.ID, fn func(tx *hub
 		}
 		return fn(tx, p)
 	})
-	return connectErr(err)
+	return before, connectErr(err)
 }
 
 // UpdatePerson changes the fields set in the request.
@@ -284,7 +288,7 @@ func (s *Service) UpdatePerson(ctx context.Context, req *connect.Request[peoplev
 	if err != nil {
 		return nil, err
 	}
-	err = s.writePerson(ctx, id, func(tx *hubstate.Tx, p access.Person) error {
+	before, err := s.writePerson(ctx, id, func(tx *hubstate.Tx, p access.Person) error {
 		q := p
 		if m.FirstName != nil || m.LastName != nil || m.Name != nil {
 			name, err := checkName(m.GetFirstName(), m.GetLastName(), m.GetName())
@@ -352,7 +356,7 @@ func (s *Service) UpdatePerson(ctx context.Context, req *connect.Request[peoplev
 	if err != nil {
 		return nil, err
 	}
-	pp, err := s.person(ctx, id)
+	pp, err := s.fresh(ctx, id, before, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -368,7 +372,7 @@ func (s *Service) SetActive(ctx context.Context, req *connect.Request[peoplev1.S
 	if err != nil {
 		return nil, err
 	}
-	err = s.writePerson(ctx, id, func(tx *hubstate.Tx, p access.Person) error {
+	before, err := s.writePerson(ctx, id, func(tx *hubstate.Tx, p access.Person) error {
 		switch {
 		case req.Msg.GetActive() && !p.Active:
 			tx.Change(replication.KindPerson, string(id), tx.Replica().EnableOp(replication.KindPerson, string(id)))
@@ -380,7 +384,7 @@ func (s *Service) SetActive(ctx context.Context, req *connect.Request[peoplev1.S
 	if err != nil {
 		return nil, err
 	}
-	pp, err := s.person(ctx, id)
+	pp, err := s.fresh(ctx, id, before, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -397,12 +401,16 @@ func (s *Service) DeletePerson(ctx context.Context, req *connect.Request[peoplev
 		return nil, err
 	}
 	var freed []string
-	if e := s.index.current().byID[id]; e != nil {
+	v := s.index.last() // informational: the cards as last indexed
+	if v == nil {
+		v = s.index.current()
+	}
+	if e := v.byID[id]; e != nil {
 		for _, c := range e.cards {
 			freed = append(freed, c.Number.Redacted())
 		}
 	}
-	err = s.writePerson(ctx, id, func(tx *hubstate.Tx, p access.Person) error {
+	_, err = s.writePerson(ctx, id, func(tx *hubstate.Tx, p access.Person) error {
 		tx.Change(replication.KindPerson, string(id), replication.DeleteOp())
 		return nil
 	})
@@ -428,6 +436,80 @@ func (s *Service) person(ctx context.Context, id access.ID) (*peoplev1.Person, e
 
 // proto returns the API form of e.
 func (v *view) proto(e *entry) *peoplev1.Person {
+	return personProto(e, func(id access.ID) access.Group { return v.groups[id] })
+}
+
+// fresh returns person id as the caller may see them just after a write
+// of this service, without rebuilding the index: from the index's view
+// before the write (when it is exactly the state before it) plus the
+// cards and grants the write may have added, each read back from the
+// replica. Otherwise it reads through the index.
+func (s *Service) fresh(ctx context.Context, id access.ID, before replication.Vector, cards []access.CardNumber, grants []access.ID) (*peoplev1.Person, error) {
+	v := s.index.last()
+	if v == nil || !v.vec.Equal(before) {
+		return s.person(ctx, id)
+	}
+	if old := v.byID[id]; old != nil {
+		for _, c := range old.cards {
+			cards = append(cards, c.Number)
+		}
+		for _, g := range old.grants {
+			grants = append(grants, g.ID)
+		}
+	}
+	var (
+		e      entry
+		found  bool
+		groups = map[access.ID]access.Group{}
+	)
+	s.state.View(func(r *replication.Replica) {
+		p, ok := r.Person(id)
+		if !ok || p.Deleted || p.Kind == access.Visitor {
+			return
+		}
+		found, e.p = true, p
+		seen := map[access.CardNumber]bool{}
+		for _, n := range cards {
+			if seen[n] {
+				continue
+			}
+			seen[n] = true
+			if c, ok := r.Card(n); ok && slices.Contains(r.CardHolders(n), replication.Holder{PersonID: id}) {
+				c.PersonID = id
+				e.cards = append(e.cards, c)
+			}
+		}
+		slices.SortFunc(e.cards, func(a, b access.Card) int { return cmpCard(a.Number, b.Number) })
+		for _, gid := range slices.Compact(slices.Sorted(slices.Values(grants))) {
+			if g, ok := r.Grant(gid); ok && !g.Removed && g.HolderID == id {
+				e.grants = append(e.grants, g)
+				if grp, ok := r.Group(g.GroupID); ok {
+					groups[g.GroupID] = grp
+				}
+			}
+		}
+	})
+	if !found {
+		return nil, notFound("person %s not found", id)
+	}
+	if err := auth.ScopeOccupier(ctx, e.p.OccupierID); err != nil {
+		return nil, err
+	}
+	return personProto(&e, func(id access.ID) access.Group { return groups[id] }), nil
+}
+
+func cmpCard(a, b access.CardNumber) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// personProto returns the API form of e, naming groups with group.
+func personProto(e *entry, group func(access.ID) access.Group) *peoplev1.Person {
 	p := e.p
 	out := &peoplev1.Person{Id: string(p.ID), Kind: kindProto(p.Kind), Name: p.Name, Email: p.Email, OccupierId: string(p.OccupierID),
 		Active: p.Active, OfflineAccess: p.OfflineAccess, ValidFromMs: timeMs(p.ValidFrom), ValidUntilMs: timeMs(p.ValidUntil)}
@@ -435,7 +517,7 @@ func (v *view) proto(e *entry) *peoplev1.Person {
 		out.Cards = append(out.Cards, cardProto(c))
 	}
 	for _, g := range e.grants {
-		grp := v.groups[g.GroupID]
+		grp := group(g.GroupID)
 		out.Groups = append(out.Groups, &peoplev1.GroupRef{GroupId: string(g.GroupID), Name: grp.Name, SiteId: string(grp.SiteID), GrantId: string(g.ID)})
 	}
 	return out
@@ -551,7 +633,7 @@ func (s *Service) AssignCard(ctx context.Context, req *connect.Request[peoplev1.
 	if err != nil {
 		return nil, err
 	}
-	err = s.writePerson(ctx, id, func(tx *hubstate.Tx, p access.Person) error {
+	before, err := s.writePerson(ctx, id, func(tx *hubstate.Tx, p access.Person) error {
 		r := tx.Replica()
 		if slices.Contains(r.CardHolders(n), replication.Holder{PersonID: id}) {
 			return nil
@@ -565,7 +647,7 @@ func (s *Service) AssignCard(ctx context.Context, req *connect.Request[peoplev1.
 	if err != nil {
 		return nil, err
 	}
-	pp, err := s.person(ctx, id)
+	pp, err := s.fresh(ctx, id, before, []access.CardNumber{n}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -585,7 +667,7 @@ func (s *Service) UnassignCard(ctx context.Context, req *connect.Request[peoplev
 	if err != nil {
 		return nil, err
 	}
-	err = s.writePerson(ctx, id, func(tx *hubstate.Tx, p access.Person) error {
+	before, err := s.writePerson(ctx, id, func(tx *hubstate.Tx, p access.Person) error {
 		r := tx.Replica()
 		if !slices.Contains(r.CardHolders(n), replication.Holder{PersonID: id}) {
 			return notFound("person %s holds no card %s", id, n.Redacted())
@@ -597,7 +679,7 @@ func (s *Service) UnassignCard(ctx context.Context, req *connect.Request[peoplev
 	if err != nil {
 		return nil, err
 	}
-	pp, err := s.person(ctx, id)
+	pp, err := s.fresh(ctx, id, before, nil, nil)
 	if err != nil {
 		return nil, err
 	}
