@@ -189,6 +189,11 @@ func TestImport100k(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("DeletePerson at 100k: %v", time.Since(start))
+	start = time.Now()
+	if got := query(&peoplev1.PeopleFilter{Query: "one more"}, "").GetTotalSize(); got != 0 {
+		t.Fatalf("the deleted person is still listed")
+	}
+	t.Logf("ListPeople right after a change at 100k: %v", time.Since(start))
 }
 
 // A hub killed (SIGKILL) in the middle of an import leaves nothing of it

@@ -1,6 +1,7 @@
 package people
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,6 +60,12 @@ func (ix *index) current() *view {
 	if ix.v != nil && ix.v.vec.Equal(vec) {
 		return ix.v
 	}
+	if ix.v != nil {
+		if v, ok := ix.patch(ix.v); ok {
+			ix.v = v
+			return v
+		}
+	}
 	var snap replication.Snapshot
 	ix.st.View(func(r *replication.Replica) {
 		snap = r.Snapshot()
@@ -66,6 +73,162 @@ func (ix *index) current() *view {
 	})
 	ix.v = build(snap, vec)
 	return ix.v
+}
+
+// maxPatch is the most deltas patch applies; beyond, the view is rebuilt.
+const maxPatch = 20_000
+
+// patch returns old brought up to the replica's present by re-reading
+// only the entities the deltas applied since old touched, or false when a
+// full rebuild is simpler (many deltas, or groups, doors or sites changed).
+// It holds the replica's read lock only while reading those entities.
+func (ix *index) patch(old *view) (*view, bool) {
+	var (
+		vec      replication.Vector
+		ok       = true
+		affected = map[access.ID]*entry{} // person → new entry (nil: gone)
+		cards    = map[access.CardNumber]access.ID{}
+	)
+	ix.st.View(func(r *replication.Replica) {
+		vec = r.Vector()
+		people := map[access.ID]bool{}
+		touchedCards := map[access.CardNumber]bool{}
+		touchedGrants := map[access.ID]bool{}
+		n := 0
+		for src, head := range vec {
+			from := old.vec[src]
+			if head <= from {
+				continue
+			}
+			if n += int(head - from); n > maxPatch {
+				ok = false
+				return
+			}
+			ds, err := r.Deltas(src, from, int(head-from))
+			if err != nil {
+				ok = false
+				return
+			}
+			for _, d := range ds {
+				switch d.Kind {
+				case replication.KindPerson:
+					people[access.ID(d.ID)] = true
+				case replication.KindCard:
+					if c, err := access.ParseCardNumber(d.ID); err == nil {
+						touchedCards[c] = true
+					}
+				case replication.KindGrant:
+					touchedGrants[access.ID(d.ID)] = true
+				case replication.KindVisit:
+				default: // groups, doors, sites, zones: rare; rebuild
+					ok = false
+					return
+				}
+			}
+		}
+		// Everyone a touched card or grant belonged to, before or now.
+		for c := range touchedCards {
+			if e := old.byCard[c]; e != nil {
+				people[e.p.ID] = true
+			}
+			for _, h := range r.CardHolders(c) {
+				if h.VisitID == "" {
+					people[h.PersonID] = true
+				}
+			}
+		}
+		grantHolder := map[access.ID]access.ID{}
+		for g := range touchedGrants {
+			if gr, found := r.Grant(g); found {
+				grantHolder[g] = gr.HolderID
+				people[gr.HolderID] = true
+			}
+		}
+		for id := range people {
+			prev := old.byID[id]
+			p, found := r.Person(id)
+			if !found || p.Deleted || p.Kind == access.Visitor {
+				affected[id] = nil
+				continue
+			}
+			e := &entry{p: p, key: strings.ToLower(p.Name) + "\x00" + string(p.ID), text: strings.ToLower(p.Name + "\x00" + p.Email)}
+			var cand []access.CardNumber
+			var gcand []access.ID
+			if prev != nil {
+				for _, c := range prev.cards {
+					cand = append(cand, c.Number)
+				}
+				for _, g := range prev.grants {
+					gcand = append(gcand, g.ID)
+				}
+			}
+			for c := range touchedCards {
+				cand = append(cand, c)
+			}
+			for g, h := range grantHolder {
+				if h == id {
+					gcand = append(gcand, g)
+				}
+			}
+			slices.Sort(cand)
+			for _, c := range slices.Compact(cand) {
+				if slices.Contains(r.CardHolders(c), replication.Holder{PersonID: id}) {
+					card, _ := r.Card(c)
+					card.PersonID, card.VisitID = id, ""
+					e.cards = append(e.cards, card)
+					cards[c] = id
+				}
+			}
+			slices.Sort(gcand)
+			for _, g := range slices.Compact(gcand) {
+				if gr, found := r.Grant(g); found && !gr.Removed && gr.HolderID == id {
+					e.grants = append(e.grants, gr)
+				}
+			}
+			affected[id] = e
+		}
+	})
+	if !ok {
+		return nil, false
+	}
+	v := &view{vec: vec, byID: maps.Clone(old.byID), byCard: maps.Clone(old.byCard), groups: old.groups, doors: old.doors,
+		sites: old.sites, members: map[access.ID][]*entry{}}
+	v.entries = make([]*entry, 0, len(old.entries)+len(affected))
+	for _, e := range old.entries {
+		if _, changed := affected[e.p.ID]; !changed {
+			v.entries = append(v.entries, e)
+		}
+	}
+	for id, e := range affected {
+		if prev := old.byID[id]; prev != nil {
+			for _, c := range prev.cards {
+				if v.byCard[c.Number] == prev {
+					delete(v.byCard, c.Number)
+				}
+			}
+		}
+		if e == nil {
+			delete(v.byID, id)
+			continue
+		}
+		for _, g := range e.grants {
+			if grp, ok := v.groups[g.GroupID]; ok && !slices.Contains(e.sites, grp.SiteID) {
+				e.sites = append(e.sites, grp.SiteID)
+			}
+		}
+		v.byID[id] = e
+		v.entries = append(v.entries, e)
+	}
+	for c, id := range cards {
+		v.byCard[c] = v.byID[id]
+	}
+	slices.SortFunc(v.entries, func(a, b *entry) int { return strings.Compare(a.key, b.key) })
+	for _, e := range v.entries {
+		for _, g := range e.grants {
+			v.members[g.GroupID] = append(v.members[g.GroupID], e)
+		}
+	}
+	return v, true
 }
 
 func build(snap replication.Snapshot, vec replication.Vector) *view {
