@@ -40,6 +40,10 @@ import (
 // (not done yet; docs/cardholders.md).
 
 const (
+	// bulkItems and bulkBytes bound each commit of step 2: close to the
+	// store's limits, since every commit is an fsync.
+	bulkItems    = store.MaxBatchItems - 100
+	bulkBytes    = store.MaxBatchBytes - 256<<10
 	bulkMarker   = "bulk"
 	bulkChunk    = 900 << 10 // bytes of one staging entity, below store.MaxEntitySize
 	bulkPerStage = 3         // staging entities per commit, below store.MaxBatchBytes
@@ -94,7 +98,7 @@ func (s *State) commitLarge(ctx context.Context, b store.Batch) error {
 
 // finishBulk is step 2 for b. s.mu must be held.
 func (s *State) finishBulk(ctx context.Context, b store.Batch) error {
-	for c := range chunks(len(b.Claim), commitItems) {
+	for c := range chunks(len(b.Claim), bulkItems) {
 		if err := s.st.Commit(ctx, store.Batch{Claim: b.Claim[c[0]:c[1]]}); err != nil {
 			if errors.Is(err, store.ErrKeyTaken) {
 				// Nothing of the write is in the logs yet: give it up.
@@ -111,7 +115,7 @@ func (s *State) finishBulk(ctx context.Context, b store.Batch) error {
 		rest := a.Records[1:]
 		for len(rest) > 0 {
 			n, size := 0, 0
-			for n < len(rest) && n < commitItems && (n == 0 || size+len(rest[n].Data) <= commitBytes) {
+			for n < len(rest) && n < bulkItems && (n == 0 || size+len(rest[n].Data) <= bulkBytes) {
 				size += len(rest[n].Data)
 				n++
 			}
@@ -123,7 +127,7 @@ func (s *State) finishBulk(ctx context.Context, b store.Batch) error {
 		}
 		last.Appends = append(last.Appends, store.Append{Origin: a.Origin, Records: a.Records[:1]})
 	}
-	for c := range chunks(len(b.Unclaim), commitItems) {
+	for c := range chunks(len(b.Unclaim), bulkItems) {
 		if err := s.st.Commit(ctx, store.Batch{Unclaim: b.Unclaim[c[0]:c[1]]}); err != nil {
 			return fmt.Errorf("bulk write unclaims: %w", err)
 		}
