@@ -72,14 +72,14 @@ func (s *Service) ListAccessLogs(ctx context.Context, req *connect.Request[peopl
 	if err != nil {
 		return nil, connectErr(err)
 	}
+	var lastAt time.Time
 	for _, ev := range evs {
 		e := v.byID[ev.Holder]
 		if caller.Role == auth.OccupierAdmin && (e == nil || !auth.InScope(ctx, e.p.OccupierID)) {
 			continue
 		}
 		if len(res.Logs) == size {
-			last := res.Logs[len(res.Logs)-1]
-			res.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(time.UnixMilli(last.AtMs).UnixNano(), 10)))
+			res.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(lastAt.UnixNano(), 10)))
 			break
 		}
 		l := &peoplev1.AccessLog{SiteId: string(ev.Site), Origin: ev.Origin, Seq: ev.Seq, AtMs: ev.At.UnixMilli(), DoorId: string(ev.Door),
@@ -88,6 +88,7 @@ func (s *Service) ListAccessLogs(ctx context.Context, req *connect.Request[peopl
 			l.PersonName = e.p.Name
 		}
 		res.Logs = append(res.Logs, l)
+		lastAt = ev.At
 	}
 	return connect.NewResponse(res), nil
 }
