@@ -413,3 +413,37 @@ func export(t *testing.T, c clients, f *peoplev1.PeopleFilter) string {
 	}
 	return b.String()
 }
+
+// UpdatePerson changes only the fields set; an import retried with its
+// idempotency key imports nothing more.
+func TestUpdateAndImportIdempotency(t *testing.T) {
+	e := MustOpenEnv(t, nil)
+	admin := e.as(keyAdmin)
+	p := admin.mustCreate(t, &peoplev1.CreatePersonRequest{Name: "Ann Lee", Email: "ann@example.com", Kind: accessUser, Cards: []*peoplev1.CardSpec{{Number: 12}}})
+	first, last, off, occ := "Anne", "Leigh", true, string(occA)
+	res, err := admin.people.UpdatePerson(ctx, connect.NewRequest(&peoplev1.UpdatePersonRequest{PersonId: p.GetId(), FirstName: &first, LastName: &last,
+		OfflineAccess: &off, Kind: occupierUser, OccupierId: &occ}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := res.Msg.GetPerson()
+	if got.GetName() != "Anne Leigh" || got.GetEmail() != "ann@example.com" || !got.GetOfflineAccess() || got.GetOccupierId() != occ ||
+		got.GetKind() != occupierUser || len(got.GetCards()) != 1 {
+		t.Fatalf("updated: %v", got)
+	}
+	// Now occupier admin A manages them.
+	if _, err := e.as(keyOccA).people.GetPerson(ctx, connect.NewRequest(&peoplev1.GetPersonRequest{PersonId: p.GetId()})); err != nil {
+		t.Fatal(err)
+	}
+
+	req := &peoplev1.ImportPeopleRequest{Csv: []byte("name,card_number\nCid,20\nDee,21\n"), Kind: accessUser, IdempotencyKey: "batch-7"}
+	for i := range 2 {
+		r, err := admin.importFile(ctx, req, nil)
+		if err != nil || !r.GetAccepted() || r.GetCreated() != 2 {
+			t.Fatalf("import %d: %v %v", i, r, err)
+		}
+	}
+	if got := len(admin.list(t, nil, 0)); got != 3 {
+		t.Fatalf("%d people after a retried import, want 3", got)
+	}
+}
