@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,6 +107,16 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	_, _ = rand.Read(token)
 	m.apiToken = hex.EncodeToString(token)
 
+	// The site replicates with the hub: the nodes' uplink (run by the Raft
+	// leader) dials the hub's sync service with the site's token, so the
+	// hub's address is fixed before the nodes start.
+	hubAddr, err := resolveListenAddr(m.Config.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	_, _ = rand.Read(token)
+	syncToken := hex.EncodeToString(token)
+
 	var urls []string
 	for i := range m.Config.Nodes {
 		cfg := node.Config{
@@ -119,6 +130,7 @@ func (m *DemoMain) Run(ctx context.Context) error {
 			ClusterToken: clusterToken,
 			APIToken:     m.apiToken,
 			Version:      Version,
+			Uplink:       &node.UplinkConfig{HubURL: "http://" + hubAddr, Token: syncToken},
 		}
 		if i == 0 {
 			cfg.Bootstrap = true
@@ -137,8 +149,9 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	}
 
 	hcfg := hub.DefaultConfig()
-	hcfg.HTTPAddr = m.Config.HTTPAddr
+	hcfg.HTTPAddr = hubAddr
 	hcfg.Version = Version
+	hcfg.SyncSites = []hub.SyncSite{{ID: demoSiteID, Token: syncToken}}
 	hcfg.Sites = []hub.SiteEndpoint{{ID: demoSiteID, Name: "Demo HQ", Nodes: urls, APIToken: m.apiToken}}
 	// The demo's mail goes to an SMTP server on loopback that keeps it and
 	// shows it at /mail: nothing leaves this machine.
@@ -247,4 +260,22 @@ func (m *DemoMain) Close() error {
 		m.tempDir = ""
 	}
 	return errors.Join(errs...)
+}
+
+// resolveListenAddr returns addr with a free port chosen when its port is
+// 0, so that others can be told the address before the server listens.
+func resolveListenAddr(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("demo: --http %q: %w", addr, err)
+	}
+	if port != "0" {
+		return addr, nil
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", fmt.Errorf("demo: pick a port for the hub: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }

@@ -322,6 +322,27 @@ func TestDemo(t *testing.T) {
 		return online["kiosk"] == 1 && online["dispenser"] == 1, fmt.Sprint(online)
 	})
 
+	// The site replicates with the hub: its leader's uplink is connected and
+	// the hub has acknowledged everything the site made (the building).
+	waitFor(t, "the site synced with the hub", 60*time.Second, func() (bool, string) {
+		for _, n := range nodes {
+			u := n.Uplink()
+			if u == nil {
+				return false, "no uplink"
+			}
+			st := u.Status()
+			if !st.Active {
+				continue
+			}
+			lag := uint64(0)
+			for _, l := range st.Lag {
+				lag += l
+			}
+			return st.Connected && !st.LastSync.IsZero() && lag == 0 && !st.Refused, fmt.Sprintf("%+v", st)
+		}
+		return false, "no node runs the uplink"
+	})
+
 	// The console's live decisions: the hub tails the site's events, with
 	// a realistic mix of grants and denies from the simulated readers.
 	console := consolev1connect.NewConsoleServiceClient(http.DefaultClient, strings.TrimSuffix(url, "/"), connect.WithProtoJSON())
