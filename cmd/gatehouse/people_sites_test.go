@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -274,4 +276,138 @@ func TestCardholdersAtTheDoors(t *testing.T) {
 	if d := tapMQTT(t, b, b.nodes[0], b.doors[0], card); !d.Grant {
 		t.Fatalf("tap over MQTT by the new holder: %+v", d)
 	}
+}
+
+// cacheWatcher plays a door controller over MQTT and assembles the
+// offline caches the site pushes to it.
+type cacheWatcher struct {
+	dev    mqttproto.Device
+	c      paho.Client
+	mu     sync.Mutex
+	parts  map[uint64][]mqttproto.DoorCmd
+	caches []mqttproto.OfflineCache
+}
+
+func watchCache(t *testing.T, s *peopleSite, nd *node.Node, dev, door, secret string) *cacheWatcher {
+	t.Helper()
+	w := &cacheWatcher{dev: mqttproto.Device{Site: s.id, Kind: mqttproto.KindDoor, ID: dev}, parts: map[uint64][]mqttproto.DoorCmd{}}
+	opts := paho.NewClientOptions().AddBroker("tcp://" + nd.MQTTAddr()).SetClientID(w.dev.Username()).SetUsername(w.dev.Username()).
+		SetPassword(secret).SetCleanSession(true).SetProtocolVersion(4).SetAutoReconnect(false).SetOrderMatters(true)
+	w.c = paho.NewClient(opts)
+	if tok := w.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("door controller connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { w.c.Disconnect(50) })
+	if tok := w.c.Subscribe(w.dev.Topic(mqttproto.ChannelCmd).String(), mqttproto.QoS, func(_ paho.Client, m paho.Message) {
+		cmd, err := mqttproto.DecodeDoorCmd(m.Payload())
+		if err != nil || cmd.Type != mqttproto.DoorOfflineCache {
+			return
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.parts[cmd.Version] = append(w.parts[cmd.Version], cmd)
+		if len(w.parts[cmd.Version]) == cmd.Parts {
+			oc := mqttproto.OfflineCache{Door: cmd.Door, Version: cmd.Version}
+			for _, p := range w.parts[cmd.Version] {
+				oc.Entries = append(oc.Entries, p.Entries...)
+			}
+			w.caches = append(w.caches, oc)
+		}
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	b, err := mqttproto.State{Online: true, Firmware: "test-1", Door: &mqttproto.DoorStatus{
+		Doors: []mqttproto.DoorState{{Door: access.ID(door), Mode: mqttproto.DoorNormal}}}}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := w.c.Publish(w.dev.Topic(mqttproto.ChannelState).String(), mqttproto.QoS, true, b); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish state: %v", tok.Error())
+	}
+	return w
+}
+
+// latest returns the cards of the newest complete cache.
+func (w *cacheWatcher) latest() ([]access.CardNumber, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.caches) == 0 {
+		return nil, false
+	}
+	newest := w.caches[0]
+	for _, c := range w.caches {
+		if c.Version > newest.Version {
+			newest = c
+		}
+	}
+	var out []access.CardNumber
+	for _, e := range newest.Entries {
+		out = append(out, e.Card)
+	}
+	slices.Sort(out)
+	return out, true
+}
+
+// TestOfflineAccessFromTheHub: of two people made at the hub with the
+// same group, only the one with offline access is pushed into the door
+// controller's offline cache; turning it off at the hub takes them out.
+func TestOfflineAccessFromTheHub(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a hub and a site")
+	}
+	const key = "people-offline-admin-key-0123"
+	site, tok := newTestID(t), "site-o-token-0123456789"
+	cfg := hub.DefaultConfig()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Store.Dir = filepath.Join(t.TempDir(), "store")
+	cfg.APIKeys = []auth.Key{{ID: "admin", SHA256: auth.HashKey(key), Role: auth.Admin}}
+	cfg.SyncSites = []hub.SyncSite{{ID: site, Token: tok}}
+	h := hub.New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err := h.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	hubURL := "http://" + h.Addr()
+	s := openPeopleSite(t, site, tok, hubURL, 1, 1)
+	door, ctlID := s.doors[0], newTestID(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.nodes[0].Propose(ctx, &raftv1.Command{Op: &raftv1.Command_PutDevice{PutDevice: &accessv1.Device{Id: ctlID, SiteId: site,
+		Kind: accessv1.DeviceKind_DEVICE_KIND_DOOR, Name: "ctl", DoorId: door, SecretHash: access.HashSecret([]byte("door-secret-0001"))}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the site's door at the hub", 30*time.Second, func() (bool, string) { return len(h.State().Doors()) == 1, "" })
+
+	opt := connect.WithInterceptors(auth.Bearer(key))
+	pc := peoplev1connect.NewPeopleServiceClient(http.DefaultClient, hubURL, opt)
+	gc := peoplev1connect.NewGroupServiceClient(http.DefaultClient, hubURL, opt)
+	g, err := gc.CreateGroup(ctx, connect.NewRequest(&peoplev1.CreateGroupRequest{SiteId: site, Name: "G", DoorIds: []string{door}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func(name string, card uint64, offline bool) string {
+		res, err := pc.CreatePerson(ctx, connect.NewRequest(&peoplev1.CreatePersonRequest{Name: name, Kind: peoplev1.PersonKind_PERSON_KIND_ACCESS_USER,
+			Active: true, OfflineAccess: offline, Cards: []*peoplev1.CardSpec{{Number: card}}, GroupIds: []string{g.Msg.GetGroup().GetId()}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Msg.GetPerson().GetId()
+	}
+	olly := create("Olly Offline", 41, true)
+	create("Nora Online", 42, false)
+
+	w := watchCache(t, s, s.nodes[0], ctlID, door, "door-secret-0001")
+	cacheIs := func(what string, want []access.CardNumber) {
+		t.Helper()
+		waitFor(t, what, 30*time.Second, func() (bool, string) {
+			got, ok := w.latest()
+			return ok && slices.Equal(got, want), fmt.Sprintf("cache %v", got)
+		})
+	}
+	cacheIs("only the offline-access card cached", []access.CardNumber{41})
+	off := false
+	if _, err := pc.UpdatePerson(ctx, connect.NewRequest(&peoplev1.UpdatePersonRequest{PersonId: olly, OfflineAccess: &off})); err != nil {
+		t.Fatal(err)
+	}
+	cacheIs("offline access turned off at the hub empties the cache", nil)
 }
