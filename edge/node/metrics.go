@@ -55,6 +55,13 @@ func newMetrics(n *Node) *metrics {
 		return float64(c)
 	})
 	gauge("event_seq", "Last access-event sequence number assigned at the site.", func() float64 { return float64(n.machine.LastSeq()) })
+	gauge("replication_local_deltas", "Changes kept at the site under its local origin because the hub would refuse them from a site.", func() float64 {
+		var c uint64
+		for _, seq := range n.machine.LocalVector() {
+			c += seq
+		}
+		return float64(c)
+	})
 	if n.uplink != nil {
 		for _, lane := range []replication.Lane{replication.LanePriority, replication.LaneNormal} {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gatehouse", Subsystem: "edge", Name: "uplink_lag",

@@ -150,6 +150,9 @@ func TestConfigValidate(t *testing.T) {
 		{"ErrAPIToken", func(c *Config) { c.APIToken = "" }, "api_token"},
 		{"ErrJoinURL", func(c *Config) { c.Join = "127.0.0.1:7001" }, "want a URL"},
 		{"ErrBootstrapJoin", func(c *Config) { c.Bootstrap, c.Join = true, "http://x" }, "exclude"},
+		{"Uplink", func(c *Config) { c.Uplink = &UplinkConfig{HubURL: "https://hub", Token: "t"} }, ""},
+		{"ErrUplinkURL", func(c *Config) { c.Uplink = &UplinkConfig{HubURL: "hub:443", Token: "t"} }, "hub_url"},
+		{"ErrUplinkCredential", func(c *Config) { c.Uplink = &UplinkConfig{HubURL: "https://hub"} }, "token or a tls_dir"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ok

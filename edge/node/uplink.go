@@ -93,22 +93,44 @@ func (s uplinkSite) Deltas(src replication.Source, after uint64, max int) (ds []
 	return ds, err
 }
 
-// ApplyDeltas proposes the hub's deltas as one ApplyDeltas command (fenced
-// when it may revoke) and waits until this node applied it.
+// maxApplyBytes bounds the encoded deltas of one ApplyDeltas command, well
+// below raftnode's MaxBatchBytes (1 MiB by default), so that a batch of
+// large deltas is never refused as too large.
+const maxApplyBytes = 256 << 10
+
+// ApplyDeltas proposes the hub's deltas as ApplyDeltas commands (each
+// fenced when it may revoke; more than one when the deltas are large, each
+// a consecutive run, so a failure leaves a prefix applied, which the
+// session's vector reflects) and waits until this node applied them.
 func (s uplinkSite) ApplyDeltas(ctx context.Context, ds []replication.Delta) error {
-	op := &raftv1.ApplyDeltas{Deltas: make([][]byte, len(ds))}
-	for i, d := range ds {
+	var chunk [][]byte
+	size := 0
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		op := &raftv1.ApplyDeltas{Deltas: chunk}
+		chunk, size = nil, 0
+		res, err := s.n.Propose(ctx, &raftv1.Command{Actor: "hub", Op: &raftv1.Command_ApplyDeltas{ApplyDeltas: op}})
+		if err != nil {
+			return err
+		}
+		return s.n.raft.WaitApplied(ctx, res[0].GetIndex())
+	}
+	for _, d := range ds {
 		b, err := d.MarshalBinary()
 		if err != nil {
 			return err
 		}
-		op.Deltas[i] = b
+		if size+len(b) > maxApplyBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		chunk = append(chunk, b)
+		size += len(b)
 	}
-	res, err := s.n.Propose(ctx, &raftv1.Command{Actor: "hub", Op: &raftv1.Command_ApplyDeltas{ApplyDeltas: op}})
-	if err != nil {
-		return err
-	}
-	return s.n.raft.WaitApplied(ctx, res[0].GetIndex())
+	return flush()
 }
 
 // uplinkDetail summarises the uplink for the node's status.

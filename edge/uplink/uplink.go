@@ -122,7 +122,7 @@ type Status struct {
 	LastError string
 	Refused   bool
 	// Lag is, per lane of the site's own log, how many deltas the hub has
-	// not acknowledged yet (as of the last session).
+	// not acknowledged yet (as of the last session; 0 when not Active).
 	Lag map[replication.Lane]uint64
 	// Sessions counts sessions opened; Applied counts hub batches
 	// committed through Raft.
@@ -223,6 +223,9 @@ func (u *Uplink) Status() Status {
 	defer u.mu.Unlock()
 	s := u.status
 	s.Lag = map[replication.Lane]uint64{}
+	if !s.Active {
+		return s // only the leader knows what the hub holds
+	}
 	own := u.site.OwnVector()
 	for _, l := range []replication.Lane{replication.LanePriority, replication.LaneNormal} {
 		src := replication.Source{Origin: u.cfg.SiteID, Lane: l}
@@ -382,26 +385,44 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 			}
 		}
 	}()
-	recv := make(chan received, 16)
+	// The reader never blocks on the session loop: while the loop waits
+	// on a Raft commit or a send, the hub's messages queue here (the
+	// hub's window bounds them), so neither side's sends can wait on the
+	// other's.
+	var (
+		qmu   sync.Mutex
+		queue []received
+		ready = make(chan struct{}, 1)
+	)
 	go func() {
 		for {
 			m, err := stream.Receive()
-			var r received
-			if err != nil {
-				r.err = err
-			} else {
+			r := received{err: err}
+			if err == nil {
 				r.msg = m.GetMessage()
 			}
+			qmu.Lock()
+			queue = append(queue, r)
+			qmu.Unlock()
 			select {
-			case recv <- r:
-			case <-ctx.Done():
-				return
+			case ready <- struct{}{}:
+			default:
 			}
 			if err != nil {
 				return
 			}
 		}
 	}()
+	next := func() (received, bool) {
+		qmu.Lock()
+		defer qmu.Unlock()
+		if len(queue) == 0 {
+			return received{}, false
+		}
+		r := queue[0]
+		queue = queue[1:]
+		return r, true
+	}
 
 	connected := false
 	for {
@@ -422,48 +443,52 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 				return progress, sendError(stream, err)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return progress, ctx.Err()
-		case <-changed:
-		case r := <-recv:
-			if r.err != nil {
-				if errors.Is(r.err, io.EOF) {
-					return progress, errors.New("uplink: the hub ended the stream")
-				}
-				return progress, r.err
+		r, ok := next()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return progress, ctx.Err()
+			case <-changed:
+			case <-ready:
 			}
-			if !connected {
-				connected = true
-				u.update(func(s *Status) { s.Connected, s.LastError, s.Refused = true, "", false })
-				u.log.Info("hub session open")
+			continue
+		}
+		if r.err != nil {
+			if errors.Is(r.err, io.EOF) {
+				return progress, errors.New("uplink: the hub ended the stream")
 			}
-			m, err := fromWire(HubOrigin, r.msg)
-			if err != nil {
-				return progress, err
-			}
-			if err := sess.Receive(m); err != nil {
-				return progress, err
-			}
-			if m.Type == replication.MsgBatch {
-				// Applied through Raft: committed, so durable.
-				sess.MarkDurable(u.durable())
+			return progress, r.err
+		}
+		if !connected {
+			connected = true
+			u.update(func(s *Status) { s.Connected, s.LastError, s.Refused = true, "", false })
+			u.log.Info("hub session open")
+		}
+		m, err := fromWire(HubOrigin, r.msg)
+		if err != nil {
+			return progress, err
+		}
+		if err := sess.Receive(m); err != nil {
+			return progress, err
+		}
+		if m.Type == replication.MsgBatch {
+			// Applied through Raft: committed, so durable.
+			sess.MarkDurable(u.durable())
+			progress = true
+		}
+		acked := sess.PeerAcked()
+		synced := sess.Synced()
+		u.mu.Lock()
+		for src, n := range acked {
+			if src.Origin == site && n > u.acked[src] {
+				u.acked[src] = n
 				progress = true
 			}
-			acked := sess.PeerAcked()
-			synced := sess.Synced()
-			u.mu.Lock()
-			for src, n := range acked {
-				if src.Origin == site && n > u.acked[src] {
-					u.acked[src] = n
-					progress = true
-				}
-			}
-			if synced {
-				u.status.LastSync = time.Now()
-			}
-			u.mu.Unlock()
 		}
+		if synced {
+			u.status.LastSync = time.Now()
+		}
+		u.mu.Unlock()
 	}
 }
 

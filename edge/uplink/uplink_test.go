@@ -30,6 +30,7 @@ import (
 	"github.com/gatehouse/gatehouse/edge/raftnode"
 	"github.com/gatehouse/gatehouse/edge/uplink"
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
+	edgev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1"
 	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
 	"github.com/gatehouse/gatehouse/replication"
 )
@@ -274,21 +275,69 @@ func openSite(t *testing.T, hubURL string) []*node.Node {
 	}
 	t.Cleanup(func() {
 		for i := len(nodes) - 1; i >= 0; i-- {
-			_ = nodes[i].Close()
+			killMu.Lock()
+			ch, killed := killing[nodes[i]]
+			killMu.Unlock()
+			if !killed {
+				_ = nodes[i].Close()
+				continue
+			}
+			select {
+			case <-ch:
+			case <-time.After(waitTimeout):
+				// A known raftnode issue (hashicorp/raft's pipeline can
+				// hang its shutdown when the leader steps down under
+				// load); the node is left behind rather than hanging the
+				// suite.
+				t.Logf("node %d did not finish closing", i)
+			}
 		}
 	})
 	return nodes
 }
 
-// propose commits cmds through n and waits until every node applied them.
+var (
+	killMu  sync.Mutex
+	killing = map[*node.Node]chan struct{}{}
+)
+
+// kill stops n without waiting for it to finish stopping (the cleanup of
+// openSite waits, bounded).
+func kill(n *node.Node) {
+	ch := make(chan struct{})
+	killMu.Lock()
+	killing[n] = ch
+	killMu.Unlock()
+	go func() {
+		defer close(ch)
+		_ = n.Close()
+	}()
+}
+
+// propose commits cmds through via and waits until every node of nodes
+// applied them. While leadership moves a proposal's outcome may be
+// unknown: it is retried with the same request IDs, which commits each
+// command once.
 func propose(t *testing.T, nodes []*node.Node, via *node.Node, cmds ...*raftv1.Command) {
 	t.Helper()
+	for _, c := range cmds {
+		if c.RequestId == "" {
+			c.RequestId = newID(t)
+		}
+	}
+	var res []*edgev1.CommandResult
+	waitFor(t, "commands committed", func() bool {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var err error
+		if res, err = via.Propose(pctx, cmds...); err != nil {
+			t.Logf("propose: %v (retrying)", err)
+			return false
+		}
+		return true
+	})
 	pctx, cancel := context.WithTimeout(ctx, waitTimeout)
 	defer cancel()
-	res, err := via.Propose(pctx, cmds...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, n := range nodes {
 		if err := n.Raft().WaitApplied(pctx, res[len(res)-1].GetIndex()); err != nil {
 			t.Fatal(err)
@@ -419,6 +468,9 @@ func TestSiteAndHubExchange(t *testing.T) {
 		st := l.Uplink().Status()
 		return st.Connected && st.Lag[replication.LanePriority] == 0 && st.Lag[replication.LaneNormal] == 0 && !st.LastSync.IsZero()
 	})
+	if st := l.Uplink().Status(); st.Refused || st.LastError != "" {
+		t.Errorf("uplink status %+v: the hub refused something", st)
+	}
 	resp, err := http.Get(l.URL() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -494,9 +546,7 @@ func TestLeaderKilledMidSync(t *testing.T) {
 	for i := range rounds {
 		if i == rounds/2 {
 			waitFor(t, "the hub to take some of the site's changes", func() bool { return hub.state.Vector()[normal] > base[normal] })
-			if err := first.Close(); err != nil {
-				t.Logf("close leader: %v", err)
-			}
+			kill(first)
 		}
 		zone := newID(t)
 		propose(t, rest, rest[i%2], &raftv1.Command{Op: &raftv1.Command_PutZone{PutZone: &accessv1.Zone{Id: zone, SiteId: testSite, Name: fmt.Sprint("zone ", i)}}})
@@ -568,6 +618,9 @@ func TestWANCut(t *testing.T) {
 	wan.Heal(hub.Addr())
 	waitFor(t, "the site and the hub to converge after the cut", func() bool { return converged(hub, nodes) })
 	sameReplicas(t, hub, nodes)
+	if st := leader(t, nodes).Uplink().Status(); st.Refused {
+		t.Errorf("uplink status %+v: the hub refused a batch", st)
+	}
 	everyNode(t, nodes, a.card, a.door, false, "after the merge, visitor A (checked out at the site, new profile at the hub)")
 	everyNode(t, nodes, b.card, b.door, false, "after the merge, visitor B (re-granted at the site, revoked at the hub)")
 	for _, f := range []*siteFixture{a, b} {
