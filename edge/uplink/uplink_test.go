@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/gatehouse/gatehouse/access"
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
 	"github.com/gatehouse/gatehouse/cloud/store"
@@ -32,6 +34,8 @@ import (
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
 	edgev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1"
 	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
+	statusv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1"
+	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1/statusv1connect"
 	"github.com/gatehouse/gatehouse/replication"
 )
 
@@ -482,6 +486,19 @@ func TestSiteAndHubExchange(t *testing.T) {
 	})
 	if st := l.Uplink().Status(); st.Refused || st.LastError != "" {
 		t.Errorf("uplink status %+v: the hub refused something", st)
+	}
+	sres, err := statusv1connect.NewStatusServiceClient(http.DefaultClient, l.URL()).GetStatus(ctx, connect.NewRequest(&statusv1.GetStatusRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var detail string
+	for _, ns := range sres.Msg.GetSites()[0].GetNodes() {
+		if ns.GetRole() == string(raftnode.StateLeader) {
+			detail = ns.GetDetail()
+		}
+	}
+	if !strings.Contains(detail, "uplink: connected; lag priority=0 normal=0") {
+		t.Errorf("leader's status detail %q lacks the uplink", detail)
 	}
 	resp, err := http.Get(l.URL() + "/metrics")
 	if err != nil {
