@@ -18,6 +18,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,15 +50,24 @@ const (
 
 var ctx = context.Background()
 
-type tWriter struct{ t testing.TB }
+// tWriter sends logs to t until the test's cleanups have run; a node left
+// behind by kill may still log after that.
+type tWriter struct {
+	t    testing.TB
+	done *atomic.Bool
+}
 
 func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+	if !w.done.Load() {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
 }
 
 func testLogger(t testing.TB, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: level}))
+	done := new(atomic.Bool)
+	t.Cleanup(func() { done.Store(true) })
+	return slog.New(slog.NewTextHandler(tWriter{t, done}, &slog.HandlerOptions{Level: level}))
 }
 
 // waitFor polls cond until it holds, failing the test after waitTimeout.
