@@ -211,6 +211,10 @@ func (n *Node) open(ctx context.Context) error {
 		Logger:  newHCLog(n.log, "raft-net"),
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
+		// No pipelining: group commit already puts many operations in
+		// one entry, and hashicorp/raft's pipeline can leave Shutdown
+		// waiting on a replication goroutine stuck in the pipeline.
+		MaxRPCsInFlight: 1,
 	})
 	if err != nil {
 		return fmt.Errorf("raftnode: raft transport on %s: %w", cfg.RaftAddr, err)
