@@ -69,11 +69,12 @@ func TestImportArrows(t *testing.T) {
 		"replication": {"access", "replication"},
 		"hardware":    {"access", "hardware"},
 		"proto":       {"proto"},
-		"edge":        {"access", "replication", "hardware", "proto", "edge"},
-		"cloud":       {"access", "replication", "proto", "cloud"},
-		"sim":         {"access", "replication", "hardware", "proto", "edge", "cloud", "sim"},
-		"cmd":         {"access", "replication", "hardware", "proto", "edge", "cloud", "sim", "cmd"},
-		"":            {"access", "replication", "hardware", "proto", "edge", "cloud", "sim", "cmd", ""},
+		"syncwire":    {"access", "replication", "proto", "syncwire"},
+		"edge":        {"access", "replication", "hardware", "proto", "syncwire", "edge"},
+		"cloud":       {"access", "replication", "proto", "syncwire", "cloud"},
+		"sim":         {"access", "replication", "hardware", "proto", "syncwire", "edge", "cloud", "sim"},
+		"cmd":         {"access", "replication", "hardware", "proto", "syncwire", "edge", "cloud", "sim", "cmd"},
+		"":            {"access", "replication", "hardware", "proto", "syncwire", "edge", "cloud", "sim", "cmd", ""},
 	}
 	for _, p := range pkgs {
 		a := area(p.path)

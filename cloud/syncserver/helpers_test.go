@@ -22,6 +22,7 @@ import (
 	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1/syncv1connect"
 	"github.com/gatehouse/gatehouse/replication"
+	"github.com/gatehouse/gatehouse/syncwire"
 )
 
 var ctx = context.Background()
@@ -289,7 +290,7 @@ func (ts *testSite) run(ctx context.Context, c syncv1connect.SyncServiceClient) 
 			if !ok {
 				break
 			}
-			pm, err := syncserver.ToWire(ts.id, m)
+			pm, err := syncwire.ToWire(ts.id, m)
 			if err != nil {
 				return err
 			}
@@ -312,7 +313,7 @@ func (ts *testSite) run(ctx context.Context, c syncv1connect.SyncServiceClient) 
 			}
 			return err
 		case pm := <-in:
-			m, err := syncserver.FromWire(hubstate.Origin, pm)
+			m, err := syncwire.FromWire(hubstate.Origin, pm)
 			if err != nil {
 				return err
 			}

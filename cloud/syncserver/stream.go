@@ -13,6 +13,7 @@ import (
 	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1/syncv1connect"
 	"github.com/gatehouse/gatehouse/replication"
+	"github.com/gatehouse/gatehouse/syncwire"
 )
 
 var _ syncv1connect.SyncServiceHandler = (*Server)(nil)
@@ -176,7 +177,7 @@ func (s *Server) flush(sess *replication.Session, bs *connect.BidiStream[syncv1.
 		if err != nil || !ok {
 			return err
 		}
-		pm, err := ToWire(hubstate.Origin, m)
+		pm, err := syncwire.ToWire(hubstate.Origin, m)
 		if err != nil {
 			return err
 		}
@@ -191,7 +192,7 @@ func (s *Server) flush(sess *replication.Session, bs *connect.BidiStream[syncv1.
 func (s *Server) receive(ctx context.Context, log interface {
 	Warn(string, ...any)
 }, site string, sess *replication.Session, pm *syncv1.SessionMessage) error {
-	m, err := FromWire(site, pm)
+	m, err := syncwire.FromWire(site, pm)
 	if err != nil {
 		log.Warn("sync message refused", "code", access.ErrorCode(err), "err", err)
 		return connectError(err)

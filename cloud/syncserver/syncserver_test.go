@@ -20,6 +20,7 @@ import (
 	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1/syncv1connect"
 	"github.com/gatehouse/gatehouse/replication"
+	"github.com/gatehouse/gatehouse/syncwire"
 )
 
 var (
@@ -213,7 +214,7 @@ func rawStream(t *testing.T, c syncv1connect.SyncServiceClient, token, origin st
 	t.Helper()
 	stream := c.Sync(ctx)
 	stream.RequestHeader().Set("Authorization", "Bearer "+token)
-	hello, err := syncserver.ToWire(origin, replication.Message{Type: replication.MsgHello, Vector: replication.Vector{}})
+	hello, err := syncwire.ToWire(origin, replication.Message{Type: replication.MsgHello, Vector: replication.Vector{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +235,7 @@ func rawStream(t *testing.T, c syncv1connect.SyncServiceClient, token, origin st
 // batchMsg is the wire form of a batch of ds sent by origin.
 func batchMsg(t *testing.T, origin string, ds ...replication.Delta) *syncv1.SessionMessage {
 	t.Helper()
-	m, err := syncserver.ToWire(origin, replication.Message{Type: replication.MsgBatch, Source: ds[0].Source(), Deltas: ds})
+	m, err := syncwire.ToWire(origin, replication.Message{Type: replication.MsgBatch, Source: ds[0].Source(), Deltas: ds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +390,7 @@ func TestPushPull(t *testing.T) {
 	hubCardholder(t, h, tid(200), group, 4711)
 
 	push := func(ds []replication.Delta) (*connect.Response[syncv1.PushResponse], error) {
-		b, err := syncserver.BatchToWire(ds[0].Source(), ds)
+		b, err := syncwire.BatchToWire(ds[0].Source(), ds)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -409,7 +410,7 @@ func TestPushPull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := syncserver.VectorFromWire(res.Msg.GetVector())
+	v, err := syncwire.VectorFromWire(res.Msg.GetVector())
 	if err != nil || v[srcA] != uint64(len(all)) {
 		t.Fatalf("push acknowledged %v, %v; want %s at %d", v, err, srcA, len(all))
 	}
@@ -428,7 +429,7 @@ func TestPushPull(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, b := range res.Msg.GetBatches() {
-			src, ds, err := syncserver.BatchFromWire(b)
+			src, ds, err := syncwire.BatchFromWire(b)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
 	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
 	"github.com/gatehouse/gatehouse/replication"
+	"github.com/gatehouse/gatehouse/syncwire"
 )
 
 // Bounds of one Pull answer.
@@ -31,9 +32,9 @@ func (s *Server) Push(ctx context.Context, req *connect.Request[syncv1.PushReque
 		return nil, err
 	}
 	if req.Msg.GetOrigin() != site {
-		return nil, connectError(access.Errorf(access.Invalid, "sync: push of origin %q from site %s: %w", req.Msg.GetOrigin(), site, ErrBadMessage))
+		return nil, connectError(access.Errorf(access.Invalid, "sync: push of origin %q from site %s: %w", req.Msg.GetOrigin(), site, syncwire.ErrBadMessage))
 	}
-	src, ds, err := BatchFromWire(req.Msg.GetBatch())
+	src, ds, err := syncwire.BatchFromWire(req.Msg.GetBatch())
 	if err != nil {
 		return nil, connectError(err)
 	}
@@ -77,9 +78,9 @@ func (s *Server) Pull(ctx context.Context, req *connect.Request[syncv1.PullReque
 		return nil, err
 	}
 	if req.Msg.GetOrigin() != site {
-		return nil, connectError(access.Errorf(access.Invalid, "sync: pull of origin %q from site %s: %w", req.Msg.GetOrigin(), site, ErrBadMessage))
+		return nil, connectError(access.Errorf(access.Invalid, "sync: pull of origin %q from site %s: %w", req.Msg.GetOrigin(), site, syncwire.ErrBadMessage))
 	}
-	peer, err := VectorFromWire(req.Msg.GetVector())
+	peer, err := syncwire.VectorFromWire(req.Msg.GetVector())
 	if err != nil {
 		return nil, connectError(err)
 	}
@@ -88,7 +89,7 @@ func (s *Server) Pull(ctx context.Context, req *connect.Request[syncv1.PullReque
 	case limit == 0:
 		limit = defaultPullDeltas
 	case limit > maxPullDeltas:
-		return nil, connectError(access.Errorf(access.Invalid, "sync: pull of %d deltas, at most %d: %w", limit, maxPullDeltas, ErrBadMessage))
+		return nil, connectError(access.Errorf(access.Invalid, "sync: pull of %d deltas, at most %d: %w", limit, maxPullDeltas, syncwire.ErrBadMessage))
 	}
 	state := s.cfg.State
 	if err := state.RecordAck(ctx, site, peer); err != nil {
@@ -112,7 +113,7 @@ outer:
 			if len(ds) == 0 {
 				break
 			}
-			b, err := BatchToWire(r.Source, ds)
+			b, err := syncwire.BatchToWire(r.Source, ds)
 			if err != nil {
 				return nil, connectError(err)
 			}

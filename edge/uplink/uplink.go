@@ -40,6 +40,7 @@ import (
 	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1/syncv1connect"
 	"github.com/gatehouse/gatehouse/replication"
+	"github.com/gatehouse/gatehouse/syncwire"
 )
 
 // HubOrigin is the origin of the hub's own messages.
@@ -435,7 +436,7 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 			if !ok {
 				break
 			}
-			pm, err := toWire(site, m)
+			pm, err := syncwire.ToWire(site, m)
 			if err != nil {
 				return progress, err
 			}
@@ -464,7 +465,7 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 			u.update(func(s *Status) { s.Connected, s.LastError, s.Refused = true, "", false })
 			u.log.Info("hub session open")
 		}
-		m, err := fromWire(HubOrigin, r.msg)
+		m, err := syncwire.FromWire(HubOrigin, r.msg)
 		if err != nil {
 			return progress, err
 		}
@@ -501,95 +502,6 @@ func sendError(stream *connect.BidiStreamForClient[syncv1.SyncRequest, syncv1.Sy
 		}
 	}
 	return err
-}
-
-// toWire returns the wire form of a session message sent by origin (the
-// same mapping as cloud/syncserver.ToWire).
-func toWire(origin string, m replication.Message) (*syncv1.SessionMessage, error) {
-	out := &syncv1.SessionMessage{Origin: origin}
-	switch m.Type {
-	case replication.MsgHello, replication.MsgAck:
-		v, err := m.Vector.MarshalBinary()
-		if err != nil {
-			return nil, err
-		}
-		if m.Type == replication.MsgHello {
-			out.Kind = &syncv1.SessionMessage_Hello{Hello: &syncv1.Hello{Vector: v}}
-		} else {
-			out.Kind = &syncv1.SessionMessage_Ack{Ack: &syncv1.Ack{Vector: v}}
-		}
-	case replication.MsgBatch:
-		b := &syncv1.Batch{SourceOrigin: m.Source.Origin, Lane: wireLane(m.Source.Lane), Deltas: make([][]byte, len(m.Deltas))}
-		for i, d := range m.Deltas {
-			data, err := d.MarshalBinary()
-			if err != nil {
-				return nil, err
-			}
-			b.Deltas[i] = data
-		}
-		out.Kind = &syncv1.SessionMessage_Batch{Batch: b}
-	default:
-		return nil, access.Errorf(access.Invalid, "uplink: message type %s", m.Type)
-	}
-	return out, nil
-}
-
-func wireLane(l replication.Lane) syncv1.Lane {
-	switch l {
-	case replication.LanePriority:
-		return syncv1.Lane_LANE_PRIORITY
-	case replication.LaneNormal:
-		return syncv1.Lane_LANE_NORMAL
-	}
-	return syncv1.Lane_LANE_UNSPECIFIED
-}
-
-// fromWire decodes a session message from sender strictly: an invalid
-// error for another origin, no kind, or a malformed vector, lane or delta.
-func fromWire(sender string, pm *syncv1.SessionMessage) (replication.Message, error) {
-	if pm == nil || pm.GetOrigin() != sender {
-		return replication.Message{}, access.Errorf(access.Invalid, "uplink: message of origin %q, want %q", pm.GetOrigin(), sender)
-	}
-	vector := func(b []byte) (replication.Vector, error) {
-		v := replication.Vector{}
-		if len(b) == 0 {
-			return v, nil
-		}
-		if err := v.UnmarshalBinary(b); err != nil {
-			return nil, err
-		}
-		return v, nil
-	}
-	switch k := pm.GetKind().(type) {
-	case *syncv1.SessionMessage_Hello:
-		v, err := vector(k.Hello.GetVector())
-		return replication.Message{Type: replication.MsgHello, Vector: v}, err
-	case *syncv1.SessionMessage_Ack:
-		v, err := vector(k.Ack.GetVector())
-		return replication.Message{Type: replication.MsgAck, Vector: v}, err
-	case *syncv1.SessionMessage_Batch:
-		b := k.Batch
-		src := replication.Source{Origin: b.GetSourceOrigin()}
-		switch b.GetLane() {
-		case syncv1.Lane_LANE_PRIORITY:
-			src.Lane = replication.LanePriority
-		case syncv1.Lane_LANE_NORMAL:
-			src.Lane = replication.LaneNormal
-		default:
-			return replication.Message{}, access.Errorf(access.Invalid, "uplink: batch lane %v", b.GetLane())
-		}
-		if err := src.Validate(); err != nil {
-			return replication.Message{}, err
-		}
-		ds := make([]replication.Delta, len(b.GetDeltas()))
-		for i, data := range b.GetDeltas() {
-			if err := ds[i].UnmarshalBinary(data); err != nil {
-				return replication.Message{}, fmt.Errorf("uplink: batch of %s: delta %d: %w", src, i, err)
-			}
-		}
-		return replication.Message{Type: replication.MsgBatch, Source: src, Deltas: ds}, nil
-	}
-	return replication.Message{}, access.Errorf(access.Invalid, "uplink: message without hello, batch or ack")
 }
 
 // The files of a site's PKI directory, as `gatehouse cloud site add`

@@ -1,29 +1,34 @@
-package syncserver_test
+package syncwire_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/gatehouse/gatehouse/cloud/syncserver"
 	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
 	"github.com/gatehouse/gatehouse/replication"
+	"github.com/gatehouse/gatehouse/syncwire"
 )
 
-// FuzzFromWire feeds arbitrary protobuf bytes to the hub's decoder of site
+const siteA = "01JBX000000000000000000001"
+
+func tid(n int) string { return fmt.Sprintf("01JBX%021d", n) }
+
+// FuzzFromWire feeds arbitrary protobuf bytes to the decoder of session
 // messages: it never panics, and what it accepts encodes back to a message
 // it decodes to the same thing.
 func FuzzFromWire(f *testing.F) {
 	d := replication.Delta{Origin: siteA, Lane: replication.LaneNormal, Seq: 1,
 		Stamp: replication.Stamp{Wall: time.Unix(1_800_000_000, 0).UnixNano(), Origin: siteA},
-		Kind:  replication.KindVisit, ID: string(tid(1)), Ops: []replication.Op{replication.SetOp("site", siteA)}}
+		Kind:  replication.KindVisit, ID: tid(1), Ops: []replication.Op{replication.SetOp("site", siteA)}}
 	for _, m := range []replication.Message{
 		{Type: replication.MsgHello, Vector: replication.Vector{{Origin: siteA, Lane: replication.LaneNormal}: 3}},
 		{Type: replication.MsgAck, Vector: replication.Vector{}},
 		{Type: replication.MsgBatch, Source: d.Source(), Deltas: []replication.Delta{d}},
 	} {
-		pm, err := syncserver.ToWire(siteA, m)
+		pm, err := syncwire.ToWire(siteA, m)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -35,15 +40,15 @@ func FuzzFromWire(f *testing.F) {
 		if proto.Unmarshal(data, &pm) != nil {
 			return
 		}
-		m, err := syncserver.FromWire(siteA, &pm)
+		m, err := syncwire.FromWire(siteA, &pm)
 		if err != nil {
 			return
 		}
-		again, err := syncserver.ToWire(siteA, m)
+		again, err := syncwire.ToWire(siteA, m)
 		if err != nil {
 			t.Fatalf("accepted %v but cannot encode it: %v", m, err)
 		}
-		m2, err := syncserver.FromWire(siteA, again)
+		m2, err := syncwire.FromWire(siteA, again)
 		if err != nil {
 			t.Fatalf("re-encoded message refused: %v", err)
 		}
