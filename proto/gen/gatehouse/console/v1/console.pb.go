@@ -293,6 +293,377 @@ func (x *Decision) GetNode() string {
 	return ""
 }
 
+// ListPendingRevocationsRequest asks for the revocations pending at one
+// site or at every site the hub replicates with.
+type ListPendingRevocationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this site (a site of the hub's sync_sites); empty for every one.
+	SiteId string `protobuf:"bytes,1,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
+	// Most revocations listed per site, oldest first (default 100, at most
+	// 1000); pending_count still counts them all.
+	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPendingRevocationsRequest) Reset() {
+	*x = ListPendingRevocationsRequest{}
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPendingRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPendingRevocationsRequest) ProtoMessage() {}
+
+func (x *ListPendingRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPendingRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*ListPendingRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_console_v1_console_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListPendingRevocationsRequest) GetSiteId() string {
+	if x != nil {
+		return x.SiteId
+	}
+	return ""
+}
+
+func (x *ListPendingRevocationsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListPendingRevocationsResponse carries one entry per site, by site ID.
+type ListPendingRevocationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sites asked for, sorted by ID.
+	Sites         []*SitePendingRevocations `protobuf:"bytes,1,rep,name=sites,proto3" json:"sites,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPendingRevocationsResponse) Reset() {
+	*x = ListPendingRevocationsResponse{}
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPendingRevocationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPendingRevocationsResponse) ProtoMessage() {}
+
+func (x *ListPendingRevocationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPendingRevocationsResponse.ProtoReflect.Descriptor instead.
+func (*ListPendingRevocationsResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_console_v1_console_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListPendingRevocationsResponse) GetSites() []*SitePendingRevocations {
+	if x != nil {
+		return x.Sites
+	}
+	return nil
+}
+
+// SitePendingRevocations is what is pending at one site.
+type SitePendingRevocations struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Site's ID.
+	SiteId string `protobuf:"bytes,1,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
+	// Site's name in the hub's replica; empty if the hub holds no site
+	// entity of that ID.
+	SiteName string `protobuf:"bytes,2,opt,name=site_name,json=siteName,proto3" json:"site_name,omitempty"`
+	// Whether the site has a sync stream open to this hub process now.
+	Connected bool `protobuf:"varint,3,opt,name=connected,proto3" json:"connected,omitempty"`
+	// How many revocations are pending at the site, all of them.
+	PendingCount int32 `protobuf:"varint,4,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`
+	// The oldest pending revocations, oldest first, at most the limit.
+	Revocations   []*PendingRevocation `protobuf:"bytes,5,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SitePendingRevocations) Reset() {
+	*x = SitePendingRevocations{}
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SitePendingRevocations) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SitePendingRevocations) ProtoMessage() {}
+
+func (x *SitePendingRevocations) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SitePendingRevocations.ProtoReflect.Descriptor instead.
+func (*SitePendingRevocations) Descriptor() ([]byte, []int) {
+	return file_gatehouse_console_v1_console_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SitePendingRevocations) GetSiteId() string {
+	if x != nil {
+		return x.SiteId
+	}
+	return ""
+}
+
+func (x *SitePendingRevocations) GetSiteName() string {
+	if x != nil {
+		return x.SiteName
+	}
+	return ""
+}
+
+func (x *SitePendingRevocations) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *SitePendingRevocations) GetPendingCount() int32 {
+	if x != nil {
+		return x.PendingCount
+	}
+	return 0
+}
+
+func (x *SitePendingRevocations) GetRevocations() []*PendingRevocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
+// PendingRevocation is one revocation the site has not reported applied.
+type PendingRevocation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Origin that made it: "hub", or the site that made it (the hub relays
+	// every site's revocations to the others).
+	Origin string `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	// Lane of the delta: always "priority" (revocations travel first).
+	Lane string `protobuf:"bytes,2,opt,name=lane,proto3" json:"lane,omitempty"`
+	// Sequence number of the delta in its origin's lane.
+	Seq uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Kind of entity changed: "grant", "person", "card", "visit", "group",
+	// "door", "zone" or "site".
+	Kind string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	// ID of the entity changed; for a card, the masked number instead.
+	EntityId string `protobuf:"bytes,5,opt,name=entity_id,json=entityId,proto3" json:"entity_id,omitempty"`
+	// What was revoked, e.g. "grant removed", "person disabled", "person
+	// deleted", "card suspended", "card lost", "visit checked_out".
+	What string `protobuf:"bytes,6,opt,name=what,proto3" json:"what,omitempty"`
+	// Person it concerns, if any.
+	PersonId string `protobuf:"bytes,7,opt,name=person_id,json=personId,proto3" json:"person_id,omitempty"`
+	// That person's name.
+	PersonName string `protobuf:"bytes,8,opt,name=person_name,json=personName,proto3" json:"person_name,omitempty"`
+	// Card it concerns, masked: only the last four digits are shown.
+	CardMasked string `protobuf:"bytes,9,opt,name=card_masked,json=cardMasked,proto3" json:"card_masked,omitempty"`
+	// Access group it concerns, if any.
+	GroupId string `protobuf:"bytes,10,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	// That group's name.
+	GroupName string `protobuf:"bytes,11,opt,name=group_name,json=groupName,proto3" json:"group_name,omitempty"`
+	// Visit it concerns, if any.
+	VisitId string `protobuf:"bytes,12,opt,name=visit_id,json=visitId,proto3" json:"visit_id,omitempty"`
+	// When it was made (its stamp's wall time), Unix ms.
+	MadeMs int64 `protobuf:"varint,13,opt,name=made_ms,json=madeMs,proto3" json:"made_ms,omitempty"`
+	// Its HLC stamp, as text (wall.counter@origin).
+	Stamp string `protobuf:"bytes,14,opt,name=stamp,proto3" json:"stamp,omitempty"`
+	// How long it has been pending when the hub answered, ms.
+	PendingMs int64 `protobuf:"varint,15,opt,name=pending_ms,json=pendingMs,proto3" json:"pending_ms,omitempty"`
+	// Set when the hub cannot tell which sites it concerns (the removal of a
+	// grant the hub never received): it is listed at every site.
+	Unresolved    bool `protobuf:"varint,16,opt,name=unresolved,proto3" json:"unresolved,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingRevocation) Reset() {
+	*x = PendingRevocation{}
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingRevocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingRevocation) ProtoMessage() {}
+
+func (x *PendingRevocation) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingRevocation.ProtoReflect.Descriptor instead.
+func (*PendingRevocation) Descriptor() ([]byte, []int) {
+	return file_gatehouse_console_v1_console_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PendingRevocation) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *PendingRevocation) GetLane() string {
+	if x != nil {
+		return x.Lane
+	}
+	return ""
+}
+
+func (x *PendingRevocation) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *PendingRevocation) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PendingRevocation) GetEntityId() string {
+	if x != nil {
+		return x.EntityId
+	}
+	return ""
+}
+
+func (x *PendingRevocation) GetWhat() string {
+	if x != nil {
+		return x.What
+	}
+	return ""
+}
+
+func (x *PendingRevocation) GetPersonId() string {
+	if x != nil {
+		return x.PersonId
+	}
+	return ""
+}
+
+func (x *PendingRevocation) GetPersonName() string {
+	if x != nil {
+		return x.PersonName
+	}
+	return ""
+}
+
+func (x *PendingRevocation) GetCardMasked() string {
+	if x != nil {
+		return x.CardMasked
+	}
+	return ""
+}
+
+func (x *PendingRevocation) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *PendingRevocation) GetGroupName() string {
+	if x != nil {
+		return x.GroupName
+	}
+	return ""
+}
+
+func (x *PendingRevocation) GetVisitId() string {
+	if x != nil {
+		return x.VisitId
+	}
+	return ""
+}
+
+func (x *PendingRevocation) GetMadeMs() int64 {
+	if x != nil {
+		return x.MadeMs
+	}
+	return 0
+}
+
+func (x *PendingRevocation) GetStamp() string {
+	if x != nil {
+		return x.Stamp
+	}
+	return ""
+}
+
+func (x *PendingRevocation) GetPendingMs() int64 {
+	if x != nil {
+		return x.PendingMs
+	}
+	return 0
+}
+
+func (x *PendingRevocation) GetUnresolved() bool {
+	if x != nil {
+		return x.Unresolved
+	}
+	return false
+}
+
 var File_gatehouse_console_v1_console_proto protoreflect.FileDescriptor
 
 const file_gatehouse_console_v1_console_proto_rawDesc = "" +
@@ -319,9 +690,45 @@ const file_gatehouse_console_v1_console_proto_rawDesc = "" +
 	"\agranted\x18\t \x01(\bR\agranted\x123\n" +
 	"\x06reason\x18\n" +
 	" \x01(\x0e2\x1b.gatehouse.access.v1.ReasonR\x06reason\x12\x12\n" +
-	"\x04node\x18\v \x01(\tR\x04node2\x7f\n" +
+	"\x04node\x18\v \x01(\tR\x04node\"N\n" +
+	"\x1dListPendingRevocationsRequest\x12\x17\n" +
+	"\asite_id\x18\x01 \x01(\tR\x06siteId\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"d\n" +
+	"\x1eListPendingRevocationsResponse\x12B\n" +
+	"\x05sites\x18\x01 \x03(\v2,.gatehouse.console.v1.SitePendingRevocationsR\x05sites\"\xdc\x01\n" +
+	"\x16SitePendingRevocations\x12\x17\n" +
+	"\asite_id\x18\x01 \x01(\tR\x06siteId\x12\x1b\n" +
+	"\tsite_name\x18\x02 \x01(\tR\bsiteName\x12\x1c\n" +
+	"\tconnected\x18\x03 \x01(\bR\tconnected\x12#\n" +
+	"\rpending_count\x18\x04 \x01(\x05R\fpendingCount\x12I\n" +
+	"\vrevocations\x18\x05 \x03(\v2'.gatehouse.console.v1.PendingRevocationR\vrevocations\"\xb8\x03\n" +
+	"\x11PendingRevocation\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x12\n" +
+	"\x04lane\x18\x02 \x01(\tR\x04lane\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x1b\n" +
+	"\tentity_id\x18\x05 \x01(\tR\bentityId\x12\x12\n" +
+	"\x04what\x18\x06 \x01(\tR\x04what\x12\x1b\n" +
+	"\tperson_id\x18\a \x01(\tR\bpersonId\x12\x1f\n" +
+	"\vperson_name\x18\b \x01(\tR\n" +
+	"personName\x12\x1f\n" +
+	"\vcard_masked\x18\t \x01(\tR\n" +
+	"cardMasked\x12\x19\n" +
+	"\bgroup_id\x18\n" +
+	" \x01(\tR\agroupId\x12\x1d\n" +
+	"\n" +
+	"group_name\x18\v \x01(\tR\tgroupName\x12\x19\n" +
+	"\bvisit_id\x18\f \x01(\tR\avisitId\x12\x17\n" +
+	"\amade_ms\x18\r \x01(\x03R\x06madeMs\x12\x14\n" +
+	"\x05stamp\x18\x0e \x01(\tR\x05stamp\x12\x1d\n" +
+	"\n" +
+	"pending_ms\x18\x0f \x01(\x03R\tpendingMs\x12\x1e\n" +
+	"\n" +
+	"unresolved\x18\x10 \x01(\bR\n" +
+	"unresolved2\x8a\x02\n" +
 	"\x0eConsoleService\x12m\n" +
-	"\rListDecisions\x12*.gatehouse.console.v1.ListDecisionsRequest\x1a+.gatehouse.console.v1.ListDecisionsResponse\"\x03\x90\x02\x01B\xe3\x01\n" +
+	"\rListDecisions\x12*.gatehouse.console.v1.ListDecisionsRequest\x1a+.gatehouse.console.v1.ListDecisionsResponse\"\x03\x90\x02\x01\x12\x88\x01\n" +
+	"\x16ListPendingRevocations\x123.gatehouse.console.v1.ListPendingRevocationsRequest\x1a4.gatehouse.console.v1.ListPendingRevocationsResponse\"\x03\x90\x02\x01B\xe3\x01\n" +
 	"\x18com.gatehouse.console.v1B\fConsoleProtoP\x01ZGgithub.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1;consolev1\xa2\x02\x03GCX\xaa\x02\x14Gatehouse.Console.V1\xca\x02\x14Gatehouse\\Console\\V1\xe2\x02 Gatehouse\\Console\\V1\\GPBMetadata\xea\x02\x16Gatehouse::Console::V1b\x06proto3"
 
 var (
@@ -336,23 +743,31 @@ func file_gatehouse_console_v1_console_proto_rawDescGZIP() []byte {
 	return file_gatehouse_console_v1_console_proto_rawDescData
 }
 
-var file_gatehouse_console_v1_console_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_gatehouse_console_v1_console_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_gatehouse_console_v1_console_proto_goTypes = []any{
-	(*ListDecisionsRequest)(nil),  // 0: gatehouse.console.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil), // 1: gatehouse.console.v1.ListDecisionsResponse
-	(*Decision)(nil),              // 2: gatehouse.console.v1.Decision
-	(v1.Reason)(0),                // 3: gatehouse.access.v1.Reason
+	(*ListDecisionsRequest)(nil),           // 0: gatehouse.console.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil),          // 1: gatehouse.console.v1.ListDecisionsResponse
+	(*Decision)(nil),                       // 2: gatehouse.console.v1.Decision
+	(*ListPendingRevocationsRequest)(nil),  // 3: gatehouse.console.v1.ListPendingRevocationsRequest
+	(*ListPendingRevocationsResponse)(nil), // 4: gatehouse.console.v1.ListPendingRevocationsResponse
+	(*SitePendingRevocations)(nil),         // 5: gatehouse.console.v1.SitePendingRevocations
+	(*PendingRevocation)(nil),              // 6: gatehouse.console.v1.PendingRevocation
+	(v1.Reason)(0),                         // 7: gatehouse.access.v1.Reason
 }
 var file_gatehouse_console_v1_console_proto_depIdxs = []int32{
 	2, // 0: gatehouse.console.v1.ListDecisionsResponse.decisions:type_name -> gatehouse.console.v1.Decision
-	3, // 1: gatehouse.console.v1.Decision.reason:type_name -> gatehouse.access.v1.Reason
-	0, // 2: gatehouse.console.v1.ConsoleService.ListDecisions:input_type -> gatehouse.console.v1.ListDecisionsRequest
-	1, // 3: gatehouse.console.v1.ConsoleService.ListDecisions:output_type -> gatehouse.console.v1.ListDecisionsResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	7, // 1: gatehouse.console.v1.Decision.reason:type_name -> gatehouse.access.v1.Reason
+	5, // 2: gatehouse.console.v1.ListPendingRevocationsResponse.sites:type_name -> gatehouse.console.v1.SitePendingRevocations
+	6, // 3: gatehouse.console.v1.SitePendingRevocations.revocations:type_name -> gatehouse.console.v1.PendingRevocation
+	0, // 4: gatehouse.console.v1.ConsoleService.ListDecisions:input_type -> gatehouse.console.v1.ListDecisionsRequest
+	3, // 5: gatehouse.console.v1.ConsoleService.ListPendingRevocations:input_type -> gatehouse.console.v1.ListPendingRevocationsRequest
+	1, // 6: gatehouse.console.v1.ConsoleService.ListDecisions:output_type -> gatehouse.console.v1.ListDecisionsResponse
+	4, // 7: gatehouse.console.v1.ConsoleService.ListPendingRevocations:output_type -> gatehouse.console.v1.ListPendingRevocationsResponse
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_console_v1_console_proto_init() }
@@ -366,7 +781,7 @@ func file_gatehouse_console_v1_console_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_console_v1_console_proto_rawDesc), len(file_gatehouse_console_v1_console_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

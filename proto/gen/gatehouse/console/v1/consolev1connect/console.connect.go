@@ -38,6 +38,9 @@ const (
 	// ConsoleServiceListDecisionsProcedure is the fully-qualified name of the ConsoleService's
 	// ListDecisions RPC.
 	ConsoleServiceListDecisionsProcedure = "/gatehouse.console.v1.ConsoleService/ListDecisions"
+	// ConsoleServiceListPendingRevocationsProcedure is the fully-qualified name of the ConsoleService's
+	// ListPendingRevocations RPC.
+	ConsoleServiceListPendingRevocationsProcedure = "/gatehouse.console.v1.ConsoleService/ListPendingRevocations"
 )
 
 // ConsoleServiceClient is a client for the gatehouse.console.v1.ConsoleService service.
@@ -46,6 +49,11 @@ type ConsoleServiceClient interface {
 	// across sites, newest last. Poll with after_cursor set to the previous
 	// answer's cursor to get only what is new.
 	ListDecisions(context.Context, *connect.Request[v1.ListDecisionsRequest]) (*connect.Response[v1.ListDecisionsResponse], error)
+	// ListPendingRevocations returns, per site, the revocations the hub holds
+	// that concern the site and that the site has not yet reported applied
+	// (DESIGN.md §5: "pending at site X"). Roles admin and security only; the
+	// caller sends "Authorization: Bearer <api key>".
+	ListPendingRevocations(context.Context, *connect.Request[v1.ListPendingRevocationsRequest]) (*connect.Response[v1.ListPendingRevocationsResponse], error)
 }
 
 // NewConsoleServiceClient constructs a client for the gatehouse.console.v1.ConsoleService service.
@@ -66,17 +74,30 @@ func NewConsoleServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		listPendingRevocations: connect.NewClient[v1.ListPendingRevocationsRequest, v1.ListPendingRevocationsResponse](
+			httpClient,
+			baseURL+ConsoleServiceListPendingRevocationsProcedure,
+			connect.WithSchema(consoleServiceMethods.ByName("ListPendingRevocations")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // consoleServiceClient implements ConsoleServiceClient.
 type consoleServiceClient struct {
-	listDecisions *connect.Client[v1.ListDecisionsRequest, v1.ListDecisionsResponse]
+	listDecisions          *connect.Client[v1.ListDecisionsRequest, v1.ListDecisionsResponse]
+	listPendingRevocations *connect.Client[v1.ListPendingRevocationsRequest, v1.ListPendingRevocationsResponse]
 }
 
 // ListDecisions calls gatehouse.console.v1.ConsoleService.ListDecisions.
 func (c *consoleServiceClient) ListDecisions(ctx context.Context, req *connect.Request[v1.ListDecisionsRequest]) (*connect.Response[v1.ListDecisionsResponse], error) {
 	return c.listDecisions.CallUnary(ctx, req)
+}
+
+// ListPendingRevocations calls gatehouse.console.v1.ConsoleService.ListPendingRevocations.
+func (c *consoleServiceClient) ListPendingRevocations(ctx context.Context, req *connect.Request[v1.ListPendingRevocationsRequest]) (*connect.Response[v1.ListPendingRevocationsResponse], error) {
+	return c.listPendingRevocations.CallUnary(ctx, req)
 }
 
 // ConsoleServiceHandler is an implementation of the gatehouse.console.v1.ConsoleService service.
@@ -85,6 +106,11 @@ type ConsoleServiceHandler interface {
 	// across sites, newest last. Poll with after_cursor set to the previous
 	// answer's cursor to get only what is new.
 	ListDecisions(context.Context, *connect.Request[v1.ListDecisionsRequest]) (*connect.Response[v1.ListDecisionsResponse], error)
+	// ListPendingRevocations returns, per site, the revocations the hub holds
+	// that concern the site and that the site has not yet reported applied
+	// (DESIGN.md §5: "pending at site X"). Roles admin and security only; the
+	// caller sends "Authorization: Bearer <api key>".
+	ListPendingRevocations(context.Context, *connect.Request[v1.ListPendingRevocationsRequest]) (*connect.Response[v1.ListPendingRevocationsResponse], error)
 }
 
 // NewConsoleServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -101,10 +127,19 @@ func NewConsoleServiceHandler(svc ConsoleServiceHandler, opts ...connect.Handler
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	consoleServiceListPendingRevocationsHandler := connect.NewUnaryHandler(
+		ConsoleServiceListPendingRevocationsProcedure,
+		svc.ListPendingRevocations,
+		connect.WithSchema(consoleServiceMethods.ByName("ListPendingRevocations")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/gatehouse.console.v1.ConsoleService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ConsoleServiceListDecisionsProcedure:
 			consoleServiceListDecisionsHandler.ServeHTTP(w, r)
+		case ConsoleServiceListPendingRevocationsProcedure:
+			consoleServiceListPendingRevocationsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -116,4 +151,8 @@ type UnimplementedConsoleServiceHandler struct{}
 
 func (UnimplementedConsoleServiceHandler) ListDecisions(context.Context, *connect.Request[v1.ListDecisionsRequest]) (*connect.Response[v1.ListDecisionsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("gatehouse.console.v1.ConsoleService.ListDecisions is not implemented"))
+}
+
+func (UnimplementedConsoleServiceHandler) ListPendingRevocations(context.Context, *connect.Request[v1.ListPendingRevocationsRequest]) (*connect.Response[v1.ListPendingRevocationsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("gatehouse.console.v1.ConsoleService.ListPendingRevocations is not implemented"))
 }
