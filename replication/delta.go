@@ -24,10 +24,14 @@ const (
 	KindCard
 	KindGrant
 	KindVisit
+	// KindEvent is an access event: a fact in its origin's grow-only
+	// event log, carried in LaneEvents with an empty ID and one OpSet per
+	// field (see EventRecord). It changes no entity.
+	KindEvent
 )
 
 var kindNames = []string{KindSite: "site", KindZone: "zone", KindDoor: "door", KindGroup: "group",
-	KindPerson: "person", KindCard: "card", KindGrant: "grant", KindVisit: "visit"}
+	KindPerson: "person", KindCard: "card", KindGrant: "grant", KindVisit: "visit", KindEvent: "event"}
 
 // String returns the lower-case name of k, such as "card".
 func (k Kind) String() string {
@@ -109,8 +113,9 @@ func (op Op) Revocation() bool {
 	return false
 }
 
-// LaneOf returns the lane of a delta holding ops: LanePriority when any op
-// is a revocation, LaneNormal otherwise.
+// LaneOf returns the lane of an entity delta holding ops: LanePriority when
+// any op is a revocation, LaneNormal otherwise. Event deltas (KindEvent)
+// are always in LaneEvents; see LaneFor.
 func LaneOf(ops []Op) Lane {
 	for _, op := range ops {
 		if op.Revocation() {
@@ -118,6 +123,15 @@ func LaneOf(ops []Op) Lane {
 		}
 	}
 	return LaneNormal
+}
+
+// LaneFor returns the lane of a delta of kind k holding ops: LaneEvents for
+// KindEvent, LaneOf(ops) for every other kind.
+func LaneFor(k Kind, ops []Op) Lane {
+	if k == KindEvent {
+		return LaneEvents
+	}
+	return LaneOf(ops)
 }
 
 // Delta is one change to one entity, made at Stamp by Origin, numbered Seq
@@ -163,6 +177,8 @@ const (
 	ftDirection
 	ftGroupKind
 	ftDates // "" or comma-separated 2006-01-02 dates
+	ftUint  // an unsigned integer in decimal, without leading zeros
+	ftReason
 )
 
 // schema is what one kind of entity accepts.
@@ -213,6 +229,12 @@ var schemas = map[Kind]schema{
 			"from": ftTime, "until": ftTime, "escort": ftBool},
 		ops: []OpType{OpSet, OpAdvance, OpRevoke},
 	},
+	KindEvent: {
+		fields: map[string]fieldType{"at": ftTime, "door": ftID, "device": ftID, "card": ftUint, "holder": ftID,
+			"granted": ftBool, "reason": ftReason, "offline": ftBool, "request": ftText, "node": ftText,
+			"type": ftText, "detail": ftText, "device_seq": ftUint},
+		ops: []OpType{OpSet},
+	},
 }
 
 // Validate returns an Invalid error wrapping ErrBadDelta (or ErrBadStamp)
@@ -261,8 +283,11 @@ func (d Delta) Validate() error {
 			set[op.Field] = true
 		}
 	}
-	if want := LaneOf(d.Ops); d.Lane != want {
+	if want := LaneFor(d.Kind, d.Ops); d.Lane != want {
 		return bad("lane %s, but its operations belong in the %s lane", d.Lane, want)
+	}
+	if d.Kind == KindEvent && !set["at"] {
+		return bad("event without its time (at)")
 	}
 	return nil
 }
@@ -337,9 +362,15 @@ func errorf(format string, args ...any) error {
 	return &access.Error{Code: access.Invalid, Msg: fmt.Sprintf(format, args...)}
 }
 
-// checkEntityID checks an entity ID: a card number for cards, a canonical
-// ULID otherwise.
+// checkEntityID checks an entity ID: a card number for cards, empty for
+// events, a canonical ULID otherwise.
 func checkEntityID(k Kind, id string) error {
+	if k == KindEvent {
+		if id != "" {
+			return errorf("an event has no id")
+		}
+		return nil
+	}
 	if k == KindCard {
 		n, err := access.ParseCardNumber(id)
 		if err != nil || n.String() != id {
@@ -420,6 +451,15 @@ func checkValue(ft fieldType, v string) error {
 	case ftDates:
 		if _, err := ParseDatesValue(v); err != nil {
 			return err
+		}
+	case ftUint:
+		if n, err := strconv.ParseUint(v, 10, 64); err != nil || strconv.FormatUint(n, 10) != v {
+			return errorf("malformed number %q", v)
+		}
+	case ftReason:
+		var r access.Reason
+		if err := r.UnmarshalText([]byte(v)); err != nil {
+			return errorf("unknown reason %q", v)
 		}
 	}
 	return nil

@@ -21,8 +21,10 @@
 // Revocations win every merge: a removed grant, a membership revocation, a
 // disable, a checkout, a cancellation and a deletion can never be undone by
 // a concurrent change. They also travel first: each origin numbers its
-// deltas in two lanes, and sessions send the priority lane (revocations)
-// before the normal one, each in sequence order.
+// deltas in lanes, and sessions send the priority lane (revocations)
+// before the normal one, each in sequence order. A third lane, events,
+// carries an origin's access events (KindEvent, see EventRecord) after
+// both: a grow-only log keyed (origin, sequence) that changes no entity.
 //
 // A change is made like this (on a site, inside the Raft apply, with the
 // stamp the leader put in the command):

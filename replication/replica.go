@@ -108,11 +108,15 @@ func (r *Replica) ApplyBatch(src Source, deltas []Delta) error {
 	return nil
 }
 
-// apply applies d, which is valid and next in its source.
+// apply applies d, which is valid and next in its source. An event is
+// kept in the log (to be served to peers) and changes no entity.
 func (r *Replica) apply(d Delta) {
 	src := d.Source()
 	r.log[src] = append(r.log[src], d)
 	r.applied[src] = d.Seq
+	if d.Kind == KindEvent {
+		return
+	}
 	// Grant operations change the shared GrantSet only, so a revocation of
 	// a holder not seen yet does not make the holder appear.
 	var e *entity
@@ -590,7 +594,7 @@ func NewWriter(origin string, resume Vector) (*Writer, error) {
 		return nil, err
 	}
 	w := &Writer{origin: origin, last: make(map[Lane]uint64)}
-	for _, l := range []Lane{LanePriority, LaneNormal} {
+	for _, l := range []Lane{LanePriority, LaneNormal, LaneEvents} {
 		w.last[l] = resume[Source{origin, l}]
 	}
 	return w, nil
@@ -598,10 +602,10 @@ func NewWriter(origin string, resume Vector) (*Writer, error) {
 
 // Make returns the next delta of the writer's origin: made at stamp at
 // (which must be the origin's), changing entity id of kind k with ops, in
-// the lane the ops belong to. It returns the error of Delta.Validate,
+// the lane the kind and ops belong to (see LaneFor). It returns the error of Delta.Validate,
 // numbering nothing, when the delta would be invalid.
 func (w *Writer) Make(at Stamp, k Kind, id string, ops ...Op) (Delta, error) {
-	lane := LaneOf(ops)
+	lane := LaneFor(k, ops)
 	d := Delta{Origin: w.origin, Lane: lane, Seq: w.last[lane] + 1, Stamp: at, Kind: k, ID: id, Ops: slices.Clone(ops)}
 	if err := d.Validate(); err != nil {
 		return Delta{}, err

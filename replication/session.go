@@ -87,7 +87,8 @@ type SessionConfig struct {
 	Authorizer Authorizer
 	// Clock, when set, applies its skew guard to received deltas (a batch
 	// holding a stamp too far ahead is refused whole) and observes the
-	// stamps of the deltas applied.
+	// stamps of the deltas applied; event deltas (LaneEvents), whose stamp
+	// is a device's tap time, are exempt from both.
 	Clock *Clock
 	// Durable is what was durably applied before the session started:
 	// the caller's durable vector, which the hello advertises.
@@ -279,7 +280,10 @@ func (s *Session) check(m Message) error {
 		if err := s.cfg.Authorizer(src.Origin, d); err != nil {
 			return access.Errorf(access.Denied, "batch of %s: delta %d (%s %s): %w: %w", src, d.Seq, d.Kind, d.ID, ErrUnauthorized, err)
 		}
-		if s.cfg.Clock != nil {
+		if s.cfg.Clock != nil && d.Lane != LaneEvents {
+			// An event's stamp is its tap time, reported by a device whose
+			// clock may be wrong: it orders nothing, so the skew guard
+			// does not apply to it (and the clock does not observe it).
 			if err := s.cfg.Clock.Check(d.Stamp); err != nil {
 				_ = s.cfg.Clock.Observe(d.Stamp) // counts the refusal
 				return access.Errorf(access.Invalid, "batch of %s: delta %d: %w", src, d.Seq, err)
@@ -345,7 +349,9 @@ func (s *Session) apply(m Message) (bool, error) {
 	s.stats.BatchesApplied++
 	if s.cfg.Clock != nil {
 		for _, d := range m.Deltas {
-			_ = s.cfg.Clock.Observe(d.Stamp) // checked in check
+			if d.Lane != LaneEvents {
+				_ = s.cfg.Clock.Observe(d.Stamp) // checked in check
+			}
 		}
 	}
 	return true, nil

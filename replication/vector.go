@@ -9,9 +9,10 @@ import (
 	"github.com/gatehouse/gatehouse/access"
 )
 
-// Lane is one of the two streams of deltas each origin produces. Each lane
-// has its own sequence numbers, so revocations can travel ahead of ordinary
-// changes without either lane ever being applied past a gap.
+// Lane is one of the streams of deltas each origin produces. Each lane has
+// its own sequence numbers, so revocations can travel ahead of ordinary
+// changes, and access events behind both, without any lane ever being
+// applied past a gap.
 type Lane uint8
 
 // The lanes, in the order a session sends them.
@@ -22,13 +23,18 @@ const (
 	LanePriority Lane = iota + 1
 	// LaneNormal carries every other change.
 	LaneNormal
+	// LaneEvents carries an origin's access events (KindEvent deltas): a
+	// grow-only log keyed (origin, sequence), whose sequence numbers are
+	// the site's event sequence numbers. It is sent after the other two
+	// lanes and never changes the materialised state (DESIGN.md §4).
+	LaneEvents
 )
 
-var laneNames = []string{LanePriority: "priority", LaneNormal: "normal"}
+var laneNames = []string{LanePriority: "priority", LaneNormal: "normal", LaneEvents: "events"}
 
-// String returns "priority" or "normal".
+// String returns "priority", "normal" or "events".
 func (l Lane) String() string {
-	if l == LanePriority || l == LaneNormal {
+	if l == LanePriority || l == LaneNormal || l == LaneEvents {
 		return laneNames[l]
 	}
 	return "lane(" + strconv.Itoa(int(l)) + ")"
@@ -46,7 +52,7 @@ func (s Source) Validate() error {
 	if err := ValidateOrigin(s.Origin); err != nil {
 		return err
 	}
-	if s.Lane != LanePriority && s.Lane != LaneNormal {
+	if s.Lane != LanePriority && s.Lane != LaneNormal && s.Lane != LaneEvents {
 		return access.Errorf(access.Invalid, "source %s: unknown lane %d", s.Origin, s.Lane)
 	}
 	return nil

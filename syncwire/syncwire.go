@@ -63,6 +63,8 @@ func wireLane(l replication.Lane) syncv1.Lane {
 		return syncv1.Lane_LANE_PRIORITY
 	case replication.LaneNormal:
 		return syncv1.Lane_LANE_NORMAL
+	case replication.LaneEvents:
+		return syncv1.Lane_LANE_EVENTS
 	}
 	return syncv1.Lane_LANE_UNSPECIFIED
 }
@@ -116,6 +118,8 @@ func BatchFromWire(b *syncv1.Batch) (replication.Source, []replication.Delta, er
 		src.Lane = replication.LanePriority
 	case syncv1.Lane_LANE_NORMAL:
 		src.Lane = replication.LaneNormal
+	case syncv1.Lane_LANE_EVENTS:
+		src.Lane = replication.LaneEvents
 	default:
 		return replication.Source{}, nil, access.Errorf(access.Invalid, "sync: batch lane %v: %w", b.GetLane(), ErrBadMessage)
 	}

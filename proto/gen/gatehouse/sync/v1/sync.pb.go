@@ -30,7 +30,8 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Lane is a source's lane: revocations travel in the priority lane.
+// Lane is a source's lane: revocations travel in the priority lane, access
+// events in the events lane after both others.
 type Lane int32
 
 const (
@@ -40,6 +41,10 @@ const (
 	Lane_LANE_PRIORITY Lane = 1
 	// Every other change.
 	Lane_LANE_NORMAL Lane = 2
+	// A site's access events (event deltas), numbered by the site's event
+	// sequence. Only a site sends them, only of its own origin; the hub
+	// stores them and never relays them.
+	Lane_LANE_EVENTS Lane = 3
 )
 
 // Enum value maps for Lane.
@@ -48,11 +53,13 @@ var (
 		0: "LANE_UNSPECIFIED",
 		1: "LANE_PRIORITY",
 		2: "LANE_NORMAL",
+		3: "LANE_EVENTS",
 	}
 	Lane_value = map[string]int32{
 		"LANE_UNSPECIFIED": 0,
 		"LANE_PRIORITY":    1,
 		"LANE_NORMAL":      2,
+		"LANE_EVENTS":      3,
 	}
 )
 
@@ -736,11 +743,12 @@ const file_gatehouse_sync_v1_sync_proto_rawDesc = "" +
 	"\x06origin\x18\x01 \x01(\tR\x06origin\x122\n" +
 	"\abatches\x18\x02 \x03(\v2\x18.gatehouse.sync.v1.BatchR\abatches\x12\x16\n" +
 	"\x06vector\x18\x03 \x01(\fR\x06vector\x12\x12\n" +
-	"\x04more\x18\x04 \x01(\bR\x04more*@\n" +
+	"\x04more\x18\x04 \x01(\bR\x04more*Q\n" +
 	"\x04Lane\x12\x14\n" +
 	"\x10LANE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rLANE_PRIORITY\x10\x01\x12\x0f\n" +
-	"\vLANE_NORMAL\x10\x022\xf1\x01\n" +
+	"\vLANE_NORMAL\x10\x02\x12\x0f\n" +
+	"\vLANE_EVENTS\x10\x032\xf1\x01\n" +
 	"\vSyncService\x12K\n" +
 	"\x04Sync\x12\x1e.gatehouse.sync.v1.SyncRequest\x1a\x1f.gatehouse.sync.v1.SyncResponse(\x010\x01\x12G\n" +
 	"\x04Push\x12\x1e.gatehouse.sync.v1.PushRequest\x1a\x1f.gatehouse.sync.v1.PushResponse\x12L\n" +
