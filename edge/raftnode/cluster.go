@@ -271,8 +271,9 @@ func (n *Node) onLeader(ctx context.Context, op string, abortOnClose bool,
 		return 0, ErrClosed
 	}
 	var lastErr error
-	backoff := 2 * time.Millisecond
+	backoff := retryBackoffMin
 	for {
+		news := n.leader.changed()
 		if n.raft.State() == raft.Leader {
 			idx, err := local()
 			if !errors.Is(err, ErrNotLeader) {
@@ -292,21 +293,18 @@ func (n *Node) onLeader(ctx context.Context, op string, abortOnClose bool,
 			}
 			lastErr = err
 		}
-		t := time.NewTimer(backoff)
 		stop := n.stopping
 		if !abortOnClose {
 			stop = nil
 		}
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return 0, fmt.Errorf("%w: %s: %w (last: %v)", ErrNoLeader, op, ctx.Err(), lastErr)
-		case <-stop:
-			t.Stop()
+		changed, err := retryWait(ctx, backoff, news, stop)
+		switch {
+		case errors.Is(err, ErrClosed):
 			return 0, ErrClosed
+		case err != nil:
+			return 0, fmt.Errorf("%w: %s: %w (last: %v)", ErrNoLeader, op, err, lastErr)
 		}
-		backoff = min(2*backoff, 100*time.Millisecond)
+		backoff = nextBackoff(backoff, changed)
 	}
 }
 

@@ -13,12 +13,21 @@ import (
 	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
 )
 
-// Defaults for zero [Config] fields. They suit a LAN
-// appliance of 1, 3 or 5 nodes.
+// Defaults for zero [Config] fields. They suit a LAN appliance of 1, 3 or
+// 5 nodes; docs/edge.md ("Raft timings") gives the reasoning.
+//
+// A follower starts an election once it has heard nothing from the leader
+// for a random time between DefaultHeartbeatTimeout and twice that (the
+// leader sends heartbeats ten times per HeartbeatTimeout), but a follower
+// that still hears from its leader refuses to vote, so after a leader
+// crash the last survivor to time out decides: on average 5/3 of the
+// heartbeat timeout, plus a few milliseconds of voting. Follower leases
+// (three election timeouts) are independent of these timings: a revocation
+// never counts a silent node as fenced before its lease has run out.
 const (
-	DefaultHeartbeatTimeout   = 500 * time.Millisecond
-	DefaultElectionTimeout    = 500 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
+	DefaultHeartbeatTimeout   = 200 * time.Millisecond
+	DefaultElectionTimeout    = 200 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 200 * time.Millisecond
 	DefaultCommitTimeout      = 2 * time.Millisecond
 	DefaultSnapshotThreshold  = 8192
 	DefaultSnapshotInterval   = 30 * time.Second

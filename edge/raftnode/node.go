@@ -68,6 +68,10 @@ type Node struct {
 
 	lastVerified atomic.Int64 // UnixNano at which the last successful VerifyLeader started
 
+	// Leader changes, for prompt retries (retry.go).
+	leader   leaderNews
+	observer *raft.Observer
+
 	// Follower lease and leader fencing (lease.go).
 	epoch      time.Time    // monotonic origin for leaseUntil
 	leaseUntil atomic.Int64 // follower lease end, nanoseconds after epoch; 0 = none
@@ -109,6 +113,7 @@ func New(cfg Config, applier Applier) (*Node, error) {
 		httpClient:  cfg.HTTPClient,
 		clients:     map[string]edgev1connect.ClusterServiceClient{},
 	}
+	n.leader.init()
 	n.local.init(cfg.MaxInflight)
 	n.fwd.init(cfg.MaxInflight)
 	if n.httpClient == nil {
@@ -243,6 +248,14 @@ func (n *Node) open(ctx context.Context) error {
 	}
 	n.raft = r
 	n.started.Store(r)
+	obs := make(chan raft.Observation, 16)
+	n.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(n.observer)
+	n.wg.Add(1)
+	go n.runLeaderObserver(obs)
 
 	if cfg.Bootstrap && !hasState {
 		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{

@@ -75,11 +75,12 @@ func (n *Node) Propose(ctx context.Context, cmds ...*raftv1.Command) ([]*edgev1.
 		return nil, err
 	}
 	var lastErr error
-	backoff := 2 * time.Millisecond
+	backoff := retryBackoffMin
 	for {
 		if !n.isOpen() {
 			return nil, ErrClosed
 		}
+		news := n.leader.changed()
 		var retry bool
 		if n.raft.State() == raft.Leader {
 			res, err := n.proposeLocal(ctx, cmds, size)
@@ -99,10 +100,11 @@ func (n *Node) Propose(ctx context.Context, cmds ...*raftv1.Command) ([]*edgev1.
 			}
 			lastErr = err
 		}
-		if err := n.sleep(ctx, backoff); err != nil {
+		changed, err := retryWait(ctx, backoff, news, n.stopping)
+		if err != nil {
 			return nil, fmt.Errorf("%w: %w (last: %v)", ErrNoLeader, err, lastErr)
 		}
-		backoff = min(2*backoff, 100*time.Millisecond)
+		backoff = nextBackoff(backoff, changed)
 	}
 }
 

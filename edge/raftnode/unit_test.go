@@ -103,3 +103,53 @@ func TestHCLogAdapter(t *testing.T) {
 		t.Error("SetLevel ignored")
 	}
 }
+
+func TestRetryWait(t *testing.T) {
+	t.Run("WokenByLeaderChange", func(t *testing.T) {
+		var l leaderNews
+		l.init()
+		news := l.changed()
+		go l.broadcast()
+		// An hour's backoff: only the leader change can end this wait
+		// within the test's time.
+		changed, err := retryWait(t.Context(), time.Hour, news, nil)
+		if err != nil || !changed {
+			t.Fatalf("retryWait = %v, %v; want changed, nil", changed, err)
+		}
+		if l.changed() == news {
+			t.Error("broadcast did not replace the channel")
+		}
+	})
+	t.Run("Timer", func(t *testing.T) {
+		var l leaderNews
+		l.init()
+		changed, err := retryWait(t.Context(), time.Millisecond, l.changed(), nil)
+		if err != nil || changed {
+			t.Fatalf("retryWait = %v, %v; want not changed, nil", changed, err)
+		}
+	})
+	t.Run("ErrClosed", func(t *testing.T) {
+		var l leaderNews
+		l.init()
+		stop := make(chan struct{})
+		close(stop)
+		if _, err := retryWait(t.Context(), time.Hour, l.changed(), stop); !errors.Is(err, ErrClosed) {
+			t.Fatalf("err = %v, want ErrClosed", err)
+		}
+	})
+	t.Run("Backoff", func(t *testing.T) {
+		for _, tc := range []struct {
+			cur     time.Duration
+			changed bool
+			want    time.Duration
+		}{
+			{retryBackoffMin, false, 2 * retryBackoffMin},
+			{retryBackoffMax, false, retryBackoffMax},
+			{retryBackoffMax, true, retryBackoffMin},
+		} {
+			if got := nextBackoff(tc.cur, tc.changed); got != tc.want {
+				t.Errorf("nextBackoff(%v, %v) = %v, want %v", tc.cur, tc.changed, got, tc.want)
+			}
+		}
+	})
+}

@@ -53,7 +53,7 @@ const failoverCallTimeout = 2 * time.Second
 // started after the kill and acknowledged through a survivor, then
 // restarts the killed node from its data dir on its old addresses and
 // waits until it has caught up.
-// The floor is the configured election timeout: no survivor can conclude
+// The floor is the configured heartbeat timeout: no survivor can conclude
 // that the leader is dead before it has heard nothing for that long.
 func runFailover(ctx context.Context, opt Options, emit func(Result)) error {
 	p := failoverFull
@@ -138,7 +138,7 @@ func runFailover(ctx context.Context, opt Options, emit func(Result)) error {
 		})
 	}
 
-	floor := float64(raftnode.DefaultElectionTimeout) / float64(time.Millisecond)
+	floor := float64(raftnode.DefaultHeartbeatTimeout) / float64(time.Millisecond)
 	var elections, firsts []time.Duration
 	for rnd := range p.rounds {
 		// Writes flowing before the kill.
@@ -186,10 +186,10 @@ func runFailover(ctx context.Context, opt Options, emit func(Result)) error {
 		if err != nil {
 			return err
 		}
-		if election < raftnode.DefaultElectionTimeout/2 {
+		if election < raftnode.DefaultHeartbeatTimeout/2 {
 			// No survivor can give up on a silent leader that soon: the
 			// leadership was handed over, so this was no crash.
-			return fmt.Errorf("new leader %v after the kill of %s, under half the election timeout: the kill was not a crash", election, victimID)
+			return fmt.Errorf("new leader %v after the kill of %s, under half the heartbeat timeout: the kill was not a crash", election, victimID)
 		}
 		if err := waitUntil(ctx, 60*time.Second, "the first write after the kill", func() bool { return firstAck.Load() != 0 }); err != nil {
 			return err
