@@ -16,6 +16,10 @@
 // "card") in the same commit as the delta that binds them, so two hub
 // writers can never hand one number to two live holders.
 //
+// Access events arrive in each site's events lane: they are committed to
+// the store like any delta but never applied to the replica; an in-memory
+// index of them answers access-log queries (events.go, QueryEvents).
+//
 // docs/sync.md describes how the sync server uses it.
 package hubstate
 
@@ -100,6 +104,9 @@ type State struct {
 	// superset of what they hold: check with CardHolders), so deleting a
 	// person frees their numbers without scanning every card.
 	cardsOf map[access.ID][]access.CardNumber
+	// events indexes the sites' access events (events.go); it has its own
+	// lock, taken after s.mu when both are.
+	events *eventIndex
 }
 
 // noteCards records in cardsOf the card bindings of applied deltas.
@@ -146,7 +153,8 @@ func Open(ctx context.Context, st store.Store, opts Options) (*State, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &State{st: st, clock: opts.Clock, log: opts.Logger, rep: replication.NewReplica(), changed: make(chan struct{})}
+	s := &State{st: st, clock: opts.Clock, log: opts.Logger, rep: replication.NewReplica(), changed: make(chan struct{}),
+		events: newEventIndex()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.recoverBulk(ctx); err != nil {
@@ -170,7 +178,8 @@ func (s *State) Close() error {
 	return nil
 }
 
-// StoreOrigin returns the name of src's log in the store: "origin/lane".
+// StoreOrigin returns the name of src's log in the store: "origin/lane"
+// (lane "priority", "normal" or "events").
 // The store numbers records per log, and replication numbers deltas per
 // (origin, lane), so each source has a log of its own.
 func StoreOrigin(src replication.Source) string { return src.String() }
@@ -184,6 +193,8 @@ func parseStoreOrigin(name string) (replication.Source, error) {
 		src.Lane = replication.LanePriority
 	case "normal":
 		src.Lane = replication.LaneNormal
+	case "events":
+		src.Lane = replication.LaneEvents
 	default:
 		ok = false
 	}
@@ -209,6 +220,9 @@ func (s *State) load(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("hubstate: load: %w", err)
 	}
 	have := s.rep.Vector()
+	for src, n := range s.events.vector() {
+		have[src] = n
+	}
 	changed := false
 	for name, head := range vec {
 		src, err := parseStoreOrigin(name)
@@ -231,16 +245,26 @@ func (s *State) load(ctx context.Context) (bool, error) {
 				if ds[i].Source() != src || ds[i].Seq != r.Seq {
 					return changed, access.Errorf(access.Invalid, "hubstate: load %s/%d: holds delta %s/%d", name, r.Seq, ds[i].Source(), ds[i].Seq)
 				}
+				if src.Lane == replication.LaneEvents {
+					continue // an event's stamp is a device's time: not witnessed
+				}
 				// The hub accepted these stamps before: take them without the
 				// skew guard so the hub's clock stays ahead of them.
 				_ = s.clock.Witness(ds[i].Stamp)
+			}
+			after = recs[len(recs)-1].Seq
+			if src.Lane == replication.LaneEvents {
+				if err := s.checkEvents(src, ds); err != nil {
+					return changed, fmt.Errorf("hubstate: load %s: %w", name, err)
+				}
+				s.events.add(src.Origin, ds)
+				continue
 			}
 			if err := s.rep.ApplyBatch(src, ds); err != nil {
 				return changed, fmt.Errorf("hubstate: load %s: %w", name, err)
 			}
 			s.noteCards(ds)
 			changed = true
-			after = recs[len(recs)-1].Seq
 		}
 	}
 	if changed {
@@ -296,7 +320,8 @@ func (s *State) Vector() replication.Vector {
 
 // Deltas returns up to max deltas of src after sequence number after, in
 // sequence order: the replication.Log a sync session sends from. It never
-// fails.
+// fails. It returns no events: the hub never relays them (and Vector does
+// not list their lanes).
 func (s *State) Deltas(src replication.Source, after uint64, max int) ([]replication.Delta, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -324,13 +349,17 @@ type Facts interface {
 	Grant(id access.ID) (access.Grant, bool)
 	// CardHolders is replication.Replica.CardHolders.
 	CardHolders(n access.CardNumber) []replication.Holder
-	// Holds reports whether the replica has applied delta seq of src.
+	// Holds reports whether the hub holds delta seq of src (applied to
+	// the replica, or for an events lane, indexed).
 	Holds(src replication.Source, seq uint64) bool
 }
 
 type facts struct{ s *State }
 
 func (f facts) Holds(src replication.Source, seq uint64) (ok bool) {
+	if src.Lane == replication.LaneEvents {
+		return f.s.events.head(src.Origin) >= seq
+	}
 	f.s.View(func(r *replication.Replica) { ok = r.Vector()[src] >= seq })
 	return ok
 }
@@ -396,6 +425,10 @@ func (s *State) Conflicts() []replication.Conflict {
 // With a non-nil fence, every commit is conditional on the site's stream
 // lease (store.ErrFenced when it was lost). Apply does not judge who may
 // make a delta: the caller's replication.Authorizer does.
+//
+// A batch of an events lane (replication.LaneEvents) is committed the same
+// way, then indexed (QueryEvents) instead of applied to the replica: it
+// changes neither Vector nor what Changed signals; SyncVector shows it.
 func (s *State) Apply(ctx context.Context, src replication.Source, deltas []replication.Delta, fence *store.Fence) error {
 	if err := src.Validate(); err != nil {
 		return err
@@ -405,7 +438,11 @@ func (s *State) Apply(ctx context.Context, src replication.Source, deltas []repl
 	if s.closed {
 		return ErrClosed
 	}
+	events := src.Lane == replication.LaneEvents
 	next := s.rep.Vector()[src] + 1
+	if events {
+		next = s.events.head(src.Origin) + 1
+	}
 	start := len(deltas)
 	for i, d := range deltas {
 		if err := d.Validate(); err != nil {
@@ -428,6 +465,11 @@ func (s *State) Apply(ctx context.Context, src replication.Source, deltas []repl
 	if len(fresh) == 0 {
 		return nil
 	}
+	if events {
+		if err := s.checkEvents(src, fresh); err != nil {
+			return err
+		}
+	}
 	recs := make([]store.Record, len(fresh))
 	for i, d := range fresh {
 		b, err := d.MarshalBinary()
@@ -436,7 +478,9 @@ func (s *State) Apply(ctx context.Context, src replication.Source, deltas []repl
 		}
 		recs[i] = store.Record{Seq: d.Seq, Lane: storeLane(d.Lane), Data: b}
 	}
-	defer s.signal()
+	if !events {
+		defer s.signal()
+	}
 	for len(recs) > 0 {
 		n, size := 0, 0
 		for n < len(recs) && n < commitItems && (n == 0 || size+len(recs[n].Data) <= commitBytes) {
@@ -446,6 +490,11 @@ func (s *State) Apply(ctx context.Context, src replication.Source, deltas []repl
 		b := store.Batch{Fence: fence, Appends: []store.Append{{Origin: StoreOrigin(src), Records: recs[:n]}}}
 		if err := s.st.Commit(ctx, b); err != nil {
 			return fmt.Errorf("hubstate: commit %s/%d..%d: %w", src, recs[0].Seq, recs[n-1].Seq, err)
+		}
+		if events {
+			s.events.add(src.Origin, fresh[:n])
+			recs, fresh = recs[n:], fresh[n:]
+			continue
 		}
 		if err := s.rep.ApplyBatch(src, fresh[:n]); err != nil {
 			// Checked above; a failure here is a bug, and the store is ahead.
@@ -461,7 +510,8 @@ func (s *State) Apply(ctx context.Context, src replication.Source, deltas []repl
 }
 
 // SessionStore returns the replication.Store a sync session applies to:
-// its ApplyBatch is Apply with ctx and fence, and its Vector the state's.
+// its ApplyBatch is Apply with ctx and fence, and its Vector the state's
+// SyncVector.
 func (s *State) SessionStore(ctx context.Context, fence *store.Fence) replication.Store {
 	return sessionStore{s: s, ctx: ctx, fence: fence}
 }
@@ -472,7 +522,7 @@ type sessionStore struct {
 	fence *store.Fence
 }
 
-func (ss sessionStore) Vector() replication.Vector { return ss.s.Vector() }
+func (ss sessionStore) Vector() replication.Vector { return ss.s.SyncVector() }
 
 func (ss sessionStore) ApplyBatch(src replication.Source, ds []replication.Delta) error {
 	return ss.s.Apply(ss.ctx, src, ds, ss.fence)
@@ -752,6 +802,18 @@ func (s *State) claimCard(ctx context.Context, n access.CardNumber, holder strin
 	}
 	if err != nil {
 		return fmt.Errorf("hubstate: free stale card claim: %w", err)
+	}
+	return nil
+}
+
+// checkEvents checks that every delta of an events lane batch is an event
+// of its origin (Delta.Validate ties the kind to the lane; this keeps the
+// rule here too, where the store is written).
+func (s *State) checkEvents(src replication.Source, ds []replication.Delta) error {
+	for _, d := range ds {
+		if d.Kind != replication.KindEvent || d.Origin == Origin {
+			return access.Errorf(access.Invalid, "hubstate: events of %s: delta %d is a %s of origin %s: %w", src, d.Seq, d.Kind, d.Origin, replication.ErrBadBatch)
+		}
 	}
 	return nil
 }
