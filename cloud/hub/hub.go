@@ -175,6 +175,7 @@ type Hub struct {
 
 	extra    map[string]http.Handler
 	syncAuth syncserver.Authenticate // overrides the token check when set
+	siteAuth syncserver.Authenticate // the sync service's, also for the visitor service's site endpoints
 	store    store.Store
 	state    *hubstate.State
 	sync     *syncserver.Server
@@ -237,6 +238,7 @@ func (h *Hub) openSync(ctx context.Context) error {
 			return fmt.Errorf("hub: sync tokens: %w", err)
 		}
 	}
+	h.siteAuth = auth
 	h.sync, err = syncserver.New(syncserver.Config{State: h.state, Leases: h.store, Authenticate: auth, Logger: h.log})
 	return err
 }
@@ -259,7 +261,7 @@ func (h *Hub) openVisits(ctx context.Context) error {
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = "http://" + h.Addr()
 	}
-	opts := visits.Options{Config: cfg, State: h.state, Store: h.store, Logger: h.log}
+	opts := visits.Options{Config: cfg, State: h.state, Store: h.store, Logger: h.log, SiteAuth: h.siteAuth}
 	if h.cfg.Mail.Addr != "" {
 		sender, err := gmail.NewSender(h.cfg.Mail)
 		if err != nil {
@@ -340,6 +342,9 @@ func (h *Hub) Open(ctx context.Context) error {
 		guest := h.visits.GuestHandler()
 		mux.Handle("/guest/", guest)
 		mux.Handle("GET /visits/token-keys", guest)
+		site := h.visits.SiteHandler() // authenticated as a site, like the sync service
+		mux.Handle(visits.SiteWatchlistPath, site)
+		mux.Handle(visits.SiteVisitorTypesPath, site)
 	}
 	for pattern, handler := range h.extra {
 		mux.Handle(pattern, handler)

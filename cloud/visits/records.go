@@ -32,11 +32,16 @@ const (
 	// KindOutbox: an email to send (ID = outbox ID, a ULID, so IDs sort by
 	// creation).
 	KindOutbox = "outbox"
+	// KindArrival: per visit (ID = visit ID), the mark that its arrival
+	// was announced to the host (arrival.go). It is only ever created,
+	// conditionally, so each visit gets one arrival email at most, whatever
+	// the number of hub processes and restarts.
+	KindArrival = "visit_arrival"
 )
 
 // Kinds are the entity kinds the hub's store must be opened with for the
 // service, besides hubstate.Kinds.
-var Kinds = []string{KindVisitRecord, KindIdempotency, KindVisitorType, KindWatch, KindDocument, KindOutbox}
+var Kinds = []string{KindVisitRecord, KindIdempotency, KindVisitorType, KindWatch, KindDocument, KindOutbox, KindArrival}
 
 // visitRecord is the hub-only part of a visit.
 type visitRecord struct {

@@ -21,9 +21,12 @@ package visits
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -46,7 +49,27 @@ type Config struct {
 	// attempts (defaults 5 s and 10 min; tests shorten them).
 	RetryMin time.Duration `json:"-"`
 	RetryMax time.Duration `json:"-"`
+	// NoShowGrace is how long after the end of its window a visit whose
+	// guest never checked in (requested, invited or pre_registered) is
+	// expired by the hub (default DefaultNoShowGrace).
+	NoShowGrace Duration `json:"no_show_grace"`
+	// ExpiryInterval is how often the hub looks for no-shows to expire
+	// (default DefaultExpiryInterval).
+	ExpiryInterval Duration `json:"expiry_interval"`
 }
+
+// Defaults of Config.
+const (
+	DefaultNoShowGrace    = time.Hour
+	DefaultExpiryInterval = time.Minute
+)
+
+// SiteAuth names the site that made a request from its headers and, over
+// TLS, its connection state, or returns an error when no site made it. It
+// has the signature of cloud/syncserver.Authenticate, so the hub passes
+// the authenticator of its sync service: a site reads the watchlist with
+// the credentials it syncs with.
+type SiteAuth = func(ctx context.Context, header http.Header, conn *tls.ConnectionState) (site string, err error)
 
 // Options are what New needs.
 type Options struct {
@@ -68,6 +91,9 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
+	// SiteAuth authenticates the sites' requests of the site endpoints
+	// (SiteHandler); nil refuses every one.
+	SiteAuth SiteAuth
 }
 
 // Sentinel errors; each carries the access code shown (see codeOf for the
@@ -97,6 +123,9 @@ type Service struct {
 	csrf   []byte // key of the guest pages' form tokens
 
 	timeIn timeIndex
+
+	siteAuth SiteAuth
+	follow   follower // the visits the replica's new deltas touch (arrival.go)
 
 	stop    context.CancelFunc
 	done    chan struct{}
@@ -135,6 +164,12 @@ func New(opts Options) (*Service, error) {
 	if opts.RetryMax < opts.RetryMin {
 		opts.RetryMax = max(opts.RetryMin, 10*time.Minute)
 	}
+	if opts.NoShowGrace <= 0 {
+		opts.NoShowGrace = Duration(DefaultNoShowGrace)
+	}
+	if opts.ExpiryInterval <= 0 {
+		opts.ExpiryInterval = Duration(DefaultExpiryInterval)
+	}
 	keys, err := OpenKeys(opts.KeyDir)
 	if err != nil {
 		return nil, err
@@ -146,23 +181,28 @@ func New(opts Options) (*Service, error) {
 	log := opts.Logger.With("component", "visits")
 	return &Service{cfg: opts.Config, state: opts.State, st: opts.Store, keys: keys, ids: access.NewIDGen(nil),
 		out: newOutbox(opts.Store, opts.Sender, log, opts.Now, opts.RetryMin, opts.RetryMax),
-		log: log, now: opts.Now, loc: opts.Location, domain: opts.MessageIDDomain, csrf: csrf}, nil
+		log: log, now: opts.Now, loc: opts.Location, domain: opts.MessageIDDomain, csrf: csrf, siteAuth: opts.SiteAuth}, nil
 }
 
 // Open starts the outbox worker, which first sends whatever an earlier run
-// left queued.
+// left queued, and the visit watcher, which queues arrival emails and
+// expires no-shows (arrival.go), starting with a full read of the replica.
 func (s *Service) Open(context.Context) error {
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop, s.done = stop, make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { s.out.run(ctx) })
+	wg.Go(func() { s.watch(ctx) })
 	go func() {
-		defer close(s.done)
-		s.out.run(ctx)
+		wg.Wait()
+		close(s.done)
 	}()
 	return nil
 }
 
-// Close stops the outbox worker, abandoning an attempt in flight (it is
-// made again on the next start). It is idempotent.
+// Close stops the outbox worker and the visit watcher, abandoning an
+// attempt in flight (it is made again on the next start). It is
+// idempotent.
 func (s *Service) Close() error {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
@@ -179,3 +219,27 @@ func (s *Service) Keys() *Keys { return s.keys }
 
 // newID returns a fresh ID.
 func (s *Service) newID() (access.ID, error) { return s.ids.New(s.now()) }
+
+// Duration is a time.Duration that reads and writes as a Go duration
+// string ("1h", "90s") in configuration files.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string such as "1h30m".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string like \"1h\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q is negative", s)
+	}
+	*d = Duration(v)
+	return nil
+}
