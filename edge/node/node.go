@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse/gatehouse/edge/raftnode"
 	"github.com/gatehouse/gatehouse/edge/sitestate"
 	"github.com/gatehouse/gatehouse/edge/uplink"
+	"github.com/gatehouse/gatehouse/edge/visitdesk"
 	"github.com/gatehouse/gatehouse/hardware/canbus"
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
 	edgev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1"
@@ -95,6 +96,13 @@ type Config struct {
 	// TuneDoors adjusts the door managers' configuration (heartbeat
 	// interval in tests); optional.
 	TuneDoors func(*doors.Config) `json:"-"`
+	// Visits, when set, runs the site's visitor desk on this node: kiosks
+	// and card dispensers over MQTT, checkout and the end of visits
+	// (docs/edge.md "Visitors at the site").
+	Visits *VisitsConfig `json:"visits"`
+	// TuneVisits adjusts the visitor desk's configuration (clock, sweep
+	// interval in tests); optional.
+	TuneVisits func(*visitdesk.Config) `json:"-"`
 }
 
 // CANConfig configures a CAN bus of door controllers (docs/edge.md).
@@ -159,6 +167,11 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
+	if c.Visits != nil {
+		if _, err := c.Visits.desk(); err != nil {
+			return err
+		}
+	}
 	if c.Join != "" && !strings.HasPrefix(c.Join, "http://") && !strings.HasPrefix(c.Join, "https://") {
 		return fmt.Errorf("edge config: join %q: want a URL such as http://10.0.0.5:7001", c.Join)
 	}
@@ -186,6 +199,8 @@ type Node struct {
 	// uplink links the site to the hub while this node leads (nil
 	// without Config.Uplink).
 	uplink *uplink.Uplink
+	// desk is the visitor desk (nil without Config.Visits).
+	desk *visitdesk.Desk
 
 	ln     net.Listener
 	srv    *http.Server
@@ -309,6 +324,9 @@ func (n *Node) Open(ctx context.Context) (err error) {
 		Doors:      n.mqttDoors,
 	}, siteAdapter{n}, log)
 	if err := n.gateway.Open(ctx); err != nil {
+		return err
+	}
+	if err := n.openDesk(); err != nil {
 		return err
 	}
 	if n.cfg.CAN != nil {
@@ -477,6 +495,11 @@ func (n *Node) Close() error {
 		if n.uplink != nil {
 			// The hub link first: it proposes through Raft.
 			errs = append(errs, n.uplink.Close())
+		}
+		if n.desk != nil {
+			// The visitor desk proposes through Raft and publishes
+			// through the gateway.
+			errs = append(errs, n.desk.Close())
 		}
 		if n.gateway != nil {
 			// Devices first: stop taking taps and record the queued

@@ -46,6 +46,9 @@ func (s *statusService) GetStatus(context.Context, *connect.Request[statusv1.Get
 			if u := n.uplinkDetail(); u != "" {
 				ns.Detail = strings.TrimPrefix(ns.Detail+"; "+u, "; ")
 			}
+			if v := n.deskDetail(); v != "" {
+				ns.Detail = strings.TrimPrefix(ns.Detail+"; "+v, "; ")
+			}
 			ns.AppliedIndex, ns.CommitIndex = st.AppliedIndex, st.CommitIndex
 		case m.ID == st.LeaderID:
 			ns.Role = string(raftnode.StateLeader)

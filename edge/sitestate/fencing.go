@@ -12,6 +12,9 @@ import (
 // Config.IsFencing. When in doubt it answers true: fencing costs latency,
 // not safety.
 func Fencing(cmd *raftv1.Command) bool {
+	if f, ok := deskFencing(cmd); ok {
+		return f
+	}
 	switch op := cmd.GetOp().(type) {
 	case *raftv1.Command_RemoveGrant, *raftv1.Command_RemoveCard, *raftv1.Command_DeletePerson, *raftv1.Command_RemoveDevice:
 		return true

@@ -88,6 +88,9 @@ type Machine struct {
 	rep     *replication.Replica
 	last    replication.Stamp
 	repMemo map[*raftv1.Command]*repEffect
+	// deskMemo memoises, like repMemo, what a visit desk command decided
+	// (visitdesk.go).
+	deskMemo map[*raftv1.Command]*deskPlan
 
 	// changed is closed (and replaced) when a committed entry or a load
 	// may have changed what doors decide; see Changed.
@@ -229,7 +232,7 @@ func (m *Machine) Load(db *badger.DB) error {
 	m.st, m.seq, m.devSeq = st, seq, devSeq
 	m.rep, m.last = rep, last
 	vec := rep.Vector()
-	m.memoIndex, m.seqMemo, m.devMemo, m.repMemo = 0, nil, nil, nil
+	m.memoIndex, m.seqMemo, m.devMemo, m.repMemo, m.deskMemo = 0, nil, nil, nil, nil
 	m.mu.Unlock()
 	m.notify()
 	c := st.Counts()
@@ -552,6 +555,10 @@ func (m *Machine) apply(txn *badger.Txn, index uint64, cmd *raftv1.Command, res 
 		return m.recordDeviceEvents(txn, index, cmd, op.RecordDeviceEvents, res)
 	case *raftv1.Command_ApplyDeltas:
 		return m.applyDeltas(txn, cmd, op.ApplyDeltas)
+	case *raftv1.Command_CheckInVisit:
+		return m.checkInVisit(txn, cmd, op.CheckInVisit)
+	case *raftv1.Command_CheckOutVisit:
+		return m.checkOutVisit(txn, cmd, op.CheckOutVisit)
 	case nil:
 		return access.Errorf(access.Invalid, "command has no operation")
 	default:

@@ -116,7 +116,7 @@ func (m *Machine) commitEffect(txn *badger.Txn, cmd *raftv1.Command, e *repEffec
 // resetMemo forgets the memos of another index than index.
 func (m *Machine) resetMemo(index uint64) {
 	if m.memoIndex != index {
-		m.memoIndex, m.seqMemo, m.devMemo, m.repMemo = index, nil, nil, nil
+		m.memoIndex, m.seqMemo, m.devMemo, m.repMemo, m.deskMemo = index, nil, nil, nil, nil
 	}
 }
 
@@ -310,6 +310,9 @@ func touchedBy(cmd *raftv1.Command) []entRef {
 // them and the vector to txn and applies them to the replica.
 func (m *Machine) replicateLocal(txn *badger.Txn, cmd *raftv1.Command) error {
 	refs := touchedBy(cmd)
+	if p := m.deskMemo[cmd]; p != nil {
+		refs = p.refs() // a visit desk command: what it changed
+	}
 	if len(refs) == 0 {
 		return nil
 	}

@@ -27,6 +27,430 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ConfirmPickupRequest names the visit whose guest was picked up.
+type ConfirmPickupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Visit ID.
+	VisitId string `protobuf:"bytes,1,opt,name=visit_id,json=visitId,proto3" json:"visit_id,omitempty"`
+	// Optional idempotency key: a retry with the same key answers the first
+	// result.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmPickupRequest) Reset() {
+	*x = ConfirmPickupRequest{}
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmPickupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmPickupRequest) ProtoMessage() {}
+
+func (x *ConfirmPickupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmPickupRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmPickupRequest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ConfirmPickupRequest) GetVisitId() string {
+	if x != nil {
+		return x.VisitId
+	}
+	return ""
+}
+
+func (x *ConfirmPickupRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// ConfirmPickupResponse is the visit after the pick-up.
+type ConfirmPickupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The visit as this node applied it.
+	Visit         *OnSiteVisit `protobuf:"bytes,1,opt,name=visit,proto3" json:"visit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmPickupResponse) Reset() {
+	*x = ConfirmPickupResponse{}
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmPickupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmPickupResponse) ProtoMessage() {}
+
+func (x *ConfirmPickupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmPickupResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmPickupResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ConfirmPickupResponse) GetVisit() *OnSiteVisit {
+	if x != nil {
+		return x.Visit
+	}
+	return nil
+}
+
+// CheckOutVisitRequest names the visit to check out, by visit or by card.
+type CheckOutVisitRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exactly one of visit_id and card names the visit.
+	VisitId string `protobuf:"bytes,1,opt,name=visit_id,json=visitId,proto3" json:"visit_id,omitempty"`
+	// A card bound to the visit (the card handed back).
+	Card uint64 `protobuf:"varint,2,opt,name=card,proto3" json:"card,omitempty"`
+	// Optional idempotency key.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckOutVisitRequest) Reset() {
+	*x = CheckOutVisitRequest{}
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckOutVisitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckOutVisitRequest) ProtoMessage() {}
+
+func (x *CheckOutVisitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckOutVisitRequest.ProtoReflect.Descriptor instead.
+func (*CheckOutVisitRequest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CheckOutVisitRequest) GetVisitId() string {
+	if x != nil {
+		return x.VisitId
+	}
+	return ""
+}
+
+func (x *CheckOutVisitRequest) GetCard() uint64 {
+	if x != nil {
+		return x.Card
+	}
+	return 0
+}
+
+func (x *CheckOutVisitRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// CheckOutVisitResponse is the outcome of a checkout.
+type CheckOutVisitResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Visit checked out.
+	VisitId string `protobuf:"bytes,1,opt,name=visit_id,json=visitId,proto3" json:"visit_id,omitempty"`
+	// Cards unbound, masked (all but the last four digits).
+	CardsMasked   []string `protobuf:"bytes,2,rep,name=cards_masked,json=cardsMasked,proto3" json:"cards_masked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckOutVisitResponse) Reset() {
+	*x = CheckOutVisitResponse{}
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckOutVisitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckOutVisitResponse) ProtoMessage() {}
+
+func (x *CheckOutVisitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckOutVisitResponse.ProtoReflect.Descriptor instead.
+func (*CheckOutVisitResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CheckOutVisitResponse) GetVisitId() string {
+	if x != nil {
+		return x.VisitId
+	}
+	return ""
+}
+
+func (x *CheckOutVisitResponse) GetCardsMasked() []string {
+	if x != nil {
+		return x.CardsMasked
+	}
+	return nil
+}
+
+// ListOnSiteRequest asks for the guests on site.
+type ListOnSiteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOnSiteRequest) Reset() {
+	*x = ListOnSiteRequest{}
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOnSiteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOnSiteRequest) ProtoMessage() {}
+
+func (x *ListOnSiteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOnSiteRequest.ProtoReflect.Descriptor instead.
+func (*ListOnSiteRequest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{4}
+}
+
+// ListOnSiteResponse lists the guests on site, earliest check-in first.
+type ListOnSiteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Visits checked in or picked up.
+	Visits        []*OnSiteVisit `protobuf:"bytes,1,rep,name=visits,proto3" json:"visits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOnSiteResponse) Reset() {
+	*x = ListOnSiteResponse{}
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOnSiteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOnSiteResponse) ProtoMessage() {}
+
+func (x *ListOnSiteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOnSiteResponse.ProtoReflect.Descriptor instead.
+func (*ListOnSiteResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListOnSiteResponse) GetVisits() []*OnSiteVisit {
+	if x != nil {
+		return x.Visits
+	}
+	return nil
+}
+
+// OnSiteVisit is one guest on site.
+type OnSiteVisit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Visit ID.
+	VisitId string `protobuf:"bytes,1,opt,name=visit_id,json=visitId,proto3" json:"visit_id,omitempty"`
+	// Guest's name as the site holds it ("Family, Given").
+	VisitorName string `protobuf:"bytes,2,opt,name=visitor_name,json=visitorName,proto3" json:"visitor_name,omitempty"`
+	// Host's person ID and name (empty when the host is not known here).
+	HostId string `protobuf:"bytes,3,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	// Host's name.
+	HostName string `protobuf:"bytes,4,opt,name=host_name,json=hostName,proto3" json:"host_name,omitempty"`
+	// Visit state: "checked_in" or "picked_up".
+	State string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	// Time in (Unix ms): when the site recorded the check-in; 0 when the
+	// check-in came from elsewhere.
+	CheckedInMs int64 `protobuf:"varint,6,opt,name=checked_in_ms,json=checkedInMs,proto3" json:"checked_in_ms,omitempty"`
+	// The visit's card, masked; empty without one.
+	CardMasked string `protobuf:"bytes,7,opt,name=card_masked,json=cardMasked,proto3" json:"card_masked,omitempty"`
+	// Whether the guest must be escorted (and is not picked up yet when
+	// state is checked_in).
+	Escort bool `protobuf:"varint,8,opt,name=escort,proto3" json:"escort,omitempty"`
+	// End of the visit window (Unix ms).
+	UntilMs       int64 `protobuf:"varint,9,opt,name=until_ms,json=untilMs,proto3" json:"until_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OnSiteVisit) Reset() {
+	*x = OnSiteVisit{}
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OnSiteVisit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OnSiteVisit) ProtoMessage() {}
+
+func (x *OnSiteVisit) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OnSiteVisit.ProtoReflect.Descriptor instead.
+func (*OnSiteVisit) Descriptor() ([]byte, []int) {
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *OnSiteVisit) GetVisitId() string {
+	if x != nil {
+		return x.VisitId
+	}
+	return ""
+}
+
+func (x *OnSiteVisit) GetVisitorName() string {
+	if x != nil {
+		return x.VisitorName
+	}
+	return ""
+}
+
+func (x *OnSiteVisit) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *OnSiteVisit) GetHostName() string {
+	if x != nil {
+		return x.HostName
+	}
+	return ""
+}
+
+func (x *OnSiteVisit) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *OnSiteVisit) GetCheckedInMs() int64 {
+	if x != nil {
+		return x.CheckedInMs
+	}
+	return 0
+}
+
+func (x *OnSiteVisit) GetCardMasked() string {
+	if x != nil {
+		return x.CardMasked
+	}
+	return ""
+}
+
+func (x *OnSiteVisit) GetEscort() bool {
+	if x != nil {
+		return x.Escort
+	}
+	return false
+}
+
+func (x *OnSiteVisit) GetUntilMs() int64 {
+	if x != nil {
+		return x.UntilMs
+	}
+	return 0
+}
+
 // ApplyRequest carries commands to commit.
 type ApplyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -38,7 +462,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[0]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +474,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[0]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +487,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{0}
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ApplyRequest) GetCommands() []*v1.Command {
@@ -84,7 +508,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[1]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -96,7 +520,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[1]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -109,7 +533,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{1}
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ApplyResponse) GetResults() []*CommandResult {
@@ -132,7 +556,7 @@ type CheckAccessRequest struct {
 
 func (x *CheckAccessRequest) Reset() {
 	*x = CheckAccessRequest{}
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[2]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -144,7 +568,7 @@ func (x *CheckAccessRequest) String() string {
 func (*CheckAccessRequest) ProtoMessage() {}
 
 func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[2]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -157,7 +581,7 @@ func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessRequest.ProtoReflect.Descriptor instead.
 func (*CheckAccessRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{2}
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CheckAccessRequest) GetCard() uint64 {
@@ -191,7 +615,7 @@ type CheckAccessResponse struct {
 
 func (x *CheckAccessResponse) Reset() {
 	*x = CheckAccessResponse{}
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[3]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -203,7 +627,7 @@ func (x *CheckAccessResponse) String() string {
 func (*CheckAccessResponse) ProtoMessage() {}
 
 func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[3]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -216,7 +640,7 @@ func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessResponse.ProtoReflect.Descriptor instead.
 func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{3}
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CheckAccessResponse) GetGranted() bool {
@@ -260,7 +684,7 @@ type ListPeopleRequest struct {
 
 func (x *ListPeopleRequest) Reset() {
 	*x = ListPeopleRequest{}
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[4]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +696,7 @@ func (x *ListPeopleRequest) String() string {
 func (*ListPeopleRequest) ProtoMessage() {}
 
 func (x *ListPeopleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[4]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +709,7 @@ func (x *ListPeopleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeopleRequest.ProtoReflect.Descriptor instead.
 func (*ListPeopleRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{4}
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListPeopleRequest) GetPageSize() int32 {
@@ -315,7 +739,7 @@ type ListPeopleResponse struct {
 
 func (x *ListPeopleResponse) Reset() {
 	*x = ListPeopleResponse{}
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[5]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +751,7 @@ func (x *ListPeopleResponse) String() string {
 func (*ListPeopleResponse) ProtoMessage() {}
 
 func (x *ListPeopleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[5]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +764,7 @@ func (x *ListPeopleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeopleResponse.ProtoReflect.Descriptor instead.
 func (*ListPeopleResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{5}
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListPeopleResponse) GetPeople() []*v11.Person {
@@ -370,7 +794,7 @@ type ListCardsRequest struct {
 
 func (x *ListCardsRequest) Reset() {
 	*x = ListCardsRequest{}
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[6]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +806,7 @@ func (x *ListCardsRequest) String() string {
 func (*ListCardsRequest) ProtoMessage() {}
 
 func (x *ListCardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[6]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +819,7 @@ func (x *ListCardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCardsRequest.ProtoReflect.Descriptor instead.
 func (*ListCardsRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{6}
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListCardsRequest) GetPageSize() int32 {
@@ -425,7 +849,7 @@ type ListCardsResponse struct {
 
 func (x *ListCardsResponse) Reset() {
 	*x = ListCardsResponse{}
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[7]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +861,7 @@ func (x *ListCardsResponse) String() string {
 func (*ListCardsResponse) ProtoMessage() {}
 
 func (x *ListCardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[7]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +874,7 @@ func (x *ListCardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCardsResponse.ProtoReflect.Descriptor instead.
 func (*ListCardsResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{7}
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListCardsResponse) GetCards() []*v11.Card {
@@ -480,7 +904,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[8]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +916,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[8]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +929,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{8}
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListEventsRequest) GetAfterSeq() uint64 {
@@ -535,7 +959,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[9]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -547,7 +971,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[9]
+	mi := &file_gatehouse_edge_v1_site_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -560,7 +984,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{9}
+	return file_gatehouse_edge_v1_site_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListEventsResponse) GetEvents() []*v11.AccessEvent {
@@ -581,7 +1005,35 @@ var File_gatehouse_edge_v1_site_proto protoreflect.FileDescriptor
 
 const file_gatehouse_edge_v1_site_proto_rawDesc = "" +
 	"\n" +
-	"\x1cgatehouse/edge/v1/site.proto\x12\x11gatehouse.edge.v1\x1a gatehouse/access/v1/access.proto\x1a\x1fgatehouse/edge/v1/cluster.proto\x1a\x1cgatehouse/raft/v1/raft.proto\"F\n" +
+	"\x1cgatehouse/edge/v1/site.proto\x12\x11gatehouse.edge.v1\x1a gatehouse/access/v1/access.proto\x1a\x1fgatehouse/edge/v1/cluster.proto\x1a\x1cgatehouse/raft/v1/raft.proto\"P\n" +
+	"\x14ConfirmPickupRequest\x12\x19\n" +
+	"\bvisit_id\x18\x01 \x01(\tR\avisitId\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"M\n" +
+	"\x15ConfirmPickupResponse\x124\n" +
+	"\x05visit\x18\x01 \x01(\v2\x1e.gatehouse.edge.v1.OnSiteVisitR\x05visit\"d\n" +
+	"\x14CheckOutVisitRequest\x12\x19\n" +
+	"\bvisit_id\x18\x01 \x01(\tR\avisitId\x12\x12\n" +
+	"\x04card\x18\x02 \x01(\x04R\x04card\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"U\n" +
+	"\x15CheckOutVisitResponse\x12\x19\n" +
+	"\bvisit_id\x18\x01 \x01(\tR\avisitId\x12!\n" +
+	"\fcards_masked\x18\x02 \x03(\tR\vcardsMasked\"\x13\n" +
+	"\x11ListOnSiteRequest\"L\n" +
+	"\x12ListOnSiteResponse\x126\n" +
+	"\x06visits\x18\x01 \x03(\v2\x1e.gatehouse.edge.v1.OnSiteVisitR\x06visits\"\x8f\x02\n" +
+	"\vOnSiteVisit\x12\x19\n" +
+	"\bvisit_id\x18\x01 \x01(\tR\avisitId\x12!\n" +
+	"\fvisitor_name\x18\x02 \x01(\tR\vvisitorName\x12\x17\n" +
+	"\ahost_id\x18\x03 \x01(\tR\x06hostId\x12\x1b\n" +
+	"\thost_name\x18\x04 \x01(\tR\bhostName\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12\"\n" +
+	"\rchecked_in_ms\x18\x06 \x01(\x03R\vcheckedInMs\x12\x1f\n" +
+	"\vcard_masked\x18\a \x01(\tR\n" +
+	"cardMasked\x12\x16\n" +
+	"\x06escort\x18\b \x01(\bR\x06escort\x12\x19\n" +
+	"\buntil_ms\x18\t \x01(\x03R\auntilMs\"F\n" +
 	"\fApplyRequest\x126\n" +
 	"\bcommands\x18\x01 \x03(\v2\x1a.gatehouse.raft.v1.CommandR\bcommands\"K\n" +
 	"\rApplyResponse\x12:\n" +
@@ -613,7 +1065,7 @@ const file_gatehouse_edge_v1_site_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\"i\n" +
 	"\x12ListEventsResponse\x128\n" +
 	"\x06events\x18\x01 \x03(\v2 .gatehouse.access.v1.AccessEventR\x06events\x12\x19\n" +
-	"\blast_seq\x18\x02 \x01(\x04R\alastSeq2\xdb\x03\n" +
+	"\blast_seq\x18\x02 \x01(\x04R\alastSeq2\x87\x06\n" +
 	"\vSiteService\x12L\n" +
 	"\x05Apply\x12\x1f.gatehouse.edge.v1.ApplyRequest\x1a .gatehouse.edge.v1.ApplyResponse\"\x00\x12a\n" +
 	"\vCheckAccess\x12%.gatehouse.edge.v1.CheckAccessRequest\x1a&.gatehouse.edge.v1.CheckAccessResponse\"\x03\x90\x02\x01\x12^\n" +
@@ -621,7 +1073,11 @@ const file_gatehouse_edge_v1_site_proto_rawDesc = "" +
 	"ListPeople\x12$.gatehouse.edge.v1.ListPeopleRequest\x1a%.gatehouse.edge.v1.ListPeopleResponse\"\x03\x90\x02\x01\x12[\n" +
 	"\tListCards\x12#.gatehouse.edge.v1.ListCardsRequest\x1a$.gatehouse.edge.v1.ListCardsResponse\"\x03\x90\x02\x01\x12^\n" +
 	"\n" +
-	"ListEvents\x12$.gatehouse.edge.v1.ListEventsRequest\x1a%.gatehouse.edge.v1.ListEventsResponse\"\x03\x90\x02\x01B\xcb\x01\n" +
+	"ListEvents\x12$.gatehouse.edge.v1.ListEventsRequest\x1a%.gatehouse.edge.v1.ListEventsResponse\"\x03\x90\x02\x01\x12d\n" +
+	"\rConfirmPickup\x12'.gatehouse.edge.v1.ConfirmPickupRequest\x1a(.gatehouse.edge.v1.ConfirmPickupResponse\"\x00\x12d\n" +
+	"\rCheckOutVisit\x12'.gatehouse.edge.v1.CheckOutVisitRequest\x1a(.gatehouse.edge.v1.CheckOutVisitResponse\"\x00\x12^\n" +
+	"\n" +
+	"ListOnSite\x12$.gatehouse.edge.v1.ListOnSiteRequest\x1a%.gatehouse.edge.v1.ListOnSiteResponse\"\x03\x90\x02\x01B\xcb\x01\n" +
 	"\x15com.gatehouse.edge.v1B\tSiteProtoP\x01ZAgithub.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1;edgev1\xa2\x02\x03GEX\xaa\x02\x11Gatehouse.Edge.V1\xca\x02\x11Gatehouse\\Edge\\V1\xe2\x02\x1dGatehouse\\Edge\\V1\\GPBMetadata\xea\x02\x13Gatehouse::Edge::V1b\x06proto3"
 
 var (
@@ -636,47 +1092,62 @@ func file_gatehouse_edge_v1_site_proto_rawDescGZIP() []byte {
 	return file_gatehouse_edge_v1_site_proto_rawDescData
 }
 
-var file_gatehouse_edge_v1_site_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_gatehouse_edge_v1_site_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_gatehouse_edge_v1_site_proto_goTypes = []any{
-	(*ApplyRequest)(nil),        // 0: gatehouse.edge.v1.ApplyRequest
-	(*ApplyResponse)(nil),       // 1: gatehouse.edge.v1.ApplyResponse
-	(*CheckAccessRequest)(nil),  // 2: gatehouse.edge.v1.CheckAccessRequest
-	(*CheckAccessResponse)(nil), // 3: gatehouse.edge.v1.CheckAccessResponse
-	(*ListPeopleRequest)(nil),   // 4: gatehouse.edge.v1.ListPeopleRequest
-	(*ListPeopleResponse)(nil),  // 5: gatehouse.edge.v1.ListPeopleResponse
-	(*ListCardsRequest)(nil),    // 6: gatehouse.edge.v1.ListCardsRequest
-	(*ListCardsResponse)(nil),   // 7: gatehouse.edge.v1.ListCardsResponse
-	(*ListEventsRequest)(nil),   // 8: gatehouse.edge.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),  // 9: gatehouse.edge.v1.ListEventsResponse
-	(*v1.Command)(nil),          // 10: gatehouse.raft.v1.Command
-	(*CommandResult)(nil),       // 11: gatehouse.edge.v1.CommandResult
-	(v11.Reason)(0),             // 12: gatehouse.access.v1.Reason
-	(*v11.Person)(nil),          // 13: gatehouse.access.v1.Person
-	(*v11.Card)(nil),            // 14: gatehouse.access.v1.Card
-	(*v11.AccessEvent)(nil),     // 15: gatehouse.access.v1.AccessEvent
+	(*ConfirmPickupRequest)(nil),  // 0: gatehouse.edge.v1.ConfirmPickupRequest
+	(*ConfirmPickupResponse)(nil), // 1: gatehouse.edge.v1.ConfirmPickupResponse
+	(*CheckOutVisitRequest)(nil),  // 2: gatehouse.edge.v1.CheckOutVisitRequest
+	(*CheckOutVisitResponse)(nil), // 3: gatehouse.edge.v1.CheckOutVisitResponse
+	(*ListOnSiteRequest)(nil),     // 4: gatehouse.edge.v1.ListOnSiteRequest
+	(*ListOnSiteResponse)(nil),    // 5: gatehouse.edge.v1.ListOnSiteResponse
+	(*OnSiteVisit)(nil),           // 6: gatehouse.edge.v1.OnSiteVisit
+	(*ApplyRequest)(nil),          // 7: gatehouse.edge.v1.ApplyRequest
+	(*ApplyResponse)(nil),         // 8: gatehouse.edge.v1.ApplyResponse
+	(*CheckAccessRequest)(nil),    // 9: gatehouse.edge.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),   // 10: gatehouse.edge.v1.CheckAccessResponse
+	(*ListPeopleRequest)(nil),     // 11: gatehouse.edge.v1.ListPeopleRequest
+	(*ListPeopleResponse)(nil),    // 12: gatehouse.edge.v1.ListPeopleResponse
+	(*ListCardsRequest)(nil),      // 13: gatehouse.edge.v1.ListCardsRequest
+	(*ListCardsResponse)(nil),     // 14: gatehouse.edge.v1.ListCardsResponse
+	(*ListEventsRequest)(nil),     // 15: gatehouse.edge.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),    // 16: gatehouse.edge.v1.ListEventsResponse
+	(*v1.Command)(nil),            // 17: gatehouse.raft.v1.Command
+	(*CommandResult)(nil),         // 18: gatehouse.edge.v1.CommandResult
+	(v11.Reason)(0),               // 19: gatehouse.access.v1.Reason
+	(*v11.Person)(nil),            // 20: gatehouse.access.v1.Person
+	(*v11.Card)(nil),              // 21: gatehouse.access.v1.Card
+	(*v11.AccessEvent)(nil),       // 22: gatehouse.access.v1.AccessEvent
 }
 var file_gatehouse_edge_v1_site_proto_depIdxs = []int32{
-	10, // 0: gatehouse.edge.v1.ApplyRequest.commands:type_name -> gatehouse.raft.v1.Command
-	11, // 1: gatehouse.edge.v1.ApplyResponse.results:type_name -> gatehouse.edge.v1.CommandResult
-	12, // 2: gatehouse.edge.v1.CheckAccessResponse.reason:type_name -> gatehouse.access.v1.Reason
-	13, // 3: gatehouse.edge.v1.ListPeopleResponse.people:type_name -> gatehouse.access.v1.Person
-	14, // 4: gatehouse.edge.v1.ListCardsResponse.cards:type_name -> gatehouse.access.v1.Card
-	15, // 5: gatehouse.edge.v1.ListEventsResponse.events:type_name -> gatehouse.access.v1.AccessEvent
-	0,  // 6: gatehouse.edge.v1.SiteService.Apply:input_type -> gatehouse.edge.v1.ApplyRequest
-	2,  // 7: gatehouse.edge.v1.SiteService.CheckAccess:input_type -> gatehouse.edge.v1.CheckAccessRequest
-	4,  // 8: gatehouse.edge.v1.SiteService.ListPeople:input_type -> gatehouse.edge.v1.ListPeopleRequest
-	6,  // 9: gatehouse.edge.v1.SiteService.ListCards:input_type -> gatehouse.edge.v1.ListCardsRequest
-	8,  // 10: gatehouse.edge.v1.SiteService.ListEvents:input_type -> gatehouse.edge.v1.ListEventsRequest
-	1,  // 11: gatehouse.edge.v1.SiteService.Apply:output_type -> gatehouse.edge.v1.ApplyResponse
-	3,  // 12: gatehouse.edge.v1.SiteService.CheckAccess:output_type -> gatehouse.edge.v1.CheckAccessResponse
-	5,  // 13: gatehouse.edge.v1.SiteService.ListPeople:output_type -> gatehouse.edge.v1.ListPeopleResponse
-	7,  // 14: gatehouse.edge.v1.SiteService.ListCards:output_type -> gatehouse.edge.v1.ListCardsResponse
-	9,  // 15: gatehouse.edge.v1.SiteService.ListEvents:output_type -> gatehouse.edge.v1.ListEventsResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	6,  // 0: gatehouse.edge.v1.ConfirmPickupResponse.visit:type_name -> gatehouse.edge.v1.OnSiteVisit
+	6,  // 1: gatehouse.edge.v1.ListOnSiteResponse.visits:type_name -> gatehouse.edge.v1.OnSiteVisit
+	17, // 2: gatehouse.edge.v1.ApplyRequest.commands:type_name -> gatehouse.raft.v1.Command
+	18, // 3: gatehouse.edge.v1.ApplyResponse.results:type_name -> gatehouse.edge.v1.CommandResult
+	19, // 4: gatehouse.edge.v1.CheckAccessResponse.reason:type_name -> gatehouse.access.v1.Reason
+	20, // 5: gatehouse.edge.v1.ListPeopleResponse.people:type_name -> gatehouse.access.v1.Person
+	21, // 6: gatehouse.edge.v1.ListCardsResponse.cards:type_name -> gatehouse.access.v1.Card
+	22, // 7: gatehouse.edge.v1.ListEventsResponse.events:type_name -> gatehouse.access.v1.AccessEvent
+	7,  // 8: gatehouse.edge.v1.SiteService.Apply:input_type -> gatehouse.edge.v1.ApplyRequest
+	9,  // 9: gatehouse.edge.v1.SiteService.CheckAccess:input_type -> gatehouse.edge.v1.CheckAccessRequest
+	11, // 10: gatehouse.edge.v1.SiteService.ListPeople:input_type -> gatehouse.edge.v1.ListPeopleRequest
+	13, // 11: gatehouse.edge.v1.SiteService.ListCards:input_type -> gatehouse.edge.v1.ListCardsRequest
+	15, // 12: gatehouse.edge.v1.SiteService.ListEvents:input_type -> gatehouse.edge.v1.ListEventsRequest
+	0,  // 13: gatehouse.edge.v1.SiteService.ConfirmPickup:input_type -> gatehouse.edge.v1.ConfirmPickupRequest
+	2,  // 14: gatehouse.edge.v1.SiteService.CheckOutVisit:input_type -> gatehouse.edge.v1.CheckOutVisitRequest
+	4,  // 15: gatehouse.edge.v1.SiteService.ListOnSite:input_type -> gatehouse.edge.v1.ListOnSiteRequest
+	8,  // 16: gatehouse.edge.v1.SiteService.Apply:output_type -> gatehouse.edge.v1.ApplyResponse
+	10, // 17: gatehouse.edge.v1.SiteService.CheckAccess:output_type -> gatehouse.edge.v1.CheckAccessResponse
+	12, // 18: gatehouse.edge.v1.SiteService.ListPeople:output_type -> gatehouse.edge.v1.ListPeopleResponse
+	14, // 19: gatehouse.edge.v1.SiteService.ListCards:output_type -> gatehouse.edge.v1.ListCardsResponse
+	16, // 20: gatehouse.edge.v1.SiteService.ListEvents:output_type -> gatehouse.edge.v1.ListEventsResponse
+	1,  // 21: gatehouse.edge.v1.SiteService.ConfirmPickup:output_type -> gatehouse.edge.v1.ConfirmPickupResponse
+	3,  // 22: gatehouse.edge.v1.SiteService.CheckOutVisit:output_type -> gatehouse.edge.v1.CheckOutVisitResponse
+	5,  // 23: gatehouse.edge.v1.SiteService.ListOnSite:output_type -> gatehouse.edge.v1.ListOnSiteResponse
+	16, // [16:24] is the sub-list for method output_type
+	8,  // [8:16] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_edge_v1_site_proto_init() }
@@ -691,7 +1162,7 @@ func file_gatehouse_edge_v1_site_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_edge_v1_site_proto_rawDesc), len(file_gatehouse_edge_v1_site_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

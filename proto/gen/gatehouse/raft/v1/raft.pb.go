@@ -119,6 +119,8 @@ type Command struct {
 	//	*Command_RemoveDevice
 	//	*Command_RecordDeviceEvents
 	//	*Command_ApplyDeltas
+	//	*Command_CheckInVisit
+	//	*Command_CheckOutVisit
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -362,6 +364,24 @@ func (x *Command) GetApplyDeltas() *ApplyDeltas {
 	return nil
 }
 
+func (x *Command) GetCheckInVisit() *CheckInVisit {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CheckInVisit); ok {
+			return x.CheckInVisit
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCheckOutVisit() *CheckOutVisit {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CheckOutVisit); ok {
+			return x.CheckOutVisit
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -468,6 +488,18 @@ type Command_ApplyDeltas struct {
 	ApplyDeltas *ApplyDeltas `protobuf:"bytes,29,opt,name=apply_deltas,json=applyDeltas,proto3,oneof"`
 }
 
+type Command_CheckInVisit struct {
+	// Check a visit's guest in at the site: bind a visitor card from the
+	// site's range and advance the visit to checked_in, atomically.
+	CheckInVisit *CheckInVisit `protobuf:"bytes,30,opt,name=check_in_visit,json=checkInVisit,proto3,oneof"`
+}
+
+type Command_CheckOutVisit struct {
+	// End a visit at the site: advance it to checked_out (or expired) and
+	// unbind every card bound to it, atomically.
+	CheckOutVisit *CheckOutVisit `protobuf:"bytes,31,opt,name=check_out_visit,json=checkOutVisit,proto3,oneof"`
+}
+
 func (*Command_PutSite) isCommand_Op() {}
 
 func (*Command_PutZone) isCommand_Op() {}
@@ -508,6 +540,138 @@ func (*Command_RecordDeviceEvents) isCommand_Op() {}
 
 func (*Command_ApplyDeltas) isCommand_Op() {}
 
+func (*Command_CheckInVisit) isCommand_Op() {}
+
+func (*Command_CheckOutVisit) isCommand_Op() {}
+
+// CheckInVisit checks a visit's guest in and binds a visitor card to the
+// visit, in one step. It is refused (and changes nothing) when the visit is
+// unknown, of another site, not invited or pre-registered (held, already
+// checked in or final), when its guest is deleted, or when the card number
+// is bound to anyone (a card with status returned is free).
+type CheckInVisit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Visit to check in.
+	VisitId string `protobuf:"bytes,1,opt,name=visit_id,json=visitId,proto3" json:"visit_id,omitempty"`
+	// Card number the proposer chose from the site's visitor card range.
+	CardNumber    uint64 `protobuf:"varint,2,opt,name=card_number,json=cardNumber,proto3" json:"card_number,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckInVisit) Reset() {
+	*x = CheckInVisit{}
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckInVisit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckInVisit) ProtoMessage() {}
+
+func (x *CheckInVisit) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckInVisit.ProtoReflect.Descriptor instead.
+func (*CheckInVisit) Descriptor() ([]byte, []int) {
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CheckInVisit) GetVisitId() string {
+	if x != nil {
+		return x.VisitId
+	}
+	return ""
+}
+
+func (x *CheckInVisit) GetCardNumber() uint64 {
+	if x != nil {
+		return x.CardNumber
+	}
+	return 0
+}
+
+// CheckOutVisit ends a visit at the site: the visit moves to state and
+// every card bound to it is unbound, so its number returns to the site's
+// pool. Exactly one of visit_id and card_number names the visit (a card
+// names the visit it is bound to). It is refused when the visit or card is
+// unknown or not of this site, or when the visit is already final.
+type CheckOutVisit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Visit to end.
+	VisitId string `protobuf:"bytes,1,opt,name=visit_id,json=visitId,proto3" json:"visit_id,omitempty"`
+	// A card bound to the visit to end (the card handed back).
+	CardNumber uint64 `protobuf:"varint,2,opt,name=card_number,json=cardNumber,proto3" json:"card_number,omitempty"`
+	// VISIT_STATE_CHECKED_OUT (a guest who checked in) or VISIT_STATE_EXPIRED
+	// (a guest who never did); unspecified picks by the visit's state.
+	State         v1.VisitState `protobuf:"varint,3,opt,name=state,proto3,enum=gatehouse.access.v1.VisitState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckOutVisit) Reset() {
+	*x = CheckOutVisit{}
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckOutVisit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckOutVisit) ProtoMessage() {}
+
+func (x *CheckOutVisit) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckOutVisit.ProtoReflect.Descriptor instead.
+func (*CheckOutVisit) Descriptor() ([]byte, []int) {
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CheckOutVisit) GetVisitId() string {
+	if x != nil {
+		return x.VisitId
+	}
+	return ""
+}
+
+func (x *CheckOutVisit) GetCardNumber() uint64 {
+	if x != nil {
+		return x.CardNumber
+	}
+	return 0
+}
+
+func (x *CheckOutVisit) GetState() v1.VisitState {
+	if x != nil {
+		return x.State
+	}
+	return v1.VisitState(0)
+}
+
 // ApplyDeltas carries replication deltas received from the hub: changes
 // made at the hub or relayed by it, never of this site's own origin. Every
 // node applies them in log order; applying validates the whole command
@@ -526,7 +690,7 @@ type ApplyDeltas struct {
 
 func (x *ApplyDeltas) Reset() {
 	*x = ApplyDeltas{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[2]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +702,7 @@ func (x *ApplyDeltas) String() string {
 func (*ApplyDeltas) ProtoMessage() {}
 
 func (x *ApplyDeltas) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[2]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +715,7 @@ func (x *ApplyDeltas) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyDeltas.ProtoReflect.Descriptor instead.
 func (*ApplyDeltas) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{2}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ApplyDeltas) GetDeltas() [][]byte {
@@ -572,7 +736,7 @@ type RemoveGrant struct {
 
 func (x *RemoveGrant) Reset() {
 	*x = RemoveGrant{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[3]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +748,7 @@ func (x *RemoveGrant) String() string {
 func (*RemoveGrant) ProtoMessage() {}
 
 func (x *RemoveGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[3]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +761,7 @@ func (x *RemoveGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveGrant.ProtoReflect.Descriptor instead.
 func (*RemoveGrant) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{3}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RemoveGrant) GetGrantId() string {
@@ -620,7 +784,7 @@ type SetCardStatus struct {
 
 func (x *SetCardStatus) Reset() {
 	*x = SetCardStatus{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[4]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +796,7 @@ func (x *SetCardStatus) String() string {
 func (*SetCardStatus) ProtoMessage() {}
 
 func (x *SetCardStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[4]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +809,7 @@ func (x *SetCardStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCardStatus.ProtoReflect.Descriptor instead.
 func (*SetCardStatus) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{4}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SetCardStatus) GetNumber() uint64 {
@@ -675,7 +839,7 @@ type AdvanceVisit struct {
 
 func (x *AdvanceVisit) Reset() {
 	*x = AdvanceVisit{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[5]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +851,7 @@ func (x *AdvanceVisit) String() string {
 func (*AdvanceVisit) ProtoMessage() {}
 
 func (x *AdvanceVisit) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[5]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +864,7 @@ func (x *AdvanceVisit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdvanceVisit.ProtoReflect.Descriptor instead.
 func (*AdvanceVisit) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{5}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AdvanceVisit) GetVisitId() string {
@@ -728,7 +892,7 @@ type DeletePerson struct {
 
 func (x *DeletePerson) Reset() {
 	*x = DeletePerson{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[6]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +904,7 @@ func (x *DeletePerson) String() string {
 func (*DeletePerson) ProtoMessage() {}
 
 func (x *DeletePerson) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[6]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +917,7 @@ func (x *DeletePerson) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePerson.ProtoReflect.Descriptor instead.
 func (*DeletePerson) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{6}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeletePerson) GetPersonId() string {
@@ -774,7 +938,7 @@ type RemoveCard struct {
 
 func (x *RemoveCard) Reset() {
 	*x = RemoveCard{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[7]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +950,7 @@ func (x *RemoveCard) String() string {
 func (*RemoveCard) ProtoMessage() {}
 
 func (x *RemoveCard) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[7]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +963,7 @@ func (x *RemoveCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveCard.ProtoReflect.Descriptor instead.
 func (*RemoveCard) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{7}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RemoveCard) GetNumber() uint64 {
@@ -821,7 +985,7 @@ type RecordEvents struct {
 
 func (x *RecordEvents) Reset() {
 	*x = RecordEvents{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[8]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +997,7 @@ func (x *RecordEvents) String() string {
 func (*RecordEvents) ProtoMessage() {}
 
 func (x *RecordEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[8]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +1010,7 @@ func (x *RecordEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordEvents.ProtoReflect.Descriptor instead.
 func (*RecordEvents) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{8}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RecordEvents) GetEvents() []*v1.AccessEvent {
@@ -867,7 +1031,7 @@ type RemoveDevice struct {
 
 func (x *RemoveDevice) Reset() {
 	*x = RemoveDevice{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[9]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +1043,7 @@ func (x *RemoveDevice) String() string {
 func (*RemoveDevice) ProtoMessage() {}
 
 func (x *RemoveDevice) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[9]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1056,7 @@ func (x *RemoveDevice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveDevice.ProtoReflect.Descriptor instead.
 func (*RemoveDevice) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{9}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RemoveDevice) GetDeviceId() string {
@@ -926,7 +1090,7 @@ type RecordDeviceEvents struct {
 
 func (x *RecordDeviceEvents) Reset() {
 	*x = RecordDeviceEvents{}
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[10]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1102,7 @@ func (x *RecordDeviceEvents) String() string {
 func (*RecordDeviceEvents) ProtoMessage() {}
 
 func (x *RecordDeviceEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[10]
+	mi := &file_gatehouse_raft_v1_raft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1115,7 @@ func (x *RecordDeviceEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDeviceEvents.ProtoReflect.Descriptor instead.
 func (*RecordDeviceEvents) Descriptor() ([]byte, []int) {
-	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{10}
+	return file_gatehouse_raft_v1_raft_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RecordDeviceEvents) GetDeviceId() string {
@@ -982,7 +1146,7 @@ const file_gatehouse_raft_v1_raft_proto_rawDesc = "" +
 	"\x1cgatehouse/raft/v1/raft.proto\x12\x11gatehouse.raft.v1\x1a gatehouse/access/v1/access.proto\"Y\n" +
 	"\x05Entry\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x126\n" +
-	"\bcommands\x18\x02 \x03(\v2\x1a.gatehouse.raft.v1.CommandR\bcommands\"\xa8\v\n" +
+	"\bcommands\x18\x02 \x03(\v2\x1a.gatehouse.raft.v1.CommandR\bcommands\"\xbd\f\n" +
 	"\aCommand\x120\n" +
 	"\x05stamp\x18\x01 \x01(\v2\x1a.gatehouse.access.v1.StampR\x05stamp\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x1d\n" +
@@ -1011,8 +1175,19 @@ const file_gatehouse_raft_v1_raft_proto_rawDesc = "" +
 	"put_device\x18\x1a \x01(\v2\x1b.gatehouse.access.v1.DeviceH\x00R\tputDevice\x12F\n" +
 	"\rremove_device\x18\x1b \x01(\v2\x1f.gatehouse.raft.v1.RemoveDeviceH\x00R\fremoveDevice\x12Y\n" +
 	"\x14record_device_events\x18\x1c \x01(\v2%.gatehouse.raft.v1.RecordDeviceEventsH\x00R\x12recordDeviceEvents\x12C\n" +
-	"\fapply_deltas\x18\x1d \x01(\v2\x1e.gatehouse.raft.v1.ApplyDeltasH\x00R\vapplyDeltasB\x04\n" +
-	"\x02op\"%\n" +
+	"\fapply_deltas\x18\x1d \x01(\v2\x1e.gatehouse.raft.v1.ApplyDeltasH\x00R\vapplyDeltas\x12G\n" +
+	"\x0echeck_in_visit\x18\x1e \x01(\v2\x1f.gatehouse.raft.v1.CheckInVisitH\x00R\fcheckInVisit\x12J\n" +
+	"\x0fcheck_out_visit\x18\x1f \x01(\v2 .gatehouse.raft.v1.CheckOutVisitH\x00R\rcheckOutVisitB\x04\n" +
+	"\x02op\"J\n" +
+	"\fCheckInVisit\x12\x19\n" +
+	"\bvisit_id\x18\x01 \x01(\tR\avisitId\x12\x1f\n" +
+	"\vcard_number\x18\x02 \x01(\x04R\n" +
+	"cardNumber\"\x82\x01\n" +
+	"\rCheckOutVisit\x12\x19\n" +
+	"\bvisit_id\x18\x01 \x01(\tR\avisitId\x12\x1f\n" +
+	"\vcard_number\x18\x02 \x01(\x04R\n" +
+	"cardNumber\x125\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x1f.gatehouse.access.v1.VisitStateR\x05state\"%\n" +
 	"\vApplyDeltas\x12\x16\n" +
 	"\x06deltas\x18\x01 \x03(\fR\x06deltas\"(\n" +
 	"\vRemoveGrant\x12\x19\n" +
@@ -1050,67 +1225,72 @@ func file_gatehouse_raft_v1_raft_proto_rawDescGZIP() []byte {
 	return file_gatehouse_raft_v1_raft_proto_rawDescData
 }
 
-var file_gatehouse_raft_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_gatehouse_raft_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_gatehouse_raft_v1_raft_proto_goTypes = []any{
 	(*Entry)(nil),              // 0: gatehouse.raft.v1.Entry
 	(*Command)(nil),            // 1: gatehouse.raft.v1.Command
-	(*ApplyDeltas)(nil),        // 2: gatehouse.raft.v1.ApplyDeltas
-	(*RemoveGrant)(nil),        // 3: gatehouse.raft.v1.RemoveGrant
-	(*SetCardStatus)(nil),      // 4: gatehouse.raft.v1.SetCardStatus
-	(*AdvanceVisit)(nil),       // 5: gatehouse.raft.v1.AdvanceVisit
-	(*DeletePerson)(nil),       // 6: gatehouse.raft.v1.DeletePerson
-	(*RemoveCard)(nil),         // 7: gatehouse.raft.v1.RemoveCard
-	(*RecordEvents)(nil),       // 8: gatehouse.raft.v1.RecordEvents
-	(*RemoveDevice)(nil),       // 9: gatehouse.raft.v1.RemoveDevice
-	(*RecordDeviceEvents)(nil), // 10: gatehouse.raft.v1.RecordDeviceEvents
-	(*v1.Stamp)(nil),           // 11: gatehouse.access.v1.Stamp
-	(*v1.Site)(nil),            // 12: gatehouse.access.v1.Site
-	(*v1.Zone)(nil),            // 13: gatehouse.access.v1.Zone
-	(*v1.Door)(nil),            // 14: gatehouse.access.v1.Door
-	(*v1.Schedule)(nil),        // 15: gatehouse.access.v1.Schedule
-	(*v1.Group)(nil),           // 16: gatehouse.access.v1.Group
-	(*v1.Person)(nil),          // 17: gatehouse.access.v1.Person
-	(*v1.Card)(nil),            // 18: gatehouse.access.v1.Card
-	(*v1.Grant)(nil),           // 19: gatehouse.access.v1.Grant
-	(*v1.Visit)(nil),           // 20: gatehouse.access.v1.Visit
-	(*v1.VisitorType)(nil),     // 21: gatehouse.access.v1.VisitorType
-	(*v1.Device)(nil),          // 22: gatehouse.access.v1.Device
-	(v1.CardStatus)(0),         // 23: gatehouse.access.v1.CardStatus
-	(v1.VisitState)(0),         // 24: gatehouse.access.v1.VisitState
-	(*v1.AccessEvent)(nil),     // 25: gatehouse.access.v1.AccessEvent
+	(*CheckInVisit)(nil),       // 2: gatehouse.raft.v1.CheckInVisit
+	(*CheckOutVisit)(nil),      // 3: gatehouse.raft.v1.CheckOutVisit
+	(*ApplyDeltas)(nil),        // 4: gatehouse.raft.v1.ApplyDeltas
+	(*RemoveGrant)(nil),        // 5: gatehouse.raft.v1.RemoveGrant
+	(*SetCardStatus)(nil),      // 6: gatehouse.raft.v1.SetCardStatus
+	(*AdvanceVisit)(nil),       // 7: gatehouse.raft.v1.AdvanceVisit
+	(*DeletePerson)(nil),       // 8: gatehouse.raft.v1.DeletePerson
+	(*RemoveCard)(nil),         // 9: gatehouse.raft.v1.RemoveCard
+	(*RecordEvents)(nil),       // 10: gatehouse.raft.v1.RecordEvents
+	(*RemoveDevice)(nil),       // 11: gatehouse.raft.v1.RemoveDevice
+	(*RecordDeviceEvents)(nil), // 12: gatehouse.raft.v1.RecordDeviceEvents
+	(*v1.Stamp)(nil),           // 13: gatehouse.access.v1.Stamp
+	(*v1.Site)(nil),            // 14: gatehouse.access.v1.Site
+	(*v1.Zone)(nil),            // 15: gatehouse.access.v1.Zone
+	(*v1.Door)(nil),            // 16: gatehouse.access.v1.Door
+	(*v1.Schedule)(nil),        // 17: gatehouse.access.v1.Schedule
+	(*v1.Group)(nil),           // 18: gatehouse.access.v1.Group
+	(*v1.Person)(nil),          // 19: gatehouse.access.v1.Person
+	(*v1.Card)(nil),            // 20: gatehouse.access.v1.Card
+	(*v1.Grant)(nil),           // 21: gatehouse.access.v1.Grant
+	(*v1.Visit)(nil),           // 22: gatehouse.access.v1.Visit
+	(*v1.VisitorType)(nil),     // 23: gatehouse.access.v1.VisitorType
+	(*v1.Device)(nil),          // 24: gatehouse.access.v1.Device
+	(v1.VisitState)(0),         // 25: gatehouse.access.v1.VisitState
+	(v1.CardStatus)(0),         // 26: gatehouse.access.v1.CardStatus
+	(*v1.AccessEvent)(nil),     // 27: gatehouse.access.v1.AccessEvent
 }
 var file_gatehouse_raft_v1_raft_proto_depIdxs = []int32{
 	1,  // 0: gatehouse.raft.v1.Entry.commands:type_name -> gatehouse.raft.v1.Command
-	11, // 1: gatehouse.raft.v1.Command.stamp:type_name -> gatehouse.access.v1.Stamp
-	12, // 2: gatehouse.raft.v1.Command.put_site:type_name -> gatehouse.access.v1.Site
-	13, // 3: gatehouse.raft.v1.Command.put_zone:type_name -> gatehouse.access.v1.Zone
-	14, // 4: gatehouse.raft.v1.Command.put_door:type_name -> gatehouse.access.v1.Door
-	15, // 5: gatehouse.raft.v1.Command.put_schedule:type_name -> gatehouse.access.v1.Schedule
-	16, // 6: gatehouse.raft.v1.Command.put_group:type_name -> gatehouse.access.v1.Group
-	17, // 7: gatehouse.raft.v1.Command.put_person:type_name -> gatehouse.access.v1.Person
-	18, // 8: gatehouse.raft.v1.Command.put_card:type_name -> gatehouse.access.v1.Card
-	19, // 9: gatehouse.raft.v1.Command.put_grant:type_name -> gatehouse.access.v1.Grant
-	3,  // 10: gatehouse.raft.v1.Command.remove_grant:type_name -> gatehouse.raft.v1.RemoveGrant
-	4,  // 11: gatehouse.raft.v1.Command.set_card_status:type_name -> gatehouse.raft.v1.SetCardStatus
-	20, // 12: gatehouse.raft.v1.Command.put_visit:type_name -> gatehouse.access.v1.Visit
-	5,  // 13: gatehouse.raft.v1.Command.advance_visit:type_name -> gatehouse.raft.v1.AdvanceVisit
-	21, // 14: gatehouse.raft.v1.Command.put_visitor_type:type_name -> gatehouse.access.v1.VisitorType
-	6,  // 15: gatehouse.raft.v1.Command.delete_person:type_name -> gatehouse.raft.v1.DeletePerson
-	7,  // 16: gatehouse.raft.v1.Command.remove_card:type_name -> gatehouse.raft.v1.RemoveCard
-	8,  // 17: gatehouse.raft.v1.Command.record_events:type_name -> gatehouse.raft.v1.RecordEvents
-	22, // 18: gatehouse.raft.v1.Command.put_device:type_name -> gatehouse.access.v1.Device
-	9,  // 19: gatehouse.raft.v1.Command.remove_device:type_name -> gatehouse.raft.v1.RemoveDevice
-	10, // 20: gatehouse.raft.v1.Command.record_device_events:type_name -> gatehouse.raft.v1.RecordDeviceEvents
-	2,  // 21: gatehouse.raft.v1.Command.apply_deltas:type_name -> gatehouse.raft.v1.ApplyDeltas
-	23, // 22: gatehouse.raft.v1.SetCardStatus.status:type_name -> gatehouse.access.v1.CardStatus
-	24, // 23: gatehouse.raft.v1.AdvanceVisit.state:type_name -> gatehouse.access.v1.VisitState
-	25, // 24: gatehouse.raft.v1.RecordEvents.events:type_name -> gatehouse.access.v1.AccessEvent
-	25, // 25: gatehouse.raft.v1.RecordDeviceEvents.events:type_name -> gatehouse.access.v1.AccessEvent
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	13, // 1: gatehouse.raft.v1.Command.stamp:type_name -> gatehouse.access.v1.Stamp
+	14, // 2: gatehouse.raft.v1.Command.put_site:type_name -> gatehouse.access.v1.Site
+	15, // 3: gatehouse.raft.v1.Command.put_zone:type_name -> gatehouse.access.v1.Zone
+	16, // 4: gatehouse.raft.v1.Command.put_door:type_name -> gatehouse.access.v1.Door
+	17, // 5: gatehouse.raft.v1.Command.put_schedule:type_name -> gatehouse.access.v1.Schedule
+	18, // 6: gatehouse.raft.v1.Command.put_group:type_name -> gatehouse.access.v1.Group
+	19, // 7: gatehouse.raft.v1.Command.put_person:type_name -> gatehouse.access.v1.Person
+	20, // 8: gatehouse.raft.v1.Command.put_card:type_name -> gatehouse.access.v1.Card
+	21, // 9: gatehouse.raft.v1.Command.put_grant:type_name -> gatehouse.access.v1.Grant
+	5,  // 10: gatehouse.raft.v1.Command.remove_grant:type_name -> gatehouse.raft.v1.RemoveGrant
+	6,  // 11: gatehouse.raft.v1.Command.set_card_status:type_name -> gatehouse.raft.v1.SetCardStatus
+	22, // 12: gatehouse.raft.v1.Command.put_visit:type_name -> gatehouse.access.v1.Visit
+	7,  // 13: gatehouse.raft.v1.Command.advance_visit:type_name -> gatehouse.raft.v1.AdvanceVisit
+	23, // 14: gatehouse.raft.v1.Command.put_visitor_type:type_name -> gatehouse.access.v1.VisitorType
+	8,  // 15: gatehouse.raft.v1.Command.delete_person:type_name -> gatehouse.raft.v1.DeletePerson
+	9,  // 16: gatehouse.raft.v1.Command.remove_card:type_name -> gatehouse.raft.v1.RemoveCard
+	10, // 17: gatehouse.raft.v1.Command.record_events:type_name -> gatehouse.raft.v1.RecordEvents
+	24, // 18: gatehouse.raft.v1.Command.put_device:type_name -> gatehouse.access.v1.Device
+	11, // 19: gatehouse.raft.v1.Command.remove_device:type_name -> gatehouse.raft.v1.RemoveDevice
+	12, // 20: gatehouse.raft.v1.Command.record_device_events:type_name -> gatehouse.raft.v1.RecordDeviceEvents
+	4,  // 21: gatehouse.raft.v1.Command.apply_deltas:type_name -> gatehouse.raft.v1.ApplyDeltas
+	2,  // 22: gatehouse.raft.v1.Command.check_in_visit:type_name -> gatehouse.raft.v1.CheckInVisit
+	3,  // 23: gatehouse.raft.v1.Command.check_out_visit:type_name -> gatehouse.raft.v1.CheckOutVisit
+	25, // 24: gatehouse.raft.v1.CheckOutVisit.state:type_name -> gatehouse.access.v1.VisitState
+	26, // 25: gatehouse.raft.v1.SetCardStatus.status:type_name -> gatehouse.access.v1.CardStatus
+	25, // 26: gatehouse.raft.v1.AdvanceVisit.state:type_name -> gatehouse.access.v1.VisitState
+	27, // 27: gatehouse.raft.v1.RecordEvents.events:type_name -> gatehouse.access.v1.AccessEvent
+	27, // 28: gatehouse.raft.v1.RecordDeviceEvents.events:type_name -> gatehouse.access.v1.AccessEvent
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_raft_v1_raft_proto_init() }
@@ -1139,6 +1319,8 @@ func file_gatehouse_raft_v1_raft_proto_init() {
 		(*Command_RemoveDevice)(nil),
 		(*Command_RecordDeviceEvents)(nil),
 		(*Command_ApplyDeltas)(nil),
+		(*Command_CheckInVisit)(nil),
+		(*Command_CheckOutVisit)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1146,7 +1328,7 @@ func file_gatehouse_raft_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_raft_v1_raft_proto_rawDesc), len(file_gatehouse_raft_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

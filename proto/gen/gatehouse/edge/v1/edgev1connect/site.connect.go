@@ -46,6 +46,14 @@ const (
 	SiteServiceListCardsProcedure = "/gatehouse.edge.v1.SiteService/ListCards"
 	// SiteServiceListEventsProcedure is the fully-qualified name of the SiteService's ListEvents RPC.
 	SiteServiceListEventsProcedure = "/gatehouse.edge.v1.SiteService/ListEvents"
+	// SiteServiceConfirmPickupProcedure is the fully-qualified name of the SiteService's ConfirmPickup
+	// RPC.
+	SiteServiceConfirmPickupProcedure = "/gatehouse.edge.v1.SiteService/ConfirmPickup"
+	// SiteServiceCheckOutVisitProcedure is the fully-qualified name of the SiteService's CheckOutVisit
+	// RPC.
+	SiteServiceCheckOutVisitProcedure = "/gatehouse.edge.v1.SiteService/CheckOutVisit"
+	// SiteServiceListOnSiteProcedure is the fully-qualified name of the SiteService's ListOnSite RPC.
+	SiteServiceListOnSiteProcedure = "/gatehouse.edge.v1.SiteService/ListOnSite"
 )
 
 // SiteServiceClient is a client for the gatehouse.edge.v1.SiteService service.
@@ -63,6 +71,17 @@ type SiteServiceClient interface {
 	ListCards(context.Context, *connect.Request[v1.ListCardsRequest]) (*connect.Response[v1.ListCardsResponse], error)
 	// ListEvents lists the site's access events after a sequence number.
 	ListEvents(context.Context, *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error)
+	// ConfirmPickup records that the host (or an escort) picked up an
+	// escorted guest: the visit moves from checked_in to picked_up, and its
+	// card opens the visit's doors from then on. Works without the hub.
+	ConfirmPickup(context.Context, *connect.Request[v1.ConfirmPickupRequest]) (*connect.Response[v1.ConfirmPickupResponse], error)
+	// CheckOutVisit checks a guest out at the site, by visit or by the card
+	// handed back: the visit moves to checked_out and its cards are unbound
+	// (their numbers return to the site's pool). Works without the hub.
+	CheckOutVisit(context.Context, *connect.Request[v1.CheckOutVisitRequest]) (*connect.Response[v1.CheckOutVisitResponse], error)
+	// ListOnSite lists the guests on site now (visits of this site checked
+	// in or picked up), from the answering node's applied state.
+	ListOnSite(context.Context, *connect.Request[v1.ListOnSiteRequest]) (*connect.Response[v1.ListOnSiteResponse], error)
 }
 
 // NewSiteServiceClient constructs a client for the gatehouse.edge.v1.SiteService service. By
@@ -110,16 +129,38 @@ func NewSiteServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		confirmPickup: connect.NewClient[v1.ConfirmPickupRequest, v1.ConfirmPickupResponse](
+			httpClient,
+			baseURL+SiteServiceConfirmPickupProcedure,
+			connect.WithSchema(siteServiceMethods.ByName("ConfirmPickup")),
+			connect.WithClientOptions(opts...),
+		),
+		checkOutVisit: connect.NewClient[v1.CheckOutVisitRequest, v1.CheckOutVisitResponse](
+			httpClient,
+			baseURL+SiteServiceCheckOutVisitProcedure,
+			connect.WithSchema(siteServiceMethods.ByName("CheckOutVisit")),
+			connect.WithClientOptions(opts...),
+		),
+		listOnSite: connect.NewClient[v1.ListOnSiteRequest, v1.ListOnSiteResponse](
+			httpClient,
+			baseURL+SiteServiceListOnSiteProcedure,
+			connect.WithSchema(siteServiceMethods.ByName("ListOnSite")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // siteServiceClient implements SiteServiceClient.
 type siteServiceClient struct {
-	apply       *connect.Client[v1.ApplyRequest, v1.ApplyResponse]
-	checkAccess *connect.Client[v1.CheckAccessRequest, v1.CheckAccessResponse]
-	listPeople  *connect.Client[v1.ListPeopleRequest, v1.ListPeopleResponse]
-	listCards   *connect.Client[v1.ListCardsRequest, v1.ListCardsResponse]
-	listEvents  *connect.Client[v1.ListEventsRequest, v1.ListEventsResponse]
+	apply         *connect.Client[v1.ApplyRequest, v1.ApplyResponse]
+	checkAccess   *connect.Client[v1.CheckAccessRequest, v1.CheckAccessResponse]
+	listPeople    *connect.Client[v1.ListPeopleRequest, v1.ListPeopleResponse]
+	listCards     *connect.Client[v1.ListCardsRequest, v1.ListCardsResponse]
+	listEvents    *connect.Client[v1.ListEventsRequest, v1.ListEventsResponse]
+	confirmPickup *connect.Client[v1.ConfirmPickupRequest, v1.ConfirmPickupResponse]
+	checkOutVisit *connect.Client[v1.CheckOutVisitRequest, v1.CheckOutVisitResponse]
+	listOnSite    *connect.Client[v1.ListOnSiteRequest, v1.ListOnSiteResponse]
 }
 
 // Apply calls gatehouse.edge.v1.SiteService.Apply.
@@ -147,6 +188,21 @@ func (c *siteServiceClient) ListEvents(ctx context.Context, req *connect.Request
 	return c.listEvents.CallUnary(ctx, req)
 }
 
+// ConfirmPickup calls gatehouse.edge.v1.SiteService.ConfirmPickup.
+func (c *siteServiceClient) ConfirmPickup(ctx context.Context, req *connect.Request[v1.ConfirmPickupRequest]) (*connect.Response[v1.ConfirmPickupResponse], error) {
+	return c.confirmPickup.CallUnary(ctx, req)
+}
+
+// CheckOutVisit calls gatehouse.edge.v1.SiteService.CheckOutVisit.
+func (c *siteServiceClient) CheckOutVisit(ctx context.Context, req *connect.Request[v1.CheckOutVisitRequest]) (*connect.Response[v1.CheckOutVisitResponse], error) {
+	return c.checkOutVisit.CallUnary(ctx, req)
+}
+
+// ListOnSite calls gatehouse.edge.v1.SiteService.ListOnSite.
+func (c *siteServiceClient) ListOnSite(ctx context.Context, req *connect.Request[v1.ListOnSiteRequest]) (*connect.Response[v1.ListOnSiteResponse], error) {
+	return c.listOnSite.CallUnary(ctx, req)
+}
+
 // SiteServiceHandler is an implementation of the gatehouse.edge.v1.SiteService service.
 type SiteServiceHandler interface {
 	// Apply commits commands and returns one result per command. A command
@@ -162,6 +218,17 @@ type SiteServiceHandler interface {
 	ListCards(context.Context, *connect.Request[v1.ListCardsRequest]) (*connect.Response[v1.ListCardsResponse], error)
 	// ListEvents lists the site's access events after a sequence number.
 	ListEvents(context.Context, *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error)
+	// ConfirmPickup records that the host (or an escort) picked up an
+	// escorted guest: the visit moves from checked_in to picked_up, and its
+	// card opens the visit's doors from then on. Works without the hub.
+	ConfirmPickup(context.Context, *connect.Request[v1.ConfirmPickupRequest]) (*connect.Response[v1.ConfirmPickupResponse], error)
+	// CheckOutVisit checks a guest out at the site, by visit or by the card
+	// handed back: the visit moves to checked_out and its cards are unbound
+	// (their numbers return to the site's pool). Works without the hub.
+	CheckOutVisit(context.Context, *connect.Request[v1.CheckOutVisitRequest]) (*connect.Response[v1.CheckOutVisitResponse], error)
+	// ListOnSite lists the guests on site now (visits of this site checked
+	// in or picked up), from the answering node's applied state.
+	ListOnSite(context.Context, *connect.Request[v1.ListOnSiteRequest]) (*connect.Response[v1.ListOnSiteResponse], error)
 }
 
 // NewSiteServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -205,6 +272,25 @@ func NewSiteServiceHandler(svc SiteServiceHandler, opts ...connect.HandlerOption
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	siteServiceConfirmPickupHandler := connect.NewUnaryHandler(
+		SiteServiceConfirmPickupProcedure,
+		svc.ConfirmPickup,
+		connect.WithSchema(siteServiceMethods.ByName("ConfirmPickup")),
+		connect.WithHandlerOptions(opts...),
+	)
+	siteServiceCheckOutVisitHandler := connect.NewUnaryHandler(
+		SiteServiceCheckOutVisitProcedure,
+		svc.CheckOutVisit,
+		connect.WithSchema(siteServiceMethods.ByName("CheckOutVisit")),
+		connect.WithHandlerOptions(opts...),
+	)
+	siteServiceListOnSiteHandler := connect.NewUnaryHandler(
+		SiteServiceListOnSiteProcedure,
+		svc.ListOnSite,
+		connect.WithSchema(siteServiceMethods.ByName("ListOnSite")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/gatehouse.edge.v1.SiteService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SiteServiceApplyProcedure:
@@ -217,6 +303,12 @@ func NewSiteServiceHandler(svc SiteServiceHandler, opts ...connect.HandlerOption
 			siteServiceListCardsHandler.ServeHTTP(w, r)
 		case SiteServiceListEventsProcedure:
 			siteServiceListEventsHandler.ServeHTTP(w, r)
+		case SiteServiceConfirmPickupProcedure:
+			siteServiceConfirmPickupHandler.ServeHTTP(w, r)
+		case SiteServiceCheckOutVisitProcedure:
+			siteServiceCheckOutVisitHandler.ServeHTTP(w, r)
+		case SiteServiceListOnSiteProcedure:
+			siteServiceListOnSiteHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -244,4 +336,16 @@ func (UnimplementedSiteServiceHandler) ListCards(context.Context, *connect.Reque
 
 func (UnimplementedSiteServiceHandler) ListEvents(context.Context, *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("gatehouse.edge.v1.SiteService.ListEvents is not implemented"))
+}
+
+func (UnimplementedSiteServiceHandler) ConfirmPickup(context.Context, *connect.Request[v1.ConfirmPickupRequest]) (*connect.Response[v1.ConfirmPickupResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("gatehouse.edge.v1.SiteService.ConfirmPickup is not implemented"))
+}
+
+func (UnimplementedSiteServiceHandler) CheckOutVisit(context.Context, *connect.Request[v1.CheckOutVisitRequest]) (*connect.Response[v1.CheckOutVisitResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("gatehouse.edge.v1.SiteService.CheckOutVisit is not implemented"))
+}
+
+func (UnimplementedSiteServiceHandler) ListOnSite(context.Context, *connect.Request[v1.ListOnSiteRequest]) (*connect.Response[v1.ListOnSiteResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("gatehouse.edge.v1.SiteService.ListOnSite is not implemented"))
 }
