@@ -711,7 +711,9 @@ func (s *Service) List(ctx context.Context, f Filter) ([]View, error) {
 }
 
 // timeIndex knows when each visit checked in, from the check-in deltas the
-// hub has received; it reads only the deltas new since its last call.
+// hub has received (the earliest stamp of an advance to checked_in or, for a
+// site that reports only the pick-up, picked_up); it reads only the deltas
+// new since its last call.
 type timeIndex struct {
 	mu   sync.Mutex
 	seen replication.Vector
@@ -724,7 +726,7 @@ func (t *timeIndex) get(st *hubstate.State, id access.ID) time.Time {
 	if t.seen == nil {
 		t.seen, t.at = replication.Vector{}, map[access.ID]time.Time{}
 	}
-	checkedIn := access.VisitCheckedIn.String()
+	onSite := []string{access.VisitCheckedIn.String(), access.VisitPickedUp.String()}
 	for src, head := range st.Vector() {
 		after := t.seen[src]
 		for after < head {
@@ -737,7 +739,7 @@ func (t *timeIndex) get(st *hubstate.State, id access.ID) time.Time {
 					continue
 				}
 				for _, op := range d.Ops {
-					if op.Type == replication.OpAdvance && op.Value == checkedIn {
+					if op.Type == replication.OpAdvance && slices.Contains(onSite, op.Value) {
 						vid, at := access.ID(d.ID), d.Stamp.Time()
 						if cur, ok := t.at[vid]; !ok || at.Before(cur) {
 							t.at[vid] = at

@@ -1,15 +1,20 @@
 package visits_test
 
 import (
+	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
 
 	"github.com/gatehouse/gatehouse/cloud/auth"
+	"github.com/gatehouse/gatehouse/cloud/hub"
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
 	"github.com/gatehouse/gatehouse/cloud/visits"
 	visitv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/visit/v1"
@@ -162,5 +167,35 @@ func TestSiteVisitorTypes(t *testing.T) {
 	}
 	if st, _, _ := siteGet(t, http.MethodGet, url, "", ""); st != 401 {
 		t.Errorf("without a token: %d", st)
+	}
+}
+
+// TestSiteEndpointsUseTheSyncAuthenticator: the site endpoints accept
+// exactly what the hub's sync service accepts — here an authenticator set
+// in place of the tokens (the hook for client certificates).
+func TestSiteEndpointsUseTheSyncAuthenticator(t *testing.T) {
+	cfg := hub.DefaultConfig()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.Store.Dir = filepath.Join(t.TempDir(), "store")
+	cfg.SyncSites = []hub.SyncSite{{ID: string(siteID), Token: siteToken}}
+	h := hub.New(cfg, testLogger(t))
+	h.SetSyncAuthenticator(func(_ context.Context, hdr http.Header, _ *tls.ConnectionState) (string, error) {
+		if hdr.Get("Authorization") == "Bearer certificate-of-the-other-site" {
+			return string(otherSit), nil
+		}
+		return "", errors.New("not a site")
+	})
+	if err := h.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	url := "http://" + h.Addr() + visits.SiteWatchlistPath
+	st, _, body := siteGet(t, http.MethodGet, url, "certificate-of-the-other-site", "")
+	var w visits.SiteWatchlist
+	if st != 200 || json.Unmarshal([]byte(body), &w) != nil || w.Site != string(otherSit) {
+		t.Errorf("as the authenticator's site: %d %s", st, body)
+	}
+	if st, _, _ := siteGet(t, http.MethodGet, url, siteToken, ""); st != 401 {
+		t.Errorf("a token the authenticator does not accept: %d", st)
 	}
 }
