@@ -1,6 +1,7 @@
 package people_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -275,8 +276,11 @@ func TestOccupierAdminScope(t *testing.T) {
 	lobby := admin.mustGroup(t, siteA, "Lobby", doorA1)
 	a := e.as(keyOccA)
 	ann := a.mustCreate(t, &peoplev1.CreatePersonRequest{Name: "Ann of A", Kind: occupierUser, OccupierId: string(occA), Cards: []*peoplev1.CardSpec{{Number: 1}}})
-	bea := admin.mustCreate(t, &peoplev1.CreatePersonRequest{Name: "Bea of B", Kind: occupierUser, OccupierId: string(occB)})
+	bea := admin.mustCreate(t, &peoplev1.CreatePersonRequest{Name: "Bea of B", Kind: occupierUser, OccupierId: string(occB), Cards: []*peoplev1.CardSpec{{Number: 2}}})
 	guard := admin.mustCreate(t, &peoplev1.CreatePersonRequest{Name: "Guard", Kind: accessUser})
+	if _, err := admin.groups.AddMembers(ctx, connect.NewRequest(&peoplev1.AddMembersRequest{GroupId: lobby.GetId(), PersonIds: []string{bea.GetId(), guard.GetId()}})); err != nil {
+		t.Fatal(err)
+	}
 	before := e.vector()
 
 	if got := ids(a.list(t, nil, 0)); len(got) != 1 || got[0] != ann.GetId() {
@@ -339,12 +343,59 @@ func TestOccupierAdminScope(t *testing.T) {
 			_, err := a.groups.AddMembers(ctx, connect.NewRequest(&peoplev1.AddMembersRequest{GroupId: lobby.GetId(), PersonIds: []string{ann.GetId(), bea.GetId()}}))
 			return err
 		}},
+		{"AddOtherOnly", func() error {
+			_, err := a.groups.AddMembers(ctx, connect.NewRequest(&peoplev1.AddMembersRequest{GroupId: lobby.GetId(), PersonIds: []string{bea.GetId()}}))
+			return err
+		}},
+		{"AddAccessUser", func() error {
+			_, err := a.groups.AddMembers(ctx, connect.NewRequest(&peoplev1.AddMembersRequest{GroupId: lobby.GetId(), PersonIds: []string{guard.GetId()}}))
+			return err
+		}},
+		{"RemoveMembers", func() error {
+			_, err := a.groups.RemoveMembers(ctx, connect.NewRequest(&peoplev1.RemoveMembersRequest{GroupId: lobby.GetId(), PersonIds: []string{ann.GetId(), bea.GetId()}}))
+			return err
+		}},
+		{"RemoveAccessUser", func() error {
+			_, err := a.groups.RemoveMembers(ctx, connect.NewRequest(&peoplev1.RemoveMembersRequest{GroupId: lobby.GetId(), PersonIds: []string{guard.GetId()}}))
+			return err
+		}},
+		{"UnassignCard", func() error {
+			_, err := a.people.UnassignCard(ctx, connect.NewRequest(&peoplev1.UnassignCardRequest{PersonId: bea.GetId(), Card: &peoplev1.CardSpec{Number: 2}}))
+			return err
+		}},
+		{"UnassignAccessUsersCard", func() error {
+			_, err := a.people.UnassignCard(ctx, connect.NewRequest(&peoplev1.UnassignCardRequest{PersonId: guard.GetId(), Card: &peoplev1.CardSpec{Number: 2}}))
+			return err
+		}},
+		{"ExportOtherOccupier", func() error {
+			stream, err := a.people.ExportPeople(ctx, connect.NewRequest(&peoplev1.ExportPeopleRequest{Filter: &peoplev1.PeopleFilter{OccupierId: string(occB)}}))
+			if err != nil {
+				return err
+			}
+			for stream.Receive() {
+			}
+			return stream.Err()
+		}},
+		{"LogsOfOther", func() error {
+			_, err := a.people.ListAccessLogs(ctx, connect.NewRequest(&peoplev1.ListAccessLogsRequest{PersonId: bea.GetId()}))
+			return err
+		}},
 		{"CreateGroup", func() error {
 			_, err := a.groups.CreateGroup(ctx, connect.NewRequest(&peoplev1.CreateGroupRequest{SiteId: string(siteA), Name: "Mine"}))
 			return err
 		}},
 		{"ImportIntoOther", func() error {
 			_, err := a.importFile(ctx, &peoplev1.ImportPeopleRequest{Csv: []byte(bcsv), Kind: occupierUser}, nil)
+			return err
+		}},
+		{"ImportMixed", func() error {
+			csv := "first_name,last_name,occupier\nOwn,Row,Occupier A\nEve,X,Occupier B\n"
+			_, err := a.importFile(ctx, &peoplev1.ImportPeopleRequest{Csv: []byte(csv), Kind: occupierUser}, nil)
+			return err
+		}},
+		{"ImportOtherByID", func() error {
+			csv := "first_name,last_name,occupier\nEve,X," + string(occB) + "\n"
+			_, err := a.importFile(ctx, &peoplev1.ImportPeopleRequest{Csv: []byte(csv), Kind: occupierUser}, nil)
 			return err
 		}},
 		{"ImportAccessUsers", func() error {
@@ -375,6 +426,14 @@ func TestOccupierAdminScope(t *testing.T) {
 	_, err := e.as("wrong-key-0123456789").people.ListPeople(ctx, connect.NewRequest(&peoplev1.ListPeopleRequest{}))
 	wantCode(t, err, connect.CodeUnauthenticated)
 
+	// Lists by group show only A's own members.
+	if got := ids(a.list(t, &peoplev1.PeopleFilter{GroupId: lobby.GetId()}, 0)); len(got) != 0 {
+		t.Fatalf("A lists the lobby's members %v, none of them A's", got)
+	}
+	// An unknown person is not found, for an occupier admin as for others.
+	_, err = a.groups.AddMembers(ctx, connect.NewRequest(&peoplev1.AddMembersRequest{GroupId: lobby.GetId(), PersonIds: []string{string(tid(999))}}))
+	wantCode(t, err, connect.CodeNotFound)
+
 	// What A may do with their own.
 	if _, err := a.groups.AddMembers(ctx, connect.NewRequest(&peoplev1.AddMembersRequest{GroupId: lobby.GetId(), PersonIds: []string{ann.GetId()}})); err != nil {
 		t.Fatal(err)
@@ -389,6 +448,20 @@ func TestOccupierAdminScope(t *testing.T) {
 	gl, err := a.groups.ListGroups(ctx, connect.NewRequest(&peoplev1.ListGroupsRequest{}))
 	if err != nil || gl.Msg.GetGroups()[0].GetMembers() != 2 {
 		t.Fatalf("A's view of the lobby: %v %v", gl, err)
+	}
+	if got := ids(a.list(t, &peoplev1.PeopleFilter{GroupId: lobby.GetId()}, 0)); len(got) != 2 || slices.Contains(got, bea.GetId()) {
+		t.Fatalf("A lists the lobby's members %v, want their own two", got)
+	}
+	if _, err := a.groups.RemoveMembers(ctx, connect.NewRequest(&peoplev1.RemoveMembersRequest{GroupId: lobby.GetId(), PersonIds: []string{ann.GetId()}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.people.UnassignCard(ctx, connect.NewRequest(&peoplev1.UnassignCardRequest{PersonId: ann.GetId(), Card: &peoplev1.CardSpec{Number: 1}})); err != nil {
+		t.Fatal(err)
+	}
+	// B's membership and card were not touched by any of it.
+	got, err := admin.people.GetPerson(ctx, connect.NewRequest(&peoplev1.GetPersonRequest{PersonId: bea.GetId()}))
+	if err != nil || len(got.Msg.GetPerson().GetGroups()) != 1 || len(got.Msg.GetPerson().GetCards()) != 1 {
+		t.Fatalf("Bea after A's calls: %v %v", got, err)
 	}
 	// Export: only A's people.
 	csv := export(t, a, nil)
