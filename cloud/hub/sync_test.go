@@ -8,10 +8,10 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
-	"github.com/gatehouse/gatehouse/cloud/syncserver"
 	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1/syncv1connect"
 	"github.com/gatehouse/gatehouse/replication"
+	"github.com/gatehouse/gatehouse/syncwire"
 )
 
 const (
@@ -52,7 +52,7 @@ func TestSyncMounted(t *testing.T) {
 	c := syncv1connect.NewSyncServiceClient(&http.Client{Transport: &http.Transport{Protocols: &p}}, "http://"+h.Addr())
 	stream := c.Sync(context.Background())
 	stream.RequestHeader().Set("Authorization", "Bearer "+testSyncToken)
-	hello, _ := syncserver.ToWire(testSyncSite, replication.Message{Type: replication.MsgHello, Vector: replication.Vector{}})
+	hello, _ := syncwire.ToWire(testSyncSite, replication.Message{Type: replication.MsgHello, Vector: replication.Vector{}})
 	if err := stream.Send(&syncv1.SyncRequest{Message: hello}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestSyncMounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := syncserver.FromWire(hubstate.Origin, res.GetMessage())
+	m, err := syncwire.FromWire(hubstate.Origin, res.GetMessage())
 	if err != nil || m.Type != replication.MsgHello || !m.Vector.Equal(want) {
 		t.Fatalf("hub's first message = %+v, %v; want its hello with %v", m, err, want)
 	}
@@ -68,7 +68,7 @@ func TestSyncMounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, _ := syncserver.FromWire(hubstate.Origin, res.GetMessage()); m.Type != replication.MsgBatch || len(m.Deltas) != 1 {
+	if m, _ := syncwire.FromWire(hubstate.Origin, res.GetMessage()); m.Type != replication.MsgBatch || len(m.Deltas) != 1 {
 		t.Fatalf("hub's second message = %+v, want the batch of its delta", m)
 	}
 	stream.CloseRequest()
