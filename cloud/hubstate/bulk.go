@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gatehouse/gatehouse/access"
 	"github.com/gatehouse/gatehouse/cloud/store"
@@ -107,7 +108,14 @@ func (s *State) finishBulk(ctx context.Context, b store.Batch) error {
 			return fmt.Errorf("bulk write claims: %w", err)
 		}
 	}
-	var last store.Batch
+	// The records past the gap and the unclaims are independent of each
+	// other and invisible until the last commit: commit them from a few
+	// goroutines, so that one commit's fsync overlaps the next one's work
+	// (Badger groups concurrent commits into one log write).
+	var (
+		last  store.Batch
+		parts []store.Batch
+	)
 	for _, a := range b.Appends {
 		if len(a.Records) == 0 {
 			continue
@@ -119,18 +127,16 @@ func (s *State) finishBulk(ctx context.Context, b store.Batch) error {
 				size += len(rest[n].Data)
 				n++
 			}
-			part := store.Batch{Appends: []store.Append{{Origin: a.Origin, Records: rest[:n], AllowGap: true}}}
-			if err := s.st.Commit(ctx, part); err != nil {
-				return fmt.Errorf("bulk write records: %w", err)
-			}
+			parts = append(parts, store.Batch{Appends: []store.Append{{Origin: a.Origin, Records: rest[:n], AllowGap: true}}})
 			rest = rest[n:]
 		}
 		last.Appends = append(last.Appends, store.Append{Origin: a.Origin, Records: a.Records[:1]})
 	}
 	for c := range chunks(len(b.Unclaim), bulkItems) {
-		if err := s.st.Commit(ctx, store.Batch{Unclaim: b.Unclaim[c[0]:c[1]]}); err != nil {
-			return fmt.Errorf("bulk write unclaims: %w", err)
-		}
+		parts = append(parts, store.Batch{Unclaim: b.Unclaim[c[0]:c[1]]})
+	}
+	if err := s.commitParallel(ctx, parts); err != nil {
+		return fmt.Errorf("bulk write records: %w", err)
 	}
 	last.Puts = append(append([]store.Put(nil), b.Puts...), store.Put{Entity: store.Entity{Kind: "meta", ID: bulkMarker, Version: 1, Data: []byte("done")}})
 	if err := s.st.Commit(ctx, last); err != nil {
@@ -138,6 +144,40 @@ func (s *State) finishBulk(ctx context.Context, b store.Batch) error {
 	}
 	s.bulkPending = false
 	return nil
+}
+
+// bulkWorkers is how many of a bulk write's commits run at once.
+const bulkWorkers = 3
+
+// commitParallel commits every batch of parts, bulkWorkers at a time, and
+// returns the first error (the others still run to their end: every part
+// is idempotent, and the write is finished again from its staging).
+func (s *State) commitParallel(ctx context.Context, parts []store.Batch) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan store.Batch)
+	)
+	for range min(bulkWorkers, len(parts)) {
+		wg.Go(func() {
+			for b := range next {
+				if err := s.st.Commit(ctx, b); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, b := range parts {
+		next <- b
+	}
+	close(next)
+	wg.Wait()
+	return first
 }
 
 // abandonBulk marks a staged write that cannot finish (a card claim lost

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/gatehouse/gatehouse/access"
@@ -13,19 +14,25 @@ import (
 )
 
 // failingStore fails every Commit after the first ok ones, as a crash
-// would cut them off.
+// would cut them off. Commits may come from several goroutines.
 type failingStore struct {
 	store.Store
+	mu sync.Mutex
 	ok int
 }
 
 var errCut = errors.New("cut off")
 
 func (f *failingStore) Commit(ctx context.Context, b store.Batch) error {
-	if f.ok == 0 {
+	f.mu.Lock()
+	cut := f.ok == 0
+	if !cut {
+		f.ok--
+	}
+	f.mu.Unlock()
+	if cut {
 		return errCut
 	}
-	f.ok--
 	return f.Store.Commit(ctx, b)
 }
 
