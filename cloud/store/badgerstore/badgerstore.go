@@ -418,17 +418,19 @@ func appendTxn(txn *badger.Txn, a store.Append) error {
 			return err
 		}
 	}
+	// Advance the head over the contiguous records, which may run far past
+	// this append (records stored earlier past a gap): one key-only scan.
 	next := head
-	for {
-		_, ok, err := get(txn, deltaKey(a.Origin, next+1))
-		if err != nil {
-			return err
-		}
-		if !ok {
+	prefix := deltaPrefix(a.Origin)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	for it.Seek(deltaKey(a.Origin, head+1)); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		if len(k) != len(prefix)+8 || binary.BigEndian.Uint64(k[len(prefix):]) != next+1 {
 			break
 		}
 		next++
 	}
+	it.Close()
 	if next != head {
 		return putUint(txn, headKey(a.Origin), next)
 	}
