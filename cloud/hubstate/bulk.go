@@ -25,9 +25,12 @@ import (
 //     of the write exists.
 //  2. Finish: the card claims, then every record but the first of each
 //     log with store.Append.AllowGap (stored past a gap, so invisible:
-//     Read and Vector stop at the gap), then the unclaims, then one last
+//     Read and Vector stop at the gap) and the unclaims, then one last
 //     commit with the first record of each log, which fills the gaps so
 //     each head jumps over the whole write at once, and the marker "done".
+//     The claims, then the records and unclaims, are committed by
+//     bulkWorkers goroutines at once: their order does not matter, and
+//     Badger shares one log write and fsync among concurrent commits.
 //  3. Apply to the replica.
 //
 // Once the marker says pending, the write is decided: if step 2 is cut
@@ -99,14 +102,18 @@ func (s *State) commitLarge(ctx context.Context, b store.Batch) error {
 
 // finishBulk is step 2 for b. s.mu must be held.
 func (s *State) finishBulk(ctx context.Context, b store.Batch) error {
+	var claims []store.Batch
 	for c := range chunks(len(b.Claim), bulkItems) {
-		if err := s.st.Commit(ctx, store.Batch{Claim: b.Claim[c[0]:c[1]]}); err != nil {
-			if errors.Is(err, store.ErrKeyTaken) {
-				// Nothing of the write is in the logs yet: give it up.
-				s.abandonBulk(ctx)
-			}
-			return fmt.Errorf("bulk write claims: %w", err)
+		claims = append(claims, store.Batch{Claim: b.Claim[c[0]:c[1]]})
+	}
+	if err := s.commitParallel(ctx, claims); err != nil {
+		if errors.Is(err, store.ErrKeyTaken) {
+			// Nothing of the write is in the logs yet: give it up. The
+			// claims made meanwhile name holders that never came to be:
+			// the next write of those numbers frees them as stale.
+			s.abandonBulk(ctx)
 		}
+		return fmt.Errorf("bulk write claims: %w", err)
 	}
 	// The records past the gap and the unclaims are independent of each
 	// other and invisible until the last commit: commit them from a few
