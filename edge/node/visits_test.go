@@ -285,6 +285,22 @@ func TestVisitorDesk(t *testing.T) {
 		if card < 900000 || card > 900009 {
 			t.Fatalf("card %s outside the site's visitor range", card)
 		}
+		// The kiosk's check_in again (a QoS 1 redelivery, a resend): the
+		// first answer again, no second card.
+		var checkInEv mqttproto.KioskEvent
+		for _, r := range s.kiosk.Status().Requests {
+			if r.Event.Type == mqttproto.KioskCheckIn && r.Event.Visit == v {
+				checkInEv = r.Event
+			}
+		}
+		reps, dispensed := s.at.Desk().Status().Repeats, len(s.disp.Status().Dispensed)
+		if err := s.kiosk.Conn().Publish(s.ctx, mqttproto.ChannelEvent, checkInEv); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the repeat answered", func() bool { return s.at.Desk().Status().Repeats == reps+1 })
+		if _, cards := s.visit(v); len(cards) != 1 || len(s.disp.Status().Dispensed) != dispensed {
+			t.Fatalf("a repeated check_in bound %v and dispensed %d cards", cards, len(s.disp.Status().Dispensed)-dispensed)
+		}
 		if d := s.readerIn.tap(card, "esc-1"); d.Grant || d.Reason != access.ReasonEscortNotPickedUp {
 			t.Fatalf("before pick-up: %+v, want escort_not_picked_up", d)
 		}

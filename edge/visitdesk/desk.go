@@ -203,6 +203,9 @@ type Status struct {
 	Watchlist        bool
 	WatchlistVersion int64
 	WatchlistEntries int
+	// Answered counts kiosk requests answered; Repeats the repeated
+	// request IDs answered again with their first answer.
+	Answered, Repeats uint64
 }
 
 // session is what a kiosk established for one visit so far.
@@ -238,6 +241,8 @@ type Desk struct {
 	reserved map[access.CardNumber]bool
 	waiters  map[string]chan mqttproto.DispenserEvent
 	n        uint64
+	answered uint64
+	repeats  uint64
 	closed   bool
 
 	ctx    context.Context
@@ -318,7 +323,7 @@ func (d *Desk) reqID(kind string) string {
 func (d *Desk) Status() Status {
 	d.mu.Lock()
 	s := Status{TokenKeys: d.hub.nkeys, KeysAt: d.hub.keysAt, Watchlist: d.hub.watchSeen,
-		WatchlistVersion: d.hub.watchVer, WatchlistEntries: len(d.hub.watch)}
+		WatchlistVersion: d.hub.watchVer, WatchlistEntries: len(d.hub.watch), Answered: d.answered, Repeats: d.repeats}
 	for _, dv := range d.devices {
 		if !dv.online {
 			continue

@@ -64,6 +64,7 @@ func (d *Desk) KioskEvent(dev access.Device, e mqttproto.KioskEvent) {
 	key := string(dev.ID) + "/" + e.RequestID
 	d.mu.Lock()
 	if prev, ok := d.answers[key]; ok {
+		d.repeats++
 		d.mu.Unlock()
 		d.goRun(func() { d.sendKiosk(kd, prev) })
 		return
@@ -81,6 +82,7 @@ func (d *Desk) KioskEvent(dev access.Device, e mqttproto.KioskEvent) {
 		cmd := mqttproto.KioskCmd{Type: mqttproto.KioskShowResult, RequestID: e.RequestID, OK: a.ok, Code: a.code,
 			Message: a.message, Visit: a.visit}
 		d.mu.Lock()
+		d.answered++
 		delete(d.busy, key)
 		if ctx.Err() == nil || a.code != CodeTryAgain {
 			d.answers[key] = cmd
