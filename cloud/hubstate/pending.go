@@ -203,11 +203,12 @@ func revocationIndexOf(s *State) *revocationIndex {
 	return ix
 }
 
-// catchUp indexes the deltas of r not indexed yet. ix.mu and the state's
+// catchUp indexes the deltas of r's priority and normal lanes not indexed
+// yet (the events lane holds no grants nor visits). ix.mu and the state's
 // lock must be held.
 func (ix *revocationIndex) catchUp(r *replication.Replica) {
 	for src, head := range r.Vector() {
-		if ix.seen[src] >= head {
+		if src.Lane != replication.LaneNormal && src.Lane != replication.LanePriority || ix.seen[src] >= head {
 			continue
 		}
 		ds, _ := r.Deltas(src, ix.seen[src], 0)
