@@ -43,7 +43,9 @@ var errNotAllowed = errors.New("not allowed for a site")
 //     the delta or known); revoke only of a group of the site (or unknown
 //     to the hub); never delete;
 //   - grant: a grant only to a group of the site; remove_grant of a
-//     grant of the site's group or of one the hub does not know.
+//     grant of the site's group or of one the hub does not know;
+//   - event: any event of the site's own events lane (the hub stores
+//     it and never relays it).
 //
 // It keeps, per session, the sites and person kinds the site set, so a
 // batch creating an entity and then changing it is judged as a whole. It is
@@ -180,6 +182,9 @@ func (a *authorizer) authorize(origin string, d replication.Delta) error {
 			}
 		}
 		return nil
+
+	case replication.KindEvent:
+		return nil // its origin is the site (checked above); Validate ties it to the events lane
 	}
 	return deny("unknown kind")
 }

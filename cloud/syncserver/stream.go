@@ -101,7 +101,7 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 		Store:      state.SessionStore(ctx, sl.fence()),
 		Authorizer: NewAuthorizer(site, state.Facts()),
 		Clock:      state.Clock(),
-		Durable:    state.Vector(),
+		Durable:    state.SyncVector(),
 		MaxBatch:   s.cfg.MaxBatch,
 	})
 	if err != nil {
@@ -134,7 +134,7 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 		// Everything the state holds is durable: acknowledge it, so the
 		// site learns that the hub holds its own and relayed deltas before
 		// they arrive (acks go out before batches) and never echoes them.
-		sess.MarkDurable(state.Vector())
+		sess.MarkDurable(state.SyncVector())
 		if err := s.flush(sess, bs); err != nil {
 			return connectError(err)
 		}

@@ -57,8 +57,9 @@ type Config struct {
 	// MaxBatch is the most deltas per batch the hub sends. Default
 	// DefaultMaxBatch.
 	MaxBatch int
-	// RelayAll sends every site every source the hub holds. By default a
-	// site receives only what concerns it, source by source (Scope).
+	// RelayAll sends every site every source the hub holds, except
+	// access events, which the hub never relays. By default a site
+	// receives only what concerns it, source by source (Scope).
 	RelayAll bool
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
@@ -219,11 +220,12 @@ func (sl *siteLease) fence() *store.Fence {
 // disables and checkouts: sending one too many is always safe). The
 // site's own deltas never go back to it (it made them; the edge refuses
 // them), and other sites' normal lanes (their doors, groups, visits,
-// cards, visitors) stay at the hub. Deltas are numbered per source with
-// no gaps, so scoping goes source by source; docs/sync.md says what that
-// leaves unscoped.
+// cards, visitors) stay at the hub. Access events (every events lane)
+// are never sent to any site. Deltas are numbered per source with no gaps,
+// so scoping goes source by source; docs/sync.md says what that leaves
+// unscoped.
 func Scope(site string, src replication.Source) bool {
-	if src.Origin == site {
+	if src.Origin == site || src.Lane == replication.LaneEvents {
 		return false
 	}
 	return src.Origin == hubstate.Origin || src.Lane == replication.LanePriority

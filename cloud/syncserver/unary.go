@@ -48,7 +48,7 @@ func (s *Server) Push(ctx context.Context, req *connect.Request[syncv1.PushReque
 		Store:      state.SessionStore(ctx, sl.fence()),
 		Authorizer: NewAuthorizer(site, state.Facts()),
 		Clock:      state.Clock(),
-		Durable:    state.Vector(),
+		Durable:    state.SyncVector(),
 	})
 	if err != nil {
 		return nil, connectError(err)
@@ -57,7 +57,7 @@ func (s *Server) Push(ctx context.Context, req *connect.Request[syncv1.PushReque
 		s.log.Warn("sync push refused", "site", site, "code", access.ErrorCode(err), "err", err)
 		return nil, connectError(err)
 	}
-	vec := state.Vector()
+	vec := state.SyncVector()
 	if sess.Stats().Held > 0 {
 		return nil, connect.NewError(connect.CodeFailedPrecondition,
 			fmt.Errorf("sync: push of %s from %d: the hub holds it up to %d: %w", src, ds[0].Seq, vec[src], replication.ErrGap))
