@@ -148,3 +148,44 @@ func TestCheckInAndOut(t *testing.T) {
 		})
 	})
 }
+
+// TestCheckInOfHubVisitReplicates checks in and out a visit made at the
+// hub and checks that the hub, taking the site's deltas, sees both: they
+// are of the site's origin, none local-only.
+func TestCheckInOfHubVisitReplicates(t *testing.T) {
+	f := newFixture(t)
+	f.mustApply(stamped(now.UnixNano(), siteCmds()...)...)
+	h := newHub(t)
+	h.take(f.siteDeltas())
+	person := h.make(replication.KindPerson, string(guestID), replication.SetOp("kind", "visitor"),
+		replication.SetOp("name", "Guest, Anna"), h.rep.EnableOp(replication.KindPerson, string(guestID)))
+	visit := h.make(replication.KindVisit, string(visitID), replication.SetOp("site", string(siteID)),
+		replication.SetOp("host", string(aliceID)), replication.SetOp("visitor", string(guestID)),
+		replication.SetOp("from", replication.TimeValue(now.Add(-time.Hour))), replication.SetOp("until", replication.TimeValue(now.Add(time.Hour))),
+		replication.SetOp("escort", replication.BoolValue(false)), replication.AdvanceOp(access.VisitInvited))
+	grant := h.make(replication.KindGrant, "01J00000000000000000000GR9", h.rep.GrantOp(access.Grant{HolderID: visitID, GroupID: groupID}))
+	f.mustApply(deltasCmd(t, person, visit, grant))
+	local := f.m.LocalVector()
+
+	ci := checkIn(9001)
+	ci.Stamp.WallUnixNano = now.Add(time.Second).UnixNano()
+	f.mustApply(ci)
+	h.take(f.siteDeltas())
+	v, _ := h.rep.Visit(visitID)
+	holders := h.rep.CardHolders(9001)
+	if v.State != access.VisitCheckedIn || len(holders) != 1 || holders[0].VisitID != visitID || holders[0].PersonID != guestID {
+		t.Fatalf("hub after the check-in: visit %s, holders %+v", v.State, holders)
+	}
+	co := checkOut(visitID, 0)
+	co.Stamp.WallUnixNano = now.Add(2 * time.Second).UnixNano()
+	f.mustApply(co)
+	h2 := newHub(t) // a fresh hub replica taking the whole log again
+	h2.take(f.siteDeltas())
+	h.rep = h2.rep
+	if v, _ := h.rep.Visit(visitID); v.State != access.VisitCheckedOut || len(h.rep.CardHolders(9001)) != 0 {
+		t.Fatalf("hub after the checkout: visit %s, holders %v", v.State, h.rep.CardHolders(9001))
+	}
+	if got := f.m.LocalVector(); !got.Equal(local) {
+		t.Errorf("the check-in or checkout made local-only deltas: %s -> %s", local, got)
+	}
+}
