@@ -32,6 +32,8 @@ type CtlMain struct {
 	verb    []string
 	visit   *CtlVisitMain  // set for "ctl visit ..."
 	people  *CtlPeopleMain // set for "ctl people|groups|cards|import|export|logs ..."
+	// revoc is set for "ctl revocations ...".
+	revoc *CtlRevocationsMain
 }
 
 // ParseFlags reads the verb and flags.
@@ -39,6 +41,10 @@ func (m *CtlMain) ParseFlags(args []string) error {
 	if len(args) > 0 && args[0] == "visit" {
 		m.visit = &CtlVisitMain{env: m.env}
 		return m.visit.ParseFlags(args[1:])
+	}
+	if len(args) > 0 && args[0] == "revocations" {
+		m.revoc = &CtlRevocationsMain{env: m.env}
+		return m.revoc.ParseFlags(args[1:])
 	}
 	if len(args) > 0 && slices.Contains(ctlPeopleNouns, args[0]) {
 		m.people = &CtlPeopleMain{env: m.env}
@@ -84,6 +90,9 @@ func (m *CtlMain) Run(ctx context.Context) error {
 	}
 	if m.people != nil {
 		return m.people.Run(ctx)
+	}
+	if m.revoc != nil {
+		return m.revoc.Run(ctx)
 	}
 	get := func(base string) (*statusv1.GetStatusResponse, error) {
 		ctx, cancel := context.WithTimeout(ctx, m.Timeout)
