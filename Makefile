@@ -93,6 +93,10 @@ demo: build ## Run hub + a 3-node site + simulated devices; console at http://12
 e2e: build ## End-to-end tests: the real binary run as processes.
 	GATEHOUSE_BIN=$(BIN)/gatehouse $(GO) test -count=1 -tags e2e -run 'E2E' -timeout 15m ./...
 
+.PHONY: partition
+partition: ## Partition matrix, safety checker and soak under -race, plus quick revoke/catchup runs (a few minutes).
+	GATEHOUSE_PARTITION_LONG=1 $(GO) test -race -count=1 -timeout 15m ./sim/partition
+
 .PHONY: clean
 clean: ## Remove build outputs (keeps the pinned tools).
 	rm -f $(BIN)/gatehouse

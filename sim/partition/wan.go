@@ -2,6 +2,7 @@ package partition
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -134,7 +135,7 @@ func (w *WAN) Cut() {
 func (w *WAN) Heal() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.proxy.Start(); err != nil && err != toxiproxy.ErrProxyAlreadyStarted {
+	if err := w.proxy.Start(); err != nil && !errors.Is(err, toxiproxy.ErrProxyAlreadyStarted) {
 		return fmt.Errorf("partition: wan heal: %w", err)
 	}
 	return nil
