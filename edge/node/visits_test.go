@@ -23,6 +23,8 @@ import (
 	edgev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1/edgev1connect"
 	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
+	statusv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1"
+	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1/statusv1connect"
 	"github.com/gatehouse/gatehouse/replication"
 	"github.com/gatehouse/gatehouse/sim/device"
 )
@@ -547,6 +549,38 @@ func TestVisitorDesk(t *testing.T) {
 		}
 	})
 
+	t.Run("WANDown", func(t *testing.T) {
+		s.t = t
+		s.hub.srv.Close() // the hub is gone from here on
+		if err := s.at.Desk().Refresh(s.ctx); access.ErrorCode(err) != access.Unavailable {
+			t.Fatalf("refresh without the hub: %v", err)
+		}
+		_, _, tok := s.invite("Offline, Olga", accessv1.VisitState_VISIT_STATE_PRE_REGISTERED, false, now.Add(-time.Hour), now.Add(2*time.Hour))
+		v, card := s.checkIn(tok, "OLGA", "OFFLINE")
+		if d := s.readerIn.tap(card, "wan-1"); !d.Grant {
+			t.Fatalf("checked in with the WAN down, denied: %+v", d)
+		}
+		if _, err := s.api.CheckOutVisit(s.ctx, connect.NewRequest(&edgev1.CheckOutVisitRequest{Card: uint64(card)})); err != nil {
+			t.Fatal(err)
+		}
+		if got, cards := s.visit(v); got.State != access.VisitCheckedOut || len(cards) != 0 {
+			t.Fatalf("after checkout by card: %s, cards %v", got.State, cards)
+		}
+		st, err := statusv1connect.NewStatusServiceClient(http.DefaultClient, s.at.URL()).GetStatus(s.ctx, connect.NewRequest(&statusv1.GetStatusRequest{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var detail string
+		for _, n := range st.Msg.GetSites()[0].GetNodes() {
+			if n.GetId() == s.at.cfg.NodeID {
+				detail = n.GetDetail()
+			}
+		}
+		if !strings.Contains(detail, "visit desk: 1 kiosks and 1 dispensers online") || !strings.Contains(detail, "1 token keys") {
+			t.Errorf("status detail %q", detail)
+		}
+	})
+
 	t.Run("LeaderFailoverDoesNotDoubleBind", func(t *testing.T) {
 		s.t = t
 		_, _, tok := s.invite("Fail, Over", accessv1.VisitState_VISIT_STATE_INVITED, false, now.Add(-time.Hour), now.Add(2*time.Hour))
@@ -634,4 +668,26 @@ func hasEvent(t *testing.T, s *deskSiteT, typ string, holder access.ID) bool {
 		}
 	}
 	return false
+}
+
+func TestVisitsConfig(t *testing.T) {
+	base := Config{NodeID: "n1", SiteID: testSite, DataDir: "d", RaftAddr: "a", APIAddr: "b", ClusterToken: "c", APIToken: "t"}
+	for name, v := range map[string]*VisitsConfig{
+		"NoRange":       {},
+		"BadRange":      {CardRange: "10-1"},
+		"BadDuration":   {CardRange: "1-10", EarlyArrival: "soon"},
+		"BadSweep":      {CardRange: "1-10", Sweep: "often"},
+		"BadDispensers": {CardRange: "1-10", Dispensers: map[string]string{"kiosk/1": "d"}},
+	} {
+		c := base
+		c.Visits = v
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "visits") && !strings.Contains(err.Error(), "card range") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	c := base
+	c.Visits = &VisitsConfig{CardRange: "900000-900999", EarlyArrival: "15m", Refresh: "5m", Sweep: "30s", Dispensers: map[string]string{"k1": "d1"}}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
 }
