@@ -81,11 +81,41 @@ func (s uplinkSite) Leader() bool { return s.n.raft.Status().State == raftnode.S
 
 func (s uplinkSite) Vector() replication.Vector { return s.n.machine.Vector() }
 
-func (s uplinkSite) OwnVector() replication.Vector { return s.n.machine.OwnVector() }
+// OwnVector is the machine's own vector with the site's events lane: its
+// event log, whose sequence numbers are the lane's.
+func (s uplinkSite) OwnVector() replication.Vector {
+	v := s.n.machine.OwnVector()
+	if seq := s.n.machine.LastSeq(); seq > 0 {
+		v[replication.Source{Origin: s.n.cfg.SiteID, Lane: replication.LaneEvents}] = seq
+	}
+	return v
+}
 
 func (s uplinkSite) Changed() <-chan struct{} { return s.n.machine.Changed() }
 
+// Deltas reads the site's delta log, or for its events lane its event log,
+// each event as an event delta (uplink.EventDelta).
 func (s uplinkSite) Deltas(src replication.Source, after uint64, max int) (ds []replication.Delta, err error) {
+	if src.Lane == replication.LaneEvents {
+		if src.Origin != s.n.cfg.SiteID {
+			return nil, nil
+		}
+		err = s.n.raft.View(func(txn *badger.Txn) error {
+			evs, err := sitestate.ReadEvents(txn, after, max)
+			if err != nil {
+				return err
+			}
+			for _, ev := range evs {
+				d, err := uplink.EventDelta(s.n.cfg.SiteID, ev)
+				if err != nil {
+					return err
+				}
+				ds = append(ds, d)
+			}
+			return nil
+		})
+		return ds, err
+	}
 	err = s.n.raft.View(func(txn *badger.Txn) error {
 		ds, err = sitestate.ReadDeltas(txn, src, after, max)
 		return err
@@ -153,7 +183,8 @@ func (n *Node) uplinkDetail() string {
 	default:
 		b.WriteString("uplink: connecting")
 	}
-	fmt.Fprintf(&b, "; lag priority=%d normal=%d", st.Lag[replication.LanePriority], st.Lag[replication.LaneNormal])
+	fmt.Fprintf(&b, "; lag priority=%d normal=%d events=%d", st.Lag[replication.LanePriority], st.Lag[replication.LaneNormal],
+		st.Lag[replication.LaneEvents])
 	if !st.LastSync.IsZero() {
 		fmt.Fprintf(&b, "; last sync %s ago", time.Since(st.LastSync).Round(time.Second))
 	}

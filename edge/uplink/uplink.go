@@ -4,7 +4,10 @@
 // "Replication and the uplink").
 //
 // What it sends is the site's own delta log (made inside the Raft apply,
-// see edge/sitestate), priority lane first. What it receives it proposes
+// see edge/sitestate), priority lane first, then normal, then the site's
+// access events: the site's event log presented as its events lane
+// (replication.LaneEvents, EventDelta), numbered by the event sequence, so
+// nothing new is written at the site for it. What it receives it proposes
 // through Raft (one ApplyDeltas command per batch, so every node applies
 // the hub's changes in the same order) and acknowledges only once the
 // command has committed and applied: the vector it reports as durable is
@@ -55,17 +58,20 @@ type Site interface {
 	// Vector returns the site's applied vector (every source, own and the
 	// hub's); applied entries are committed, so it is durable.
 	Vector() replication.Vector
-	// OwnVector returns the part of Vector of the site's own sources.
+	// OwnVector returns the part of Vector of the site's own sources,
+	// with its events lane: how far the site's event log goes.
 	OwnVector() replication.Vector
 	// Deltas returns up to max deltas of src after sequence number after
-	// from the site's delta log.
+	// from the site's delta log, or for the site's events lane from its
+	// event log (see EventDelta).
 	Deltas(src replication.Source, after uint64, max int) ([]replication.Delta, error)
 	// ApplyDeltas commits deltas received from the hub through Raft (one
 	// command) and returns once this node has applied them. It returns an
 	// error when they could not be committed or were refused.
 	ApplyDeltas(ctx context.Context, ds []replication.Delta) error
 	// Changed returns a channel closed the next time the site's state
-	// changes (a new own delta may be in the log).
+	// changes (a new own delta may be in the log). New events need not
+	// close it: the uplink looks for them every EventPoll.
 	Changed() <-chan struct{}
 }
 
@@ -93,6 +99,10 @@ type Config struct {
 	// LeaderPoll is how often a running session checks that this node
 	// still leads (default 200 ms).
 	LeaderPoll time.Duration
+	// EventPoll is how often a running session looks for new access
+	// events in the site's event log (default 250 ms); recording an event
+	// does not signal Site.Changed.
+	EventPoll time.Duration
 	// Logger receives the uplink's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -122,8 +132,9 @@ type Status struct {
 	// docs/sync.md §8).
 	LastError string
 	Refused   bool
-	// Lag is, per lane of the site's own log, how many deltas the hub has
-	// not acknowledged yet (as of the last session; 0 when not Active).
+	// Lag is, per lane of the site's own log (priority, normal, events),
+	// how many deltas (events) the hub has not acknowledged yet (as of the
+	// last session; 0 when not Active).
 	Lag map[replication.Lane]uint64
 	// Sessions counts sessions opened; Applied counts hub batches
 	// committed through Raft.
@@ -167,6 +178,9 @@ func New(cfg Config, site Site) (*Uplink, error) {
 	}
 	if cfg.LeaderPoll <= 0 {
 		cfg.LeaderPoll = 200 * time.Millisecond
+	}
+	if cfg.EventPoll <= 0 {
+		cfg.EventPoll = 250 * time.Millisecond
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -228,7 +242,7 @@ func (u *Uplink) Status() Status {
 		return s // only the leader knows what the hub holds
 	}
 	own := u.site.OwnVector()
-	for _, l := range []replication.Lane{replication.LanePriority, replication.LaneNormal} {
+	for _, l := range []replication.Lane{replication.LanePriority, replication.LaneNormal, replication.LaneEvents} {
 		src := replication.Source{Origin: u.cfg.SiteID, Lane: l}
 		if own[src] > u.acked[src] {
 			s.Lag[l] = own[src] - u.acked[src]
@@ -351,6 +365,9 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 			if d.Origin == site || strings.HasPrefix(d.Origin, site+".") {
 				return fmt.Errorf("the hub sent a delta of this site's own origin %s", d.Origin)
 			}
+			if d.Lane == replication.LaneEvents {
+				return fmt.Errorf("the hub sent access events of %s: sites never receive events", d.Origin)
+			}
 			return nil
 		},
 		Clock:    clock,
@@ -426,6 +443,8 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 	}
 
 	connected := false
+	evTick := time.NewTicker(u.cfg.EventPoll)
+	defer evTick.Stop()
 	for {
 		changed := u.site.Changed()
 		for {
@@ -451,6 +470,7 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 				return progress, ctx.Err()
 			case <-changed:
 			case <-ready:
+			case <-evTick.C:
 			}
 			continue
 		}

@@ -271,6 +271,7 @@ func openSite(t *testing.T, hubURL string) []*node.Node {
 			},
 			TuneUplink: func(c *uplink.Config) {
 				c.MinBackoff, c.MaxBackoff, c.LeaderPoll = 10*time.Millisecond, 200*time.Millisecond, 20*time.Millisecond
+				c.EventPoll = 20 * time.Millisecond
 			},
 		}
 		if i == 0 {
