@@ -30,6 +30,9 @@ const (
 	MaxPendingLimit = 1000
 )
 
+// scanPage is how many deltas are read from the replica's log at a time.
+const scanPage = 4096
+
 // PendingRevocation is one revocation delta a site has not acknowledged
 // yet, with what it is about.
 type PendingRevocation struct {
@@ -148,16 +151,23 @@ func (s *State) PendingRevocations(ctx context.Context, site string, limit int, 
 	}
 	c := concern{r: s.rep, ix: ix, cardsOf: s.cardsOf, site: access.ID(site)}
 	var items []PendingRevocation
-	for _, src := range s.rep.Vector().Sources() {
+	vec := s.rep.Vector()
+	for _, src := range vec.Sources() {
 		if src.Lane != replication.LanePriority || src.Origin == site {
 			continue
 		}
-		ds, _ := s.rep.Deltas(src, acked[src], 0)
-		for _, d := range ds {
-			if p, ok := c.of(d); ok {
-				p.For = max(now.Sub(p.Made), 0)
-				items = append(items, p)
+		for after := acked[src]; after < vec[src]; {
+			ds, _ := s.rep.Deltas(src, after, scanPage)
+			if len(ds) == 0 {
+				break
 			}
+			for _, d := range ds {
+				if p, ok := c.of(d); ok {
+					p.For = max(now.Sub(p.Made), 0)
+					items = append(items, p)
+				}
+			}
+			after = ds[len(ds)-1].Seq
 		}
 	}
 	slices.SortFunc(items, func(a, b PendingRevocation) int {
@@ -211,9 +221,15 @@ func (ix *revocationIndex) catchUp(r *replication.Replica) {
 		if src.Lane != replication.LaneNormal && src.Lane != replication.LanePriority || ix.seen[src] >= head {
 			continue
 		}
-		ds, _ := r.Deltas(src, ix.seen[src], 0)
-		for _, d := range ds {
-			ix.note(d)
+		for after := ix.seen[src]; after < head; {
+			ds, _ := r.Deltas(src, after, scanPage)
+			if len(ds) == 0 {
+				break
+			}
+			for _, d := range ds {
+				ix.note(d)
+			}
+			after = ds[len(ds)-1].Seq
 		}
 		ix.seen[src] = head
 	}
