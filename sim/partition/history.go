@@ -43,9 +43,7 @@ type Revocation struct {
 	// is recorded once per card they hold.
 	Card access.CardNumber
 	// Acked is when the site acknowledged it: for a site-made revocation,
-	// when the proposal returned; for a hub-made one, the site's
-	// acknowledgement as the hub recorded it (no earlier than the site's
-	// own: a conservative time, never too early).
+	// when the proposal returned; for a hub-made one, see WatchAck.
 	Acked time.Time
 	// What names it in reports.
 	What string
@@ -149,17 +147,31 @@ type AckWatch struct {
 	at   time.Time
 }
 
-// WatchAck polls the hub's record of site's acknowledgements (every
-// millisecond) until it covers d, then records the revocation of cards in
-// hist at that moment. The moment is no earlier than the site's own
-// acknowledgement, so the checker never sees a revocation too early.
-func WatchAck(ctx context.Context, h *Hub, site string, d replication.Delta, cards []access.CardNumber, what string, hist *History) *AckWatch {
+// WatchAck records the moment a hub-made revocation d counts as
+// acknowledged at site s: one Revocation per card in cards, in hist. It
+// polls every millisecond and takes the first moment at which either
+// every live node of the site has applied d (the site acknowledges only
+// after that, or after fencing the nodes that have not) or the hub has
+// recorded the site's acknowledgement of it (after the site's own). Both
+// are correct moments from which no door of the site may grant; the first
+// is earlier, so the check is stricter.
+func WatchAck(ctx context.Context, h *Hub, s *Site, d replication.Delta, cards []access.CardNumber, what string, hist *History) *AckWatch {
 	w := &AckWatch{done: make(chan struct{})}
 	src := d.Source()
 	go func() {
 		defer close(w.done)
 		w.err = Wait(ctx, WaitTimeout, "the site's acknowledgement of "+what, func() bool {
-			v, err := h.Acked(ctx, site)
+			applied := true
+			for _, n := range s.Nodes() {
+				if n.Machine().Vector()[src] < d.Seq {
+					applied = false
+					break
+				}
+			}
+			if applied {
+				return true
+			}
+			v, err := h.Acked(ctx, s.ID())
 			return err == nil && v[src] >= d.Seq
 		})
 		if w.err != nil {
@@ -167,7 +179,7 @@ func WatchAck(ctx context.Context, h *Hub, site string, d replication.Delta, car
 		}
 		w.at = time.Now()
 		for _, c := range cards {
-			hist.RecordRevocation(Revocation{Site: site, Card: c, Acked: w.at, What: what})
+			hist.RecordRevocation(Revocation{Site: s.ID(), Card: c, Acked: w.at, What: what})
 		}
 	}()
 	return w

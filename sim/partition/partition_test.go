@@ -243,7 +243,7 @@ func TestRevokeAtHubVsGrantAtSite(t *testing.T) {
 	e.propose(&raftv1.Command{Op: &raftv1.Command_PutGrant{PutGrant: &accessv1.Grant{Id: NewID(), HolderId: bob, GroupId: e.group}}})
 	e.decideEverywhere(card, true, "the site after its own re-grant, during the partition")
 
-	ack := WatchAck(ctx, e.hub, e.site.ID(), revoke[0], []access.CardNumber{card}, "revoke bob's lobby membership at the hub", &e.hist)
+	ack := WatchAck(ctx, e.hub, e.site, revoke[0], []access.CardNumber{card}, "revoke bob's lobby membership at the hub", &e.hist)
 	e.heal()
 	e.converge()
 	_, err := ack.Wait()
@@ -462,7 +462,7 @@ func TestLeaderChangeMidSync(t *testing.T) {
 		}
 	})
 	disable := e.write(func(tx *hubstate.Tx) { tx.Change(replication.KindPerson, erin, replication.DisableOp("inactive")) })
-	ack := WatchAck(ctx, e.hub, e.site.ID(), disable[0], []access.CardNumber{card}, "disable erin at the hub", &e.hist)
+	ack := WatchAck(ctx, e.hub, e.site, disable[0], []access.CardNumber{card}, "disable erin at the hub", &e.hist)
 	for i := range 20 { // and the site changes things too
 		e.propose(&raftv1.Command{Op: &raftv1.Command_PutZone{PutZone: &accessv1.Zone{Id: NewID(), SiteId: e.site.ID(), Name: fmt.Sprint("site zone ", i)}}})
 	}

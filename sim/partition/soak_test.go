@@ -94,7 +94,7 @@ func TestSoak(t *testing.T) {
 			// revocation of the card.
 			revoked = nil
 		}
-		ack := WatchAck(ctx, e.hub, e.site.ID(), ds[0], revoked, what, &e.hist)
+		ack := WatchAck(ctx, e.hub, e.site, ds[0], revoked, what, &e.hist)
 		if regrant {
 			e.propose(&raftv1.Command{Op: &raftv1.Command_PutGrant{PutGrant: &accessv1.Grant{Id: NewID(), HolderId: person, GroupId: e.group}}})
 		}
