@@ -37,6 +37,7 @@ const (
 	DefaultMaxBatchBytes      = 1 << 20
 	DefaultMaxInflight        = 4
 	DefaultMaxLinger          = time.Millisecond
+	DefaultMaxRPCsInFlight    = 1
 	DefaultApplyTimeout       = 10 * time.Second
 	DefaultLeaveTimeout       = 10 * time.Second
 )
@@ -118,6 +119,11 @@ type Config struct {
 	// it has just answered to propose again (it also waits at most half an
 	// entry's recent round time, and never when no caller is expected).
 	MaxLinger time.Duration
+	// MaxRPCsInFlight is how many AppendEntries requests the leader keeps
+	// outstanding to each follower (replication pipelining, from 2 on); 1,
+	// the default, sends one at a time, each with every entry appended
+	// since the last, and waits for its answer.
+	MaxRPCsInFlight int
 	// ApplyTimeout bounds how long the leader waits to hand an entry to Raft.
 	ApplyTimeout time.Duration
 	// LeaveTimeout bounds leadership transfer and leave during Close.
@@ -169,6 +175,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxInflight == 0 {
 		c.MaxInflight = DefaultMaxInflight
 	}
+	if c.MaxRPCsInFlight == 0 {
+		c.MaxRPCsInFlight = DefaultMaxRPCsInFlight
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -200,8 +209,8 @@ func (c Config) Validate() error {
 	if c.HeartbeatTimeout > c.ElectionTimeout {
 		errs = append(errs, errors.New("HeartbeatTimeout must not exceed ElectionTimeout"))
 	}
-	if c.MaxBatchCommands < 0 || c.MaxBatchBytes < 0 || c.SnapshotRetain < 0 || c.MaxInflight < 0 {
-		errs = append(errs, errors.New("MaxBatchCommands, MaxBatchBytes, MaxInflight and SnapshotRetain must not be negative"))
+	if c.MaxBatchCommands < 0 || c.MaxBatchBytes < 0 || c.SnapshotRetain < 0 || c.MaxInflight < 0 || c.MaxRPCsInFlight < 0 {
+		errs = append(errs, errors.New("MaxBatchCommands, MaxBatchBytes, MaxInflight, MaxRPCsInFlight and SnapshotRetain must not be negative"))
 	}
 	if len(errs) > 0 {
 		return access.Errorf(access.Invalid, "raftnode: invalid config: %w", errors.Join(errs...))

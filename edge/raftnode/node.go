@@ -47,6 +47,7 @@ type Node struct {
 	logStore *raftboltdb.BoltStore
 	snaps    *raft.FileSnapshotStore
 	trans    *raft.NetworkTransport
+	pipes    *pipeTransport // trans with guarded replication pipelines (transport.go)
 	raft     *raft.Raft
 	// started is raft once NewRaft has returned: the FSM's callbacks
 	// (afterEntry) may run during NewRaft, while it replays the log, and
@@ -143,7 +144,9 @@ func (n *Node) Open(ctx context.Context) error {
 		n.state.Store(stateClosed)
 		close(n.stopping)
 		if n.raft != nil {
-			_ = n.raft.Shutdown().Error()
+			f := n.raft.Shutdown()
+			n.pipes.closePipelines()
+			_ = f.Error()
 		}
 		close(n.raftDown)
 		if n.trans != nil {
@@ -215,16 +218,16 @@ func (n *Node) open(ctx context.Context) error {
 	trans, err := raft.NewTCPTransportWithConfig(cfg.RaftAddr, advertise, &raft.NetworkTransportConfig{
 		Logger:  newHCLog(n.log, "raft-net"),
 		MaxPool: 3,
-		Timeout: 10 * time.Second,
-		// No pipelining: group commit already puts many operations in
-		// one entry, and hashicorp/raft's pipeline can leave Shutdown
-		// waiting on a replication goroutine stuck in the pipeline.
-		MaxRPCsInFlight: 1,
+		Timeout: transportTimeout,
+		// Pipelined replication (1 = none); pipeTransport keeps a stuck
+		// pipeline from hanging replication and Shutdown.
+		MaxRPCsInFlight: cfg.MaxRPCsInFlight,
 	})
 	if err != nil {
 		return fmt.Errorf("raftnode: raft transport on %s: %w", cfg.RaftAddr, err)
 	}
 	n.trans = trans
+	n.pipes = newPipeTransport(trans, transportTimeout)
 	n.raftAddr = string(trans.LocalAddr())
 
 	rc := raft.DefaultConfig()
@@ -242,7 +245,7 @@ func (n *Node) open(ctx context.Context) error {
 	// Badger has.
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = newHCLog(n.log, "raft")
-	r, err := raft.NewRaft(rc, n.fsm, countingLogStore{LogStore: logStore, c: &n.stats}, logStore, snaps, trans)
+	r, err := raft.NewRaft(rc, n.fsm, countingLogStore{LogStore: logStore, c: &n.stats}, logStore, snaps, n.pipes)
 	if err != nil {
 		return fmt.Errorf("raftnode: start raft: %w", err)
 	}
@@ -359,8 +362,12 @@ func (n *Node) close() error {
 		n.stepDownOnClose()
 	}
 	// 3. Raft, which waits for its own goroutines (snapshot persists
-	// included) and closes the transport it was given.
-	if err := n.raft.Shutdown().Error(); err != nil {
+	// included) and closes the transport it was given. Its replication
+	// pipelines are closed as soon as it is told to stop, so that no
+	// replication goroutine stays blocked in one (transport.go).
+	f := n.raft.Shutdown()
+	n.pipes.closePipelines()
+	if err := f.Error(); err != nil {
 		errs = append(errs, fmt.Errorf("raftnode: raft shutdown: %w", err))
 	}
 	close(n.raftDown)
