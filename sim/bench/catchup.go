@@ -55,6 +55,9 @@ const (
 //     to convergence (TCP payload: HTTP/2 and protobuf framing, hellos and
 //     acks included), against the raw size of the 2N deltas (the sum of
 //     their binary encodings): the ratio is the wire's overhead;
+//   - site_to_hub_s, hub_to_site_s: when each direction was complete
+//     (the hub holds the site's N; every node holds the hub's N), each
+//     against the time its origin took to make the changes;
 //   - site_to_hub_bytes, hub_to_site_bytes: the same per direction, each
 //     against its side's deltas. Connect compresses the hub's responses
 //     with gzip (the site's client accepts it) but not the site's
@@ -180,7 +183,23 @@ func runCatchup(ctx context.Context, opt Options, emit func(Result)) error {
 	if err := wan.Heal(); err != nil {
 		return err
 	}
-	if err := partition.Wait(ctx, catchupTimeout, "convergence after the heal", converged); err != nil {
+	// Each direction's completion, for reading where the time goes.
+	var upDone, downDone time.Duration
+	if err := partition.Wait(ctx, catchupTimeout, "convergence after the heal", func() bool {
+		if upDone == 0 && hub.State().Vector()[siteSrc] >= siteBase+uint64(n) {
+			upDone = time.Since(start)
+		}
+		if downDone == 0 {
+			all := true
+			for _, nd := range site.Nodes() {
+				all = all && nd.Machine().Vector()[hubSrc] >= hubBase+uint64(n)
+			}
+			if all {
+				downDone = time.Since(start)
+			}
+		}
+		return upDone > 0 && downDone > 0 && converged()
+	}); err != nil {
 		return err
 	}
 	took := time.Since(start)
@@ -191,6 +210,8 @@ func runCatchup(ctx context.Context, opt Options, emit func(Result)) error {
 	floor := max(siteMake, hubMake)
 	emit(NewResult("catchup", fmt.Sprintf("converge_s_%dk", n/1000), took.Seconds(), "s", floor.Seconds()))
 	emit(NewResult("catchup", fmt.Sprintf("wire_bytes_%dk", n/1000), float64(wire), "bytes", float64(raw)))
+	emit(NewResult("catchup", "site_to_hub_s", upDone.Seconds(), "s", siteMake.Seconds()))
+	emit(NewResult("catchup", "hub_to_site_s", downDone.Seconds(), "s", hubMake.Seconds()))
 	emit(NewResult("catchup", "site_to_hub_bytes", float64(up1-up0), "bytes", float64(siteRaw)))
 	emit(NewResult("catchup", "hub_to_site_bytes", float64(down1-down0), "bytes", float64(hubRaw)))
 	return nil
