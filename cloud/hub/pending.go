@@ -61,8 +61,13 @@ func (s *consoleService) ListPendingRevocations(ctx context.Context, req *connec
 			s.hub.log.Warn("listing pending revocations failed", "site", site, "err", err)
 			return nil, pendingError(err)
 		}
-		out := &consolev1.SitePendingRevocations{SiteId: site, SiteName: sp.Name, PendingCount: int32(sp.Total),
-			Connected: s.hub.sync != nil && s.hub.sync.Connected(site)}
+		out := &consolev1.SitePendingRevocations{SiteId: site, SiteName: sp.Name, PendingCount: int32(sp.Total)}
+		if s.hub.sync != nil {
+			if out.Connected, err = s.hub.sync.Live(ctx, site); err != nil {
+				s.hub.log.Warn("reading a site's stream lease failed", "site", site, "err", err)
+				return nil, connect.NewError(connect.CodeUnavailable, err)
+			}
+		}
 		for _, it := range sp.Items {
 			out.Revocations = append(out.Revocations, pendingToProto(it))
 		}

@@ -1,10 +1,17 @@
 package syncserver
 
-import "slices"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/gatehouse/gatehouse/cloud/store"
+)
 
 // Connected reports whether this hub process serves an open Sync stream of
 // site now. A site streaming to another hub process over a shared store
-// is not seen here. It is safe for concurrent use.
+// is not seen here (see Live). It is safe for concurrent use.
 func (s *Server) Connected(site string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -23,4 +30,24 @@ func (s *Server) ConnectedSites() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Live reports whether site is in contact with the hub: a Sync stream
+// open in this process (Connected), or the site's stream lease held,
+// unexpired, by another hub process sharing the store (a stream or a
+// unary call served there; a lease outlives a vanished process by up to
+// its TTL). It returns the store's error when reading the lease fails.
+// It is safe for concurrent use.
+func (s *Server) Live(ctx context.Context, site string) (bool, error) {
+	if s.Connected(site) {
+		return true, nil
+	}
+	l, err := s.cfg.Leases.Lease(ctx, site)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("sync: lease of site %s: %w", site, err)
+	}
+	return l.Owner != s.cfg.Owner, nil
 }

@@ -404,7 +404,9 @@ type SitePendingRevocations struct {
 	// Site's name in the hub's replica; empty if the hub holds no site
 	// entity of that ID.
 	SiteName string `protobuf:"bytes,2,opt,name=site_name,json=siteName,proto3" json:"site_name,omitempty"`
-	// Whether the site has a sync stream open to this hub process now.
+	// Whether the site is in contact with the hub now: a sync stream open to
+	// this hub process, or its stream lease held by another hub process
+	// sharing the store.
 	Connected bool `protobuf:"varint,3,opt,name=connected,proto3" json:"connected,omitempty"`
 	// How many revocations are pending at the site, all of them.
 	PendingCount int32 `protobuf:"varint,4,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`
