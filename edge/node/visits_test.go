@@ -232,13 +232,13 @@ func (s *deskSiteT) doc(given, surname string, expiry time.Time) []string {
 	return m
 }
 
-// visit returns the visit and its cards as every node has them (they
-// must agree).
+// visit returns the visit and its cards as the kiosk's node has applied
+// them (the desk answers once its node applied its command).
 func (s *deskSiteT) visit(v access.ID) (access.Visit, []access.Card) {
 	s.t.Helper()
 	var out access.Visit
 	var cards []access.Card
-	s.nodes[0].Machine().View(func(st *access.State) {
+	s.at.Machine().View(func(st *access.State) {
 		out, _ = st.Visit(v)
 		for c := range st.Cards() {
 			if c.VisitID == v {
@@ -510,24 +510,25 @@ func TestVisitorDesk(t *testing.T) {
 		s.mustPropose(&raftv1.Command{Op: &raftv1.Command_PutCard{PutCard: &accessv1.Card{Number: 900009, PersonId: string(guest), VisitId: string(gone),
 			SiteId: testSite, Status: accessv1.CardStatus_CARD_STATUS_ACTIVE}}})
 		var leader *Node
-		for _, n := range s.nodes {
-			if n.Raft().Status().State == raftnode.StateLeader {
-				leader = n
+		waitFor(t, "a leader", func() bool {
+			for _, n := range s.nodes {
+				if n.Raft().Status().State == raftnode.StateLeader {
+					leader = n
+					return true
+				}
 			}
-		}
-		if leader == nil {
-			t.Fatal("no leader")
-		}
+			return false
+		})
 		n, err := leader.Desk().SweepOnce(s.ctx)
 		if err != nil || n < 2 {
 			t.Fatalf("sweep ended %d visits: %v", n, err)
 		}
-		if v, _ := s.visit(in); v.State != access.VisitExpired {
-			t.Errorf("no-show is %s, want expired", v.State)
-		}
-		if v, cards := s.visit(gone); v.State != access.VisitCheckedOut || len(cards) != 0 {
-			t.Errorf("over-staying guest is %s with cards %v", v.State, cards)
-		}
+		// The sweeper's node applied it; the kiosk's node follows.
+		waitFor(t, "the no-show expired and the over-staying guest checked out, card unbound", func() bool {
+			a, _ := s.visit(in)
+			b, cards := s.visit(gone)
+			return a.State == access.VisitExpired && b.State == access.VisitCheckedOut && len(cards) == 0
+		})
 	})
 
 	t.Run("BadAPIInput", func(t *testing.T) {
@@ -581,30 +582,42 @@ func TestVisitorDesk(t *testing.T) {
 		}
 	})
 
-	t.Run("LeaderFailoverDoesNotDoubleBind", func(t *testing.T) {
+	t.Run("LeaderFailsMidCheckIn", func(t *testing.T) {
 		s.t = t
 		_, _, tok := s.invite("Fail, Over", accessv1.VisitState_VISIT_STATE_INVITED, false, now.Add(-time.Hour), now.Add(2*time.Hour))
-		v, card := s.checkIn(tok, "OVER", "FAIL")
-		// The check-in's request ID, as the desk made it for the kiosk's
-		// last check_in request.
-		var rid string
-		for _, r := range s.kiosk.Status().Requests {
-			if r.Event.Type == mqttproto.KioskCheckIn && r.Event.Visit == v {
-				rid = "checkin/" + s.kiosk.Device().ID + "/" + r.Event.RequestID
-			}
-		}
+		r := s.ask(func(ctx context.Context) (string, error) { return s.kiosk.ScanQR(ctx, tok) })
+		s.expect(r, true, visitdesk.CodeInvitationValid)
+		v := r.Answer.Visit
+		s.expect(s.ask(func(ctx context.Context) (string, error) {
+			return s.kiosk.ScanDocument(ctx, s.doc("OVER", "FAIL", now.AddDate(2, 0, 0)), v)
+		}), true, visitdesk.CodeDocumentOK)
 		var old *Node
-		for _, n := range s.nodes {
-			if n.Raft().Status().State == raftnode.StateLeader {
-				old = n
+		waitFor(t, "a leader", func() bool {
+			for _, n := range s.nodes {
+				if n.Raft().Status().State == raftnode.StateLeader {
+					old = n
+					return true
+				}
 			}
+			return false
+		})
+		if old == s.at {
+			t.Skip("leadership moved to the kiosk's node; failing it would take the kiosk's broker down too")
 		}
-		if old == nil || rid == "" {
-			t.Fatalf("leader %v, request id %q", old, rid)
+		// The check-in goes out, and the leader fails while it is handled
+		// (before, during or after its commit: the outcome must be one
+		// card at most, and one exactly when the kiosk says checked in).
+		// This is the last subtest: the site keeps two nodes.
+		rid, err := s.kiosk.CheckIn(s.ctx, v)
+		if err != nil {
+			t.Fatal(err)
 		}
-		// The leader fails (this is the last subtest: the site keeps two).
 		if err := old.Close(); err != nil {
 			t.Logf("closing the leader: %v", err)
+		}
+		ans, err := s.kiosk.Answer(s.ctx, rid, 60*time.Second)
+		if err != nil {
+			t.Fatal(err)
 		}
 		var alive []*Node
 		for _, n := range s.nodes {
@@ -612,8 +625,28 @@ func TestVisitorDesk(t *testing.T) {
 				alive = append(alive, n)
 			}
 		}
-		// The kiosk's repeat after the leader change, and another desk's
-		// check-in of the same visit with another number.
+		cardsAt := func(n *Node) []access.Card {
+			var cards []access.Card
+			n.Machine().View(func(st *access.State) {
+				for c := range st.Cards() {
+					if c.VisitID == v {
+						cards = append(cards, c)
+					}
+				}
+			})
+			return cards
+		}
+		cards := cardsAt(s.at)
+		switch {
+		case ans.Answer.OK && ans.Answer.Code == visitdesk.CodeCheckedIn && len(cards) == 1:
+		case !ans.Answer.OK && len(cards) == 0:
+			t.Logf("check-in refused across the leader change: %s %q", ans.Answer.Code, ans.Answer.Message)
+		default:
+			t.Fatalf("kiosk shows %v %s, the visit has cards %v", ans.Answer.OK, ans.Answer.Code, cards)
+		}
+		// The check-in's repeat after the leader change (a kiosk resend
+		// reaching another node) gets the first outcome; another desk's
+		// check-in of the same visit is refused.
 		propose := func(n *Node, c *raftv1.Command) *edgev1.CommandResult {
 			t.Helper()
 			deadline := time.Now().Add(30 * time.Second)
@@ -631,25 +664,20 @@ func TestVisitorDesk(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 		}
-		repeat := &raftv1.Command{RequestId: rid, Op: &raftv1.Command_CheckInVisit{CheckInVisit: &raftv1.CheckInVisit{VisitId: string(v), CardNumber: 900008}}}
-		if r := propose(alive[0], repeat); r.GetErrorCode() != "" {
-			t.Fatalf("repeat of the check-in: %v (want its first result)", r)
-		}
-		other := &raftv1.Command{RequestId: "other-desk", Op: &raftv1.Command_CheckInVisit{CheckInVisit: &raftv1.CheckInVisit{VisitId: string(v), CardNumber: 900007}}}
-		if r := propose(alive[1], other); r.GetErrorCode() != string(access.Conflict) {
-			t.Fatalf("second check-in of a checked-in visit: %v", r)
+		if len(cards) == 1 {
+			repeat := &raftv1.Command{RequestId: "checkin/" + s.kiosk.Device().ID + "/" + rid,
+				Op: &raftv1.Command_CheckInVisit{CheckInVisit: &raftv1.CheckInVisit{VisitId: string(v), CardNumber: 900008}}}
+			if r := propose(alive[0], repeat); r.GetErrorCode() != "" {
+				t.Fatalf("repeat of the check-in: %v (want its first result)", r)
+			}
+			other := &raftv1.Command{RequestId: "other-desk", Op: &raftv1.Command_CheckInVisit{CheckInVisit: &raftv1.CheckInVisit{VisitId: string(v), CardNumber: 900007}}}
+			if r := propose(alive[1], other); r.GetErrorCode() != string(access.Conflict) {
+				t.Fatalf("second check-in of a checked-in visit: %v", r)
+			}
 		}
 		for _, n := range alive {
-			var cards []access.Card
-			n.Machine().View(func(st *access.State) {
-				for c := range st.Cards() {
-					if c.VisitID == v {
-						cards = append(cards, c)
-					}
-				}
-			})
-			if len(cards) != 1 || cards[0].Number != card {
-				t.Fatalf("%s: cards of the visit after the leader change: %v, want only %s", n.cfg.NodeID, cards, card)
+			if got := cardsAt(n); len(got) != len(cards) || len(got) == 1 && got[0].Number != cards[0].Number {
+				t.Fatalf("%s: cards of the visit %v, the kiosk's node has %v", n.cfg.NodeID, got, cards)
 			}
 		}
 	})

@@ -440,12 +440,14 @@ func (d *Desk) pickCard() (access.CardNumber, func(), error) {
 }
 
 // propose commits cmd and returns the domain error of its result, if any.
-// A command whose outcome a leader change left unknown is retried with
-// the same request ID (the log answers a repeat with the first result).
+// A command with a request ID whose outcome is unknown (no quorum, a
+// leader change) is retried with the same request ID until ctx ends: the
+// log answers a repeat with the first result, so a check-in committed
+// just before its leader failed is found, never made twice.
 func (d *Desk) propose(ctx context.Context, cmd *raftv1.Command) (*edgev1.CommandResult, error) {
 	cmd.Actor = "edge/visitdesk"
-	var last error
-	for attempt := 0; attempt < 5; attempt++ {
+	backoff := 50 * time.Millisecond
+	for {
 		res, err := d.site.Propose(ctx, cmd)
 		if err == nil {
 			if res.GetErrorCode() != "" {
@@ -453,18 +455,18 @@ func (d *Desk) propose(ctx context.Context, cmd *raftv1.Command) (*edgev1.Comman
 			}
 			return res, nil
 		}
-		last = err
 		if ctx.Err() != nil || cmd.GetRequestId() == "" {
-			break
+			return nil, access.Errorf(access.Unavailable, "visit desk: %w", err)
 		}
-		t := time.NewTimer(time.Duration(attempt+1) * 200 * time.Millisecond)
+		d.log.Warn("proposal not committed; retrying with the same request id", "request_id", cmd.GetRequestId(), "err", err)
+		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
 		}
+		backoff = min(2*backoff, time.Second)
 	}
-	return nil, access.Errorf(access.Unavailable, "visit desk: %w", last)
 }
 
 // requestKey returns a Raft request ID for a device request, at most

@@ -9,6 +9,9 @@ import (
 	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
 )
 
+// sweepTimeout bounds the ending of one visit by the sweeper.
+const sweepTimeout = 10 * time.Second
+
 // sweepLoop ends visits past their window every cfg.Sweep while this node
 // leads.
 func (d *Desk) sweepLoop() {
@@ -53,8 +56,10 @@ func (d *Desk) SweepOnce(ctx context.Context) (int, error) {
 	var first error
 	n := 0
 	for _, id := range due {
-		_, err := d.propose(ctx, &raftv1.Command{RequestId: "sweep/" + string(id),
+		pctx, cancel := context.WithTimeout(ctx, sweepTimeout)
+		_, err := d.propose(pctx, &raftv1.Command{RequestId: "sweep/" + string(id),
 			Op: &raftv1.Command_CheckOutVisit{CheckOutVisit: &raftv1.CheckOutVisit{VisitId: string(id)}}})
+		cancel()
 		switch {
 		case err == nil:
 			n++
