@@ -508,8 +508,9 @@ func TestLeaderChangeMidSync(t *testing.T) {
 // to the hub over a slow link. The hub keeps what it made durable; after
 // the heal the site resumes from the hub's durable vector and sends
 // exactly what is missing: the bytes on the wire after the heal are
-// within a small margin of the missing deltas' raw size, far below
-// resending everything.
+// within a small margin of the missing deltas' raw size per session
+// opened (one, unless a loaded machine changes leaders meanwhile), far
+// below resending everything.
 func TestWANCutMidBatch(t *testing.T) {
 	e := openEnv(t)
 	normal := replication.Source{Origin: e.site.ID(), Lane: replication.LaneNormal}
@@ -543,11 +544,22 @@ func TestWANCutMidBatch(t *testing.T) {
 	t.Logf("cut with %d of %d deltas durable at the hub", held-base, n)
 	// The link stays slow: removing toxiproxy's bandwidth toxic from a
 	// link that is being torn down blocks it for seconds.
+	sessions := func() (n int) {
+		for _, nd := range e.site.Nodes() {
+			n += nd.Uplink().Status().Sessions
+		}
+		return n
+	}
+	s0 := sessions()
 	up0, _ := e.wan.Bytes()
 	start = time.Now()
 	e.heal()
 	e.converge()
 	up1, _ := e.wan.Bytes()
+	// A session resends what the hub has not acknowledged; a leader
+	// change on a loaded machine starts another, which may resend it
+	// again. The bound is per session.
+	opened := max(1, sessions()-s0)
 	t.Logf("converged %v after the heal", time.Since(start))
 	if got := e.hub.State().Vector()[normal]; got != top {
 		t.Fatalf("hub holds the site's lane to %d, want %d", got, top)
@@ -566,11 +578,12 @@ func TestWANCutMidBatch(t *testing.T) {
 		}
 	})
 	sent := up1 - up0
-	t.Logf("after the heal: %d bytes site → hub; missing deltas %d bytes raw; all %d", sent, missing, all)
+	t.Logf("after the heal: %d bytes site → hub in %d sessions; missing deltas %d bytes raw; all %d", sent, opened, missing, all)
 	if sent < int64(missing) {
 		t.Fatalf("%d bytes sent after the heal, fewer than the %d missing", sent, missing)
 	}
-	if limit := int64(missing)*3/2 + 16<<10; sent > limit {
-		t.Fatalf("%d bytes sent after the heal for %d missing (limit %d): more than what was missing", sent, missing, limit)
+	if limit := int64(opened) * (int64(missing)*3/2 + 16<<10); sent > limit {
+		t.Fatalf("%d bytes sent after the heal in %d sessions for %d missing (limit %d): more than what was missing",
+			sent, opened, missing, limit)
 	}
 }
