@@ -323,7 +323,7 @@ func (m *Machine) replicateLocal(txn *badger.Txn, cmd *raftv1.Command) error {
 	last := m.last
 	var made []replication.Delta
 	for _, r := range refs {
-		ops := m.diff(r)
+		ops := m.deskOps(cmd, r, m.diff(r))
 		if len(ops) == 0 {
 			continue
 		}

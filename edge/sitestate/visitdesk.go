@@ -191,6 +191,26 @@ func (m *Machine) checkOutVisit(txn *badger.Txn, cmd *raftv1.Command, op *raftv1
 	return m.runDesk(txn, cmd, &deskPlan{visit: next, drop: drop})
 }
 
+// deskOps adds to the replication ops of entity r what a checkout does to
+// a visitor card besides unbinding it: the card is disabled with reason
+// "returned" (its status at the hub), before its holder is removed, so
+// the hub sees a returned card whose number is free again. A later
+// check-in binding the number enables it again (observing this disable).
+func (m *Machine) deskOps(cmd *raftv1.Command, r entRef, ops []replication.Op) []replication.Op {
+	p := m.deskMemo[cmd]
+	if p == nil || r.kind != replication.KindCard || len(p.drop) == 0 {
+		return ops
+	}
+	n, err := access.ParseCardNumber(r.id)
+	if err != nil || !slices.Contains(p.drop, n) {
+		return ops
+	}
+	if cur, live := m.rep.Card(n); !live || cur.Status == access.CardReturned {
+		return ops
+	}
+	return append([]replication.Op{replication.DisableOp(access.CardReturned.String())}, ops...)
+}
+
 // deskFencing reports whether a visit desk command takes access away.
 func deskFencing(cmd *raftv1.Command) (fencing, ok bool) {
 	switch cmd.GetOp().(type) {

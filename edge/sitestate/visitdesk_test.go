@@ -185,6 +185,31 @@ func TestCheckInOfHubVisitReplicates(t *testing.T) {
 	if v, _ := h.rep.Visit(visitID); v.State != access.VisitCheckedOut || len(h.rep.CardHolders(9001)) != 0 {
 		t.Fatalf("hub after the checkout: visit %s, holders %v", v.State, h.rep.CardHolders(9001))
 	}
+	// The checkout disabled the card as returned before unbinding it.
+	returned := false
+	for _, ds := range f.siteDeltas() {
+		for _, d := range ds {
+			for _, op := range d.Ops {
+				if d.Kind == replication.KindCard && d.ID == "9001" && op.Type == replication.OpDisable && op.Value == "returned" {
+					returned = true
+				}
+			}
+		}
+	}
+	if !returned {
+		t.Error("no delta disables the returned card")
+	}
+	// The number is free: the next check-in binds it again, enabled.
+	f.mustApply(stamped(now.Add(3*time.Second).UnixNano(),
+		&raftv1.Command{Op: &raftv1.Command_PutPerson{PutPerson: &accessv1.Person{Id: string(bobID), Kind: accessv1.PersonKind_PERSON_KIND_VISITOR, Name: "Bob", Active: true}}},
+		&raftv1.Command{Op: &raftv1.Command_PutVisit{PutVisit: &accessv1.Visit{Id: "01J00000000000000000000V2S", SiteId: string(siteID), HostId: string(aliceID),
+			VisitorId: string(bobID), FromMs: now.Add(-time.Hour).UnixMilli(), UntilMs: now.Add(time.Hour).UnixMilli(), State: accessv1.VisitState_VISIT_STATE_INVITED}}},
+		&raftv1.Command{Op: &raftv1.Command_CheckInVisit{CheckInVisit: &raftv1.CheckInVisit{VisitId: "01J00000000000000000000V2S", CardNumber: 9001}}})...)
+	h3 := newHub(t)
+	h3.take(f.siteDeltas())
+	if c, live := h3.rep.Card(9001); !live || c.Status != access.CardActive || c.PersonID != bobID {
+		t.Fatalf("hub after the number was reused: %+v live=%t", c, live)
+	}
 	if got := f.m.LocalVector(); !got.Equal(local) {
 		t.Errorf("the check-in or checkout made local-only deltas: %s -> %s", local, got)
 	}
