@@ -51,6 +51,8 @@ type CtlPeopleMain struct {
 	// export, logs
 	Out, Person, Door, From, Until string
 	Limit                          int
+	CSV                            bool
+	Result                         string
 
 	noun, verb string
 	args       []string
@@ -69,7 +71,7 @@ const ctlPeopleUsage = `Usage:
   gatehouse ctl groups add|remove GROUP_ID PERSON_ID...
   gatehouse ctl import FILE.csv [--kind K] [--mapping M] [--enable-access] [--require-card] [--require-email]
   gatehouse ctl export [filters as for people list] [--out FILE]
-  gatehouse ctl logs [--person ID] [--door ID] [--site ID] [--from T] [--until T] [--limit N]
+  gatehouse ctl logs [--person ID] [--door-id ID] [--site ID] [--from T] [--until T] [--result granted|denied] [--limit N] [--csv [--out FILE]]
 
 The API key (admin, security or occupier_admin) is read from --api-key.
 Times are RFC 3339 or YYYY-MM-DD (UTC).
@@ -118,7 +120,9 @@ func (m *CtlPeopleMain) ParseFlags(noun string, args []string) error {
 	fs.StringVar(&m.Door, "door-id", "", "logs: only at this door")
 	fs.StringVar(&m.From, "from", "", "logs: from this time")
 	fs.StringVar(&m.Until, "until", "", "logs: until this time, exclusive")
-	fs.IntVar(&m.Limit, "limit", 100, "logs, cards unknown: most entries")
+	fs.IntVar(&m.Limit, "limit", 100, "logs, cards unknown: most entries (logs --csv: 0 for every one)")
+	fs.BoolVar(&m.CSV, "csv", false, "logs: stream every matching entry as CSV (to --out FILE or stdout)")
+	fs.StringVar(&m.Result, "result", "", "logs: only granted or only denied decisions")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), ctlPeopleUsage)
 		fs.PrintDefaults()
@@ -488,13 +492,11 @@ func (m *CtlPeopleMain) runCards(ctx context.Context, c peoplev1connect.PeopleSe
 		if m.JSON {
 			return m.printJSON(res.Msg)
 		}
-		if !res.Msg.GetSourceAvailable() {
-			fmt.Fprintln(m.stderr, "note: the hub holds no access events yet (sites' events are not replicated to it)")
-		}
 		tw := tabwriter.NewWriter(m.stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tSITE\tDOOR\tCARD")
+		fmt.Fprintln(tw, "LAST SEEN\tFIRST SEEN\tTAPS\tSITE\tDOOR\tCARD")
 		for _, t := range res.Msg.GetTaps() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", time.UnixMilli(t.GetAtMs()).UTC().Format(time.RFC3339), t.GetSiteId(), t.GetDoorId(), t.GetNumber())
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\n", time.UnixMilli(t.GetAtMs()).UTC().Format(time.RFC3339),
+				time.UnixMilli(t.GetFirstSeenMs()).UTC().Format(time.RFC3339), t.GetCount(), t.GetSiteId(), t.GetDoorId(), t.GetNumber())
 		}
 		return tw.Flush()
 	}
@@ -667,34 +669,3 @@ func (m *CtlPeopleMain) runExport(ctx context.Context, c peoplev1connect.PeopleS
 	return stream.Err()
 }
 
-func (m *CtlPeopleMain) runLogs(ctx context.Context, c peoplev1connect.PeopleServiceClient) error {
-	req := &peoplev1.ListAccessLogsRequest{PersonId: m.Person, DoorId: m.Door, SiteId: m.Site, PageSize: int32(min(m.Limit, 1000))}
-	var err error
-	if req.FromMs, err = parseMs("from", m.From); err != nil {
-		return err
-	}
-	if req.UntilMs, err = parseMs("until", m.Until); err != nil {
-		return err
-	}
-	res, err := c.ListAccessLogs(ctx, connect.NewRequest(req))
-	if err != nil {
-		return err
-	}
-	if m.JSON {
-		return m.printJSON(res.Msg)
-	}
-	if !res.Msg.GetSourceAvailable() {
-		fmt.Fprintln(m.stderr, "note: the hub holds no access events yet (sites' events are not replicated to it)")
-	}
-	tw := tabwriter.NewWriter(m.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tSITE\tDOOR\tCARD\tPERSON\tRESULT\tREASON")
-	for _, l := range res.Msg.GetLogs() {
-		result := "denied"
-		if l.GetGranted() {
-			result = "granted"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", time.UnixMilli(l.GetAtMs()).UTC().Format(time.RFC3339), l.GetSiteId(), l.GetDoorId(),
-			l.GetCardMasked(), orDash(l.GetPersonName()), result, l.GetReason())
-	}
-	return tw.Flush()
-}

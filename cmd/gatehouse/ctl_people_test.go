@@ -74,7 +74,7 @@ func TestCtlPeople(t *testing.T) {
 		t.Errorf("delete: exit %d\n%s\n%s", code, out, errs)
 	}
 	code, out, errs = ctl("logs", "--json")
-	if code != 0 || strings.Contains(out, "source_available\": true") {
+	if code != 0 || !strings.Contains(out, "source_available") {
 		t.Errorf("logs: exit %d\n%s\n%s", code, out, errs)
 	}
 	code, _, errs = ctl("groups", "list")

@@ -204,6 +204,59 @@ func (PersonState) EnumDescriptor() ([]byte, []int) {
 	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{2}
 }
 
+// AccessResult selects decisions by their outcome.
+type AccessResult int32
+
+const (
+	// Every decision.
+	AccessResult_ACCESS_RESULT_UNSPECIFIED AccessResult = 0
+	// Only granted decisions.
+	AccessResult_ACCESS_RESULT_GRANTED AccessResult = 1
+	// Only denied decisions.
+	AccessResult_ACCESS_RESULT_DENIED AccessResult = 2
+)
+
+// Enum value maps for AccessResult.
+var (
+	AccessResult_name = map[int32]string{
+		0: "ACCESS_RESULT_UNSPECIFIED",
+		1: "ACCESS_RESULT_GRANTED",
+		2: "ACCESS_RESULT_DENIED",
+	}
+	AccessResult_value = map[string]int32{
+		"ACCESS_RESULT_UNSPECIFIED": 0,
+		"ACCESS_RESULT_GRANTED":     1,
+		"ACCESS_RESULT_DENIED":      2,
+	}
+)
+
+func (x AccessResult) Enum() *AccessResult {
+	p := new(AccessResult)
+	*p = x
+	return p
+}
+
+func (x AccessResult) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AccessResult) Descriptor() protoreflect.EnumDescriptor {
+	return file_gatehouse_people_v1_people_proto_enumTypes[3].Descriptor()
+}
+
+func (AccessResult) Type() protoreflect.EnumType {
+	return &file_gatehouse_people_v1_people_proto_enumTypes[3]
+}
+
+func (x AccessResult) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AccessResult.Descriptor instead.
+func (AccessResult) EnumDescriptor() ([]byte, []int) {
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{3}
+}
+
 // CardSpec names a card number in one of its formats.
 type CardSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2219,7 +2272,9 @@ type ListAccessLogsRequest struct {
 	// Page size (default 100, at most 1000).
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Token from the previous page.
-	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only granted or only denied decisions.
+	Result        AccessResult `protobuf:"varint,8,opt,name=result,proto3,enum=gatehouse.people.v1.AccessResult" json:"result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2303,6 +2358,13 @@ func (x *ListAccessLogsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListAccessLogsRequest) GetResult() AccessResult {
+	if x != nil {
+		return x.Result
+	}
+	return AccessResult_ACCESS_RESULT_UNSPECIFIED
+}
+
 // AccessLog is one access decision.
 type AccessLog struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2324,8 +2386,21 @@ type AccessLog struct {
 	PersonName string `protobuf:"bytes,8,opt,name=person_name,json=personName,proto3" json:"person_name,omitempty"`
 	// Granted or not.
 	Granted bool `protobuf:"varint,9,opt,name=granted,proto3" json:"granted,omitempty"`
-	// Reason of the decision.
-	Reason        string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Reason of the decision (snake_case, e.g. "no_group"); empty for a
+	// door controller's own event.
+	Reason string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Device that recorded the event itself (a door controller deciding
+	// offline); empty for a decision made by a site node.
+	DeviceId string `protobuf:"bytes,11,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// Whether the decision was made under the offline rule.
+	Offline bool `protobuf:"varint,12,opt,name=offline,proto3" json:"offline,omitempty"`
+	// Request ID of the tap.
+	RequestId string `protobuf:"bytes,13,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Node that decided.
+	Node string `protobuf:"bytes,14,opt,name=node,proto3" json:"node,omitempty"`
+	// Empty for a decision; otherwise the device event type, such as
+	// "forced_open".
+	Type          string `protobuf:"bytes,15,opt,name=type,proto3" json:"type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2430,6 +2505,41 @@ func (x *AccessLog) GetReason() string {
 	return ""
 }
 
+func (x *AccessLog) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *AccessLog) GetOffline() bool {
+	if x != nil {
+		return x.Offline
+	}
+	return false
+}
+
+func (x *AccessLog) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *AccessLog) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *AccessLog) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
 // ListAccessLogsResponse is a page of access decisions.
 type ListAccessLogsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2437,8 +2547,8 @@ type ListAccessLogsResponse struct {
 	Logs []*AccessLog `protobuf:"bytes,1,rep,name=logs,proto3" json:"logs,omitempty"`
 	// Token of the next page; empty at the end.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	// False while the hub holds no durable event log: sites' access events
-	// are not replicated to the hub yet, so the answer is empty.
+	// True: the hub answers from the events the sites replicate to it
+	// (kept for clients written when it had none).
 	SourceAvailable bool `protobuf:"varint,3,opt,name=source_available,json=sourceAvailable,proto3" json:"source_available,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
@@ -2495,6 +2605,108 @@ func (x *ListAccessLogsResponse) GetSourceAvailable() bool {
 	return false
 }
 
+// ExportAccessLogsRequest selects the decisions to export: the filters of
+// ListAccessLogsRequest (its page size and token are ignored).
+type ExportAccessLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Which decisions.
+	Filter *ListAccessLogsRequest `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	// The most rows (default and at most 1,000,000).
+	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportAccessLogsRequest) Reset() {
+	*x = ExportAccessLogsRequest{}
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportAccessLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportAccessLogsRequest) ProtoMessage() {}
+
+func (x *ExportAccessLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportAccessLogsRequest.ProtoReflect.Descriptor instead.
+func (*ExportAccessLogsRequest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ExportAccessLogsRequest) GetFilter() *ListAccessLogsRequest {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *ExportAccessLogsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ExportAccessLogsResponse is a chunk of the CSV file.
+type ExportAccessLogsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bytes of the file, in order.
+	Chunk         []byte `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportAccessLogsResponse) Reset() {
+	*x = ExportAccessLogsResponse{}
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportAccessLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportAccessLogsResponse) ProtoMessage() {}
+
+func (x *ExportAccessLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportAccessLogsResponse.ProtoReflect.Descriptor instead.
+func (*ExportAccessLogsResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ExportAccessLogsResponse) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
 // ListUnknownCardsRequest selects taps of unknown cards.
 type ListUnknownCardsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2510,7 +2722,7 @@ type ListUnknownCardsRequest struct {
 
 func (x *ListUnknownCardsRequest) Reset() {
 	*x = ListUnknownCardsRequest{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[31]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2522,7 +2734,7 @@ func (x *ListUnknownCardsRequest) String() string {
 func (*ListUnknownCardsRequest) ProtoMessage() {}
 
 func (x *ListUnknownCardsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[31]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2535,7 +2747,7 @@ func (x *ListUnknownCardsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnknownCardsRequest.ProtoReflect.Descriptor instead.
 func (*ListUnknownCardsRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{31}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListUnknownCardsRequest) GetSiteId() string {
@@ -2559,26 +2771,31 @@ func (x *ListUnknownCardsRequest) GetLimit() int32 {
 	return 0
 }
 
-// UnknownCardTap is a tap of a card number nobody holds.
+// UnknownCardTap is a card number nobody holds, tapped at a site that did
+// not know it.
 type UnknownCardTap struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Site.
+	// Site of the last tap.
 	SiteId string `protobuf:"bytes,1,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
-	// Door (reader) tapped.
+	// Door (reader) of the last tap.
 	DoorId string `protobuf:"bytes,2,opt,name=door_id,json=doorId,proto3" json:"door_id,omitempty"`
-	// Time, Unix ms.
+	// Time of the last tap, Unix ms.
 	AtMs int64 `protobuf:"varint,3,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
 	// The card number in full, so it can be assigned.
 	Number uint64 `protobuf:"varint,4,opt,name=number,proto3" json:"number,omitempty"`
 	// The card number masked.
-	NumberMasked  string `protobuf:"bytes,5,opt,name=number_masked,json=numberMasked,proto3" json:"number_masked,omitempty"`
+	NumberMasked string `protobuf:"bytes,5,opt,name=number_masked,json=numberMasked,proto3" json:"number_masked,omitempty"`
+	// Time of the first tap the hub holds, Unix ms.
+	FirstSeenMs int64 `protobuf:"varint,6,opt,name=first_seen_ms,json=firstSeenMs,proto3" json:"first_seen_ms,omitempty"`
+	// How many taps of it the hub holds.
+	Count         int32 `protobuf:"varint,7,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UnknownCardTap) Reset() {
 	*x = UnknownCardTap{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[32]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2590,7 +2807,7 @@ func (x *UnknownCardTap) String() string {
 func (*UnknownCardTap) ProtoMessage() {}
 
 func (x *UnknownCardTap) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[32]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2603,7 +2820,7 @@ func (x *UnknownCardTap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnknownCardTap.ProtoReflect.Descriptor instead.
 func (*UnknownCardTap) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{32}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UnknownCardTap) GetSiteId() string {
@@ -2641,10 +2858,25 @@ func (x *UnknownCardTap) GetNumberMasked() string {
 	return ""
 }
 
-// ListUnknownCardsResponse lists taps of unknown cards, newest first.
+func (x *UnknownCardTap) GetFirstSeenMs() int64 {
+	if x != nil {
+		return x.FirstSeenMs
+	}
+	return 0
+}
+
+func (x *UnknownCardTap) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// ListUnknownCardsResponse lists unknown cards, the latest tapped first.
+// A number assigned to someone drops off the list.
 type ListUnknownCardsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Taps, one per card number (its latest).
+	// One per card number.
 	Taps []*UnknownCardTap `protobuf:"bytes,1,rep,name=taps,proto3" json:"taps,omitempty"`
 	// As in ListAccessLogsResponse.
 	SourceAvailable bool `protobuf:"varint,2,opt,name=source_available,json=sourceAvailable,proto3" json:"source_available,omitempty"`
@@ -2654,7 +2886,7 @@ type ListUnknownCardsResponse struct {
 
 func (x *ListUnknownCardsResponse) Reset() {
 	*x = ListUnknownCardsResponse{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[33]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2666,7 +2898,7 @@ func (x *ListUnknownCardsResponse) String() string {
 func (*ListUnknownCardsResponse) ProtoMessage() {}
 
 func (x *ListUnknownCardsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[33]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2679,7 +2911,7 @@ func (x *ListUnknownCardsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnknownCardsResponse.ProtoReflect.Descriptor instead.
 func (*ListUnknownCardsResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{33}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListUnknownCardsResponse) GetTaps() []*UnknownCardTap {
@@ -2717,7 +2949,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[34]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2729,7 +2961,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[34]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2742,7 +2974,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{34}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Group) GetId() string {
@@ -2806,7 +3038,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[35]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2818,7 +3050,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[35]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2831,7 +3063,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{35}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateGroupRequest) GetIdempotencyKey() string {
@@ -2880,7 +3112,7 @@ type CreateGroupResponse struct {
 
 func (x *CreateGroupResponse) Reset() {
 	*x = CreateGroupResponse{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[36]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2892,7 +3124,7 @@ func (x *CreateGroupResponse) String() string {
 func (*CreateGroupResponse) ProtoMessage() {}
 
 func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[36]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2905,7 +3137,7 @@ func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{36}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateGroupResponse) GetGroup() *Group {
@@ -2926,7 +3158,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[37]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2938,7 +3170,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[37]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2951,7 +3183,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{37}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListGroupsRequest) GetSiteId() string {
@@ -2972,7 +3204,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[38]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2984,7 +3216,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[38]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2997,7 +3229,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{38}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*Group {
@@ -3024,7 +3256,7 @@ type AddMembersRequest struct {
 
 func (x *AddMembersRequest) Reset() {
 	*x = AddMembersRequest{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[39]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3036,7 +3268,7 @@ func (x *AddMembersRequest) String() string {
 func (*AddMembersRequest) ProtoMessage() {}
 
 func (x *AddMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[39]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3049,7 +3281,7 @@ func (x *AddMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMembersRequest.ProtoReflect.Descriptor instead.
 func (*AddMembersRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{39}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AddMembersRequest) GetGroupId() string {
@@ -3091,7 +3323,7 @@ type AddMembersResponse struct {
 
 func (x *AddMembersResponse) Reset() {
 	*x = AddMembersResponse{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[40]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3103,7 +3335,7 @@ func (x *AddMembersResponse) String() string {
 func (*AddMembersResponse) ProtoMessage() {}
 
 func (x *AddMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[40]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3116,7 +3348,7 @@ func (x *AddMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMembersResponse.ProtoReflect.Descriptor instead.
 func (*AddMembersResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{40}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AddMembersResponse) GetGrantIds() []string {
@@ -3139,7 +3371,7 @@ type RemoveMembersRequest struct {
 
 func (x *RemoveMembersRequest) Reset() {
 	*x = RemoveMembersRequest{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[41]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3151,7 +3383,7 @@ func (x *RemoveMembersRequest) String() string {
 func (*RemoveMembersRequest) ProtoMessage() {}
 
 func (x *RemoveMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[41]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3164,7 +3396,7 @@ func (x *RemoveMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMembersRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMembersRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{41}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RemoveMembersRequest) GetGroupId() string {
@@ -3192,7 +3424,7 @@ type RemoveMembersResponse struct {
 
 func (x *RemoveMembersResponse) Reset() {
 	*x = RemoveMembersResponse{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[42]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3204,7 +3436,7 @@ func (x *RemoveMembersResponse) String() string {
 func (*RemoveMembersResponse) ProtoMessage() {}
 
 func (x *RemoveMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[42]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3217,7 +3449,7 @@ func (x *RemoveMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMembersResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMembersResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{42}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RemoveMembersResponse) GetRemoved() int32 {
@@ -3385,7 +3617,7 @@ const file_gatehouse_people_v1_people_proto_rawDesc = "" +
 	"\x13ExportPeopleRequest\x129\n" +
 	"\x06filter\x18\x01 \x01(\v2!.gatehouse.people.v1.PeopleFilterR\x06filter\",\n" +
 	"\x14ExportPeopleResponse\x12\x14\n" +
-	"\x05chunk\x18\x01 \x01(\fR\x05chunk\"\xd6\x01\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\"\x91\x02\n" +
 	"\x15ListAccessLogsRequest\x12\x1b\n" +
 	"\tperson_id\x18\x01 \x01(\tR\bpersonId\x12\x17\n" +
 	"\adoor_id\x18\x02 \x01(\tR\x06doorId\x12\x17\n" +
@@ -3394,7 +3626,8 @@ const file_gatehouse_people_v1_people_proto_rawDesc = "" +
 	"\buntil_ms\x18\x05 \x01(\x03R\auntilMs\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tR\tpageToken\"\x8d\x02\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\x129\n" +
+	"\x06result\x18\b \x01(\x0e2!.gatehouse.people.v1.AccessResultR\x06result\"\x8b\x03\n" +
 	"\tAccessLog\x12\x17\n" +
 	"\asite_id\x18\x01 \x01(\tR\x06siteId\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x12\x10\n" +
@@ -3408,21 +3641,34 @@ const file_gatehouse_people_v1_people_proto_rawDesc = "" +
 	"personName\x12\x18\n" +
 	"\agranted\x18\t \x01(\bR\agranted\x12\x16\n" +
 	"\x06reason\x18\n" +
-	" \x01(\tR\x06reason\"\x9f\x01\n" +
+	" \x01(\tR\x06reason\x12\x1b\n" +
+	"\tdevice_id\x18\v \x01(\tR\bdeviceId\x12\x18\n" +
+	"\aoffline\x18\f \x01(\bR\aoffline\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\r \x01(\tR\trequestId\x12\x12\n" +
+	"\x04node\x18\x0e \x01(\tR\x04node\x12\x12\n" +
+	"\x04type\x18\x0f \x01(\tR\x04type\"\x9f\x01\n" +
 	"\x16ListAccessLogsResponse\x122\n" +
 	"\x04logs\x18\x01 \x03(\v2\x1e.gatehouse.people.v1.AccessLogR\x04logs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12)\n" +
-	"\x10source_available\x18\x03 \x01(\bR\x0fsourceAvailable\"c\n" +
+	"\x10source_available\x18\x03 \x01(\bR\x0fsourceAvailable\"s\n" +
+	"\x17ExportAccessLogsRequest\x12B\n" +
+	"\x06filter\x18\x01 \x01(\v2*.gatehouse.people.v1.ListAccessLogsRequestR\x06filter\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"0\n" +
+	"\x18ExportAccessLogsResponse\x12\x14\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\"c\n" +
 	"\x17ListUnknownCardsRequest\x12\x17\n" +
 	"\asite_id\x18\x01 \x01(\tR\x06siteId\x12\x19\n" +
 	"\bsince_ms\x18\x02 \x01(\x03R\asinceMs\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\x94\x01\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\xce\x01\n" +
 	"\x0eUnknownCardTap\x12\x17\n" +
 	"\asite_id\x18\x01 \x01(\tR\x06siteId\x12\x17\n" +
 	"\adoor_id\x18\x02 \x01(\tR\x06doorId\x12\x13\n" +
 	"\x05at_ms\x18\x03 \x01(\x03R\x04atMs\x12\x16\n" +
 	"\x06number\x18\x04 \x01(\x04R\x06number\x12#\n" +
-	"\rnumber_masked\x18\x05 \x01(\tR\fnumberMasked\"~\n" +
+	"\rnumber_masked\x18\x05 \x01(\tR\fnumberMasked\x12\"\n" +
+	"\rfirst_seen_ms\x18\x06 \x01(\x03R\vfirstSeenMs\x12\x14\n" +
+	"\x05count\x18\a \x01(\x05R\x05count\"~\n" +
 	"\x18ListUnknownCardsResponse\x127\n" +
 	"\x04taps\x18\x01 \x03(\v2#.gatehouse.people.v1.UnknownCardTapR\x04taps\x12)\n" +
 	"\x10source_available\x18\x02 \x01(\bR\x0fsourceAvailable\"\x9a\x01\n" +
@@ -3478,7 +3724,12 @@ const file_gatehouse_people_v1_people_proto_rawDesc = "" +
 	"\vPersonState\x12\x1c\n" +
 	"\x18PERSON_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PERSON_STATE_ACTIVE\x10\x01\x12\x19\n" +
-	"\x15PERSON_STATE_INACTIVE\x10\x022\xfa\t\n" +
+	"\x15PERSON_STATE_INACTIVE\x10\x02*b\n" +
+	"\fAccessResult\x12\x1d\n" +
+	"\x19ACCESS_RESULT_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15ACCESS_RESULT_GRANTED\x10\x01\x12\x18\n" +
+	"\x14ACCESS_RESULT_DENIED\x10\x022\xf2\n" +
+	"\n" +
 	"\rPeopleService\x12h\n" +
 	"\fCreatePerson\x12(.gatehouse.people.v1.CreatePersonRequest\x1a).gatehouse.people.v1.CreatePersonResponse\"\x03\x90\x02\x02\x12h\n" +
 	"\fUpdatePerson\x12(.gatehouse.people.v1.UpdatePersonRequest\x1a).gatehouse.people.v1.UpdatePersonResponse\"\x03\x90\x02\x02\x12_\n" +
@@ -3492,7 +3743,8 @@ const file_gatehouse_people_v1_people_proto_rawDesc = "" +
 	"\fUnassignCard\x12(.gatehouse.people.v1.UnassignCardRequest\x1a).gatehouse.people.v1.UnassignCardResponse\"\x03\x90\x02\x02\x12e\n" +
 	"\fImportPeople\x12(.gatehouse.people.v1.ImportPeopleRequest\x1a).gatehouse.people.v1.ImportPeopleResponse0\x01\x12j\n" +
 	"\fExportPeople\x12(.gatehouse.people.v1.ExportPeopleRequest\x1a).gatehouse.people.v1.ExportPeopleResponse\"\x03\x90\x02\x010\x01\x12n\n" +
-	"\x0eListAccessLogs\x12*.gatehouse.people.v1.ListAccessLogsRequest\x1a+.gatehouse.people.v1.ListAccessLogsResponse\"\x03\x90\x02\x01\x12t\n" +
+	"\x0eListAccessLogs\x12*.gatehouse.people.v1.ListAccessLogsRequest\x1a+.gatehouse.people.v1.ListAccessLogsResponse\"\x03\x90\x02\x01\x12v\n" +
+	"\x10ExportAccessLogs\x12,.gatehouse.people.v1.ExportAccessLogsRequest\x1a-.gatehouse.people.v1.ExportAccessLogsResponse\"\x03\x90\x02\x010\x01\x12t\n" +
 	"\x10ListUnknownCards\x12,.gatehouse.people.v1.ListUnknownCardsRequest\x1a-.gatehouse.people.v1.ListUnknownCardsResponse\"\x03\x90\x02\x012\xaa\x03\n" +
 	"\fGroupService\x12e\n" +
 	"\vCreateGroup\x12'.gatehouse.people.v1.CreateGroupRequest\x1a(.gatehouse.people.v1.CreateGroupResponse\"\x03\x90\x02\x02\x12b\n" +
@@ -3515,122 +3767,129 @@ func file_gatehouse_people_v1_people_proto_rawDescGZIP() []byte {
 	return file_gatehouse_people_v1_people_proto_rawDescData
 }
 
-var file_gatehouse_people_v1_people_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_gatehouse_people_v1_people_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_gatehouse_people_v1_people_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_gatehouse_people_v1_people_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_gatehouse_people_v1_people_proto_goTypes = []any{
 	(PersonKind)(0),                  // 0: gatehouse.people.v1.PersonKind
 	(CardFormat)(0),                  // 1: gatehouse.people.v1.CardFormat
 	(PersonState)(0),                 // 2: gatehouse.people.v1.PersonState
-	(*CardSpec)(nil),                 // 3: gatehouse.people.v1.CardSpec
-	(*Card)(nil),                     // 4: gatehouse.people.v1.Card
-	(*Person)(nil),                   // 5: gatehouse.people.v1.Person
-	(*GroupRef)(nil),                 // 6: gatehouse.people.v1.GroupRef
-	(*CreatePersonRequest)(nil),      // 7: gatehouse.people.v1.CreatePersonRequest
-	(*CreatePersonResponse)(nil),     // 8: gatehouse.people.v1.CreatePersonResponse
-	(*UpdatePersonRequest)(nil),      // 9: gatehouse.people.v1.UpdatePersonRequest
-	(*UpdatePersonResponse)(nil),     // 10: gatehouse.people.v1.UpdatePersonResponse
-	(*SetActiveRequest)(nil),         // 11: gatehouse.people.v1.SetActiveRequest
-	(*SetActiveResponse)(nil),        // 12: gatehouse.people.v1.SetActiveResponse
-	(*DeletePersonRequest)(nil),      // 13: gatehouse.people.v1.DeletePersonRequest
-	(*DeletePersonResponse)(nil),     // 14: gatehouse.people.v1.DeletePersonResponse
-	(*GetPersonRequest)(nil),         // 15: gatehouse.people.v1.GetPersonRequest
-	(*GetPersonResponse)(nil),        // 16: gatehouse.people.v1.GetPersonResponse
-	(*PeopleFilter)(nil),             // 17: gatehouse.people.v1.PeopleFilter
-	(*ListPeopleRequest)(nil),        // 18: gatehouse.people.v1.ListPeopleRequest
-	(*ListPeopleResponse)(nil),       // 19: gatehouse.people.v1.ListPeopleResponse
-	(*AssignCardRequest)(nil),        // 20: gatehouse.people.v1.AssignCardRequest
-	(*AssignCardResponse)(nil),       // 21: gatehouse.people.v1.AssignCardResponse
-	(*UnassignCardRequest)(nil),      // 22: gatehouse.people.v1.UnassignCardRequest
-	(*UnassignCardResponse)(nil),     // 23: gatehouse.people.v1.UnassignCardResponse
-	(*ImportPeopleRequest)(nil),      // 24: gatehouse.people.v1.ImportPeopleRequest
-	(*ImportProgress)(nil),           // 25: gatehouse.people.v1.ImportProgress
-	(*RowError)(nil),                 // 26: gatehouse.people.v1.RowError
-	(*ImportResult)(nil),             // 27: gatehouse.people.v1.ImportResult
-	(*ImportPeopleResponse)(nil),     // 28: gatehouse.people.v1.ImportPeopleResponse
-	(*ExportPeopleRequest)(nil),      // 29: gatehouse.people.v1.ExportPeopleRequest
-	(*ExportPeopleResponse)(nil),     // 30: gatehouse.people.v1.ExportPeopleResponse
-	(*ListAccessLogsRequest)(nil),    // 31: gatehouse.people.v1.ListAccessLogsRequest
-	(*AccessLog)(nil),                // 32: gatehouse.people.v1.AccessLog
-	(*ListAccessLogsResponse)(nil),   // 33: gatehouse.people.v1.ListAccessLogsResponse
-	(*ListUnknownCardsRequest)(nil),  // 34: gatehouse.people.v1.ListUnknownCardsRequest
-	(*UnknownCardTap)(nil),           // 35: gatehouse.people.v1.UnknownCardTap
-	(*ListUnknownCardsResponse)(nil), // 36: gatehouse.people.v1.ListUnknownCardsResponse
-	(*Group)(nil),                    // 37: gatehouse.people.v1.Group
-	(*CreateGroupRequest)(nil),       // 38: gatehouse.people.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),      // 39: gatehouse.people.v1.CreateGroupResponse
-	(*ListGroupsRequest)(nil),        // 40: gatehouse.people.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),       // 41: gatehouse.people.v1.ListGroupsResponse
-	(*AddMembersRequest)(nil),        // 42: gatehouse.people.v1.AddMembersRequest
-	(*AddMembersResponse)(nil),       // 43: gatehouse.people.v1.AddMembersResponse
-	(*RemoveMembersRequest)(nil),     // 44: gatehouse.people.v1.RemoveMembersRequest
-	(*RemoveMembersResponse)(nil),    // 45: gatehouse.people.v1.RemoveMembersResponse
+	(AccessResult)(0),                // 3: gatehouse.people.v1.AccessResult
+	(*CardSpec)(nil),                 // 4: gatehouse.people.v1.CardSpec
+	(*Card)(nil),                     // 5: gatehouse.people.v1.Card
+	(*Person)(nil),                   // 6: gatehouse.people.v1.Person
+	(*GroupRef)(nil),                 // 7: gatehouse.people.v1.GroupRef
+	(*CreatePersonRequest)(nil),      // 8: gatehouse.people.v1.CreatePersonRequest
+	(*CreatePersonResponse)(nil),     // 9: gatehouse.people.v1.CreatePersonResponse
+	(*UpdatePersonRequest)(nil),      // 10: gatehouse.people.v1.UpdatePersonRequest
+	(*UpdatePersonResponse)(nil),     // 11: gatehouse.people.v1.UpdatePersonResponse
+	(*SetActiveRequest)(nil),         // 12: gatehouse.people.v1.SetActiveRequest
+	(*SetActiveResponse)(nil),        // 13: gatehouse.people.v1.SetActiveResponse
+	(*DeletePersonRequest)(nil),      // 14: gatehouse.people.v1.DeletePersonRequest
+	(*DeletePersonResponse)(nil),     // 15: gatehouse.people.v1.DeletePersonResponse
+	(*GetPersonRequest)(nil),         // 16: gatehouse.people.v1.GetPersonRequest
+	(*GetPersonResponse)(nil),        // 17: gatehouse.people.v1.GetPersonResponse
+	(*PeopleFilter)(nil),             // 18: gatehouse.people.v1.PeopleFilter
+	(*ListPeopleRequest)(nil),        // 19: gatehouse.people.v1.ListPeopleRequest
+	(*ListPeopleResponse)(nil),       // 20: gatehouse.people.v1.ListPeopleResponse
+	(*AssignCardRequest)(nil),        // 21: gatehouse.people.v1.AssignCardRequest
+	(*AssignCardResponse)(nil),       // 22: gatehouse.people.v1.AssignCardResponse
+	(*UnassignCardRequest)(nil),      // 23: gatehouse.people.v1.UnassignCardRequest
+	(*UnassignCardResponse)(nil),     // 24: gatehouse.people.v1.UnassignCardResponse
+	(*ImportPeopleRequest)(nil),      // 25: gatehouse.people.v1.ImportPeopleRequest
+	(*ImportProgress)(nil),           // 26: gatehouse.people.v1.ImportProgress
+	(*RowError)(nil),                 // 27: gatehouse.people.v1.RowError
+	(*ImportResult)(nil),             // 28: gatehouse.people.v1.ImportResult
+	(*ImportPeopleResponse)(nil),     // 29: gatehouse.people.v1.ImportPeopleResponse
+	(*ExportPeopleRequest)(nil),      // 30: gatehouse.people.v1.ExportPeopleRequest
+	(*ExportPeopleResponse)(nil),     // 31: gatehouse.people.v1.ExportPeopleResponse
+	(*ListAccessLogsRequest)(nil),    // 32: gatehouse.people.v1.ListAccessLogsRequest
+	(*AccessLog)(nil),                // 33: gatehouse.people.v1.AccessLog
+	(*ListAccessLogsResponse)(nil),   // 34: gatehouse.people.v1.ListAccessLogsResponse
+	(*ExportAccessLogsRequest)(nil),  // 35: gatehouse.people.v1.ExportAccessLogsRequest
+	(*ExportAccessLogsResponse)(nil), // 36: gatehouse.people.v1.ExportAccessLogsResponse
+	(*ListUnknownCardsRequest)(nil),  // 37: gatehouse.people.v1.ListUnknownCardsRequest
+	(*UnknownCardTap)(nil),           // 38: gatehouse.people.v1.UnknownCardTap
+	(*ListUnknownCardsResponse)(nil), // 39: gatehouse.people.v1.ListUnknownCardsResponse
+	(*Group)(nil),                    // 40: gatehouse.people.v1.Group
+	(*CreateGroupRequest)(nil),       // 41: gatehouse.people.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),      // 42: gatehouse.people.v1.CreateGroupResponse
+	(*ListGroupsRequest)(nil),        // 43: gatehouse.people.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),       // 44: gatehouse.people.v1.ListGroupsResponse
+	(*AddMembersRequest)(nil),        // 45: gatehouse.people.v1.AddMembersRequest
+	(*AddMembersResponse)(nil),       // 46: gatehouse.people.v1.AddMembersResponse
+	(*RemoveMembersRequest)(nil),     // 47: gatehouse.people.v1.RemoveMembersRequest
+	(*RemoveMembersResponse)(nil),    // 48: gatehouse.people.v1.RemoveMembersResponse
 }
 var file_gatehouse_people_v1_people_proto_depIdxs = []int32{
 	1,  // 0: gatehouse.people.v1.CardSpec.format:type_name -> gatehouse.people.v1.CardFormat
 	0,  // 1: gatehouse.people.v1.Person.kind:type_name -> gatehouse.people.v1.PersonKind
-	4,  // 2: gatehouse.people.v1.Person.cards:type_name -> gatehouse.people.v1.Card
-	6,  // 3: gatehouse.people.v1.Person.groups:type_name -> gatehouse.people.v1.GroupRef
+	5,  // 2: gatehouse.people.v1.Person.cards:type_name -> gatehouse.people.v1.Card
+	7,  // 3: gatehouse.people.v1.Person.groups:type_name -> gatehouse.people.v1.GroupRef
 	0,  // 4: gatehouse.people.v1.CreatePersonRequest.kind:type_name -> gatehouse.people.v1.PersonKind
-	3,  // 5: gatehouse.people.v1.CreatePersonRequest.cards:type_name -> gatehouse.people.v1.CardSpec
-	5,  // 6: gatehouse.people.v1.CreatePersonResponse.person:type_name -> gatehouse.people.v1.Person
+	4,  // 5: gatehouse.people.v1.CreatePersonRequest.cards:type_name -> gatehouse.people.v1.CardSpec
+	6,  // 6: gatehouse.people.v1.CreatePersonResponse.person:type_name -> gatehouse.people.v1.Person
 	0,  // 7: gatehouse.people.v1.UpdatePersonRequest.kind:type_name -> gatehouse.people.v1.PersonKind
-	5,  // 8: gatehouse.people.v1.UpdatePersonResponse.person:type_name -> gatehouse.people.v1.Person
-	5,  // 9: gatehouse.people.v1.SetActiveResponse.person:type_name -> gatehouse.people.v1.Person
-	5,  // 10: gatehouse.people.v1.GetPersonResponse.person:type_name -> gatehouse.people.v1.Person
+	6,  // 8: gatehouse.people.v1.UpdatePersonResponse.person:type_name -> gatehouse.people.v1.Person
+	6,  // 9: gatehouse.people.v1.SetActiveResponse.person:type_name -> gatehouse.people.v1.Person
+	6,  // 10: gatehouse.people.v1.GetPersonResponse.person:type_name -> gatehouse.people.v1.Person
 	2,  // 11: gatehouse.people.v1.PeopleFilter.state:type_name -> gatehouse.people.v1.PersonState
 	0,  // 12: gatehouse.people.v1.PeopleFilter.kind:type_name -> gatehouse.people.v1.PersonKind
-	17, // 13: gatehouse.people.v1.ListPeopleRequest.filter:type_name -> gatehouse.people.v1.PeopleFilter
-	5,  // 14: gatehouse.people.v1.ListPeopleResponse.people:type_name -> gatehouse.people.v1.Person
-	3,  // 15: gatehouse.people.v1.AssignCardRequest.card:type_name -> gatehouse.people.v1.CardSpec
-	5,  // 16: gatehouse.people.v1.AssignCardResponse.person:type_name -> gatehouse.people.v1.Person
-	3,  // 17: gatehouse.people.v1.UnassignCardRequest.card:type_name -> gatehouse.people.v1.CardSpec
-	5,  // 18: gatehouse.people.v1.UnassignCardResponse.person:type_name -> gatehouse.people.v1.Person
+	18, // 13: gatehouse.people.v1.ListPeopleRequest.filter:type_name -> gatehouse.people.v1.PeopleFilter
+	6,  // 14: gatehouse.people.v1.ListPeopleResponse.people:type_name -> gatehouse.people.v1.Person
+	4,  // 15: gatehouse.people.v1.AssignCardRequest.card:type_name -> gatehouse.people.v1.CardSpec
+	6,  // 16: gatehouse.people.v1.AssignCardResponse.person:type_name -> gatehouse.people.v1.Person
+	4,  // 17: gatehouse.people.v1.UnassignCardRequest.card:type_name -> gatehouse.people.v1.CardSpec
+	6,  // 18: gatehouse.people.v1.UnassignCardResponse.person:type_name -> gatehouse.people.v1.Person
 	0,  // 19: gatehouse.people.v1.ImportPeopleRequest.kind:type_name -> gatehouse.people.v1.PersonKind
-	26, // 20: gatehouse.people.v1.ImportResult.errors:type_name -> gatehouse.people.v1.RowError
-	25, // 21: gatehouse.people.v1.ImportPeopleResponse.progress:type_name -> gatehouse.people.v1.ImportProgress
-	27, // 22: gatehouse.people.v1.ImportPeopleResponse.result:type_name -> gatehouse.people.v1.ImportResult
-	17, // 23: gatehouse.people.v1.ExportPeopleRequest.filter:type_name -> gatehouse.people.v1.PeopleFilter
-	32, // 24: gatehouse.people.v1.ListAccessLogsResponse.logs:type_name -> gatehouse.people.v1.AccessLog
-	35, // 25: gatehouse.people.v1.ListUnknownCardsResponse.taps:type_name -> gatehouse.people.v1.UnknownCardTap
-	37, // 26: gatehouse.people.v1.CreateGroupResponse.group:type_name -> gatehouse.people.v1.Group
-	37, // 27: gatehouse.people.v1.ListGroupsResponse.groups:type_name -> gatehouse.people.v1.Group
-	7,  // 28: gatehouse.people.v1.PeopleService.CreatePerson:input_type -> gatehouse.people.v1.CreatePersonRequest
-	9,  // 29: gatehouse.people.v1.PeopleService.UpdatePerson:input_type -> gatehouse.people.v1.UpdatePersonRequest
-	11, // 30: gatehouse.people.v1.PeopleService.SetActive:input_type -> gatehouse.people.v1.SetActiveRequest
-	13, // 31: gatehouse.people.v1.PeopleService.DeletePerson:input_type -> gatehouse.people.v1.DeletePersonRequest
-	15, // 32: gatehouse.people.v1.PeopleService.GetPerson:input_type -> gatehouse.people.v1.GetPersonRequest
-	18, // 33: gatehouse.people.v1.PeopleService.ListPeople:input_type -> gatehouse.people.v1.ListPeopleRequest
-	20, // 34: gatehouse.people.v1.PeopleService.AssignCard:input_type -> gatehouse.people.v1.AssignCardRequest
-	22, // 35: gatehouse.people.v1.PeopleService.UnassignCard:input_type -> gatehouse.people.v1.UnassignCardRequest
-	24, // 36: gatehouse.people.v1.PeopleService.ImportPeople:input_type -> gatehouse.people.v1.ImportPeopleRequest
-	29, // 37: gatehouse.people.v1.PeopleService.ExportPeople:input_type -> gatehouse.people.v1.ExportPeopleRequest
-	31, // 38: gatehouse.people.v1.PeopleService.ListAccessLogs:input_type -> gatehouse.people.v1.ListAccessLogsRequest
-	34, // 39: gatehouse.people.v1.PeopleService.ListUnknownCards:input_type -> gatehouse.people.v1.ListUnknownCardsRequest
-	38, // 40: gatehouse.people.v1.GroupService.CreateGroup:input_type -> gatehouse.people.v1.CreateGroupRequest
-	40, // 41: gatehouse.people.v1.GroupService.ListGroups:input_type -> gatehouse.people.v1.ListGroupsRequest
-	42, // 42: gatehouse.people.v1.GroupService.AddMembers:input_type -> gatehouse.people.v1.AddMembersRequest
-	44, // 43: gatehouse.people.v1.GroupService.RemoveMembers:input_type -> gatehouse.people.v1.RemoveMembersRequest
-	8,  // 44: gatehouse.people.v1.PeopleService.CreatePerson:output_type -> gatehouse.people.v1.CreatePersonResponse
-	10, // 45: gatehouse.people.v1.PeopleService.UpdatePerson:output_type -> gatehouse.people.v1.UpdatePersonResponse
-	12, // 46: gatehouse.people.v1.PeopleService.SetActive:output_type -> gatehouse.people.v1.SetActiveResponse
-	14, // 47: gatehouse.people.v1.PeopleService.DeletePerson:output_type -> gatehouse.people.v1.DeletePersonResponse
-	16, // 48: gatehouse.people.v1.PeopleService.GetPerson:output_type -> gatehouse.people.v1.GetPersonResponse
-	19, // 49: gatehouse.people.v1.PeopleService.ListPeople:output_type -> gatehouse.people.v1.ListPeopleResponse
-	21, // 50: gatehouse.people.v1.PeopleService.AssignCard:output_type -> gatehouse.people.v1.AssignCardResponse
-	23, // 51: gatehouse.people.v1.PeopleService.UnassignCard:output_type -> gatehouse.people.v1.UnassignCardResponse
-	28, // 52: gatehouse.people.v1.PeopleService.ImportPeople:output_type -> gatehouse.people.v1.ImportPeopleResponse
-	30, // 53: gatehouse.people.v1.PeopleService.ExportPeople:output_type -> gatehouse.people.v1.ExportPeopleResponse
-	33, // 54: gatehouse.people.v1.PeopleService.ListAccessLogs:output_type -> gatehouse.people.v1.ListAccessLogsResponse
-	36, // 55: gatehouse.people.v1.PeopleService.ListUnknownCards:output_type -> gatehouse.people.v1.ListUnknownCardsResponse
-	39, // 56: gatehouse.people.v1.GroupService.CreateGroup:output_type -> gatehouse.people.v1.CreateGroupResponse
-	41, // 57: gatehouse.people.v1.GroupService.ListGroups:output_type -> gatehouse.people.v1.ListGroupsResponse
-	43, // 58: gatehouse.people.v1.GroupService.AddMembers:output_type -> gatehouse.people.v1.AddMembersResponse
-	45, // 59: gatehouse.people.v1.GroupService.RemoveMembers:output_type -> gatehouse.people.v1.RemoveMembersResponse
-	44, // [44:60] is the sub-list for method output_type
-	28, // [28:44] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	27, // 20: gatehouse.people.v1.ImportResult.errors:type_name -> gatehouse.people.v1.RowError
+	26, // 21: gatehouse.people.v1.ImportPeopleResponse.progress:type_name -> gatehouse.people.v1.ImportProgress
+	28, // 22: gatehouse.people.v1.ImportPeopleResponse.result:type_name -> gatehouse.people.v1.ImportResult
+	18, // 23: gatehouse.people.v1.ExportPeopleRequest.filter:type_name -> gatehouse.people.v1.PeopleFilter
+	3,  // 24: gatehouse.people.v1.ListAccessLogsRequest.result:type_name -> gatehouse.people.v1.AccessResult
+	33, // 25: gatehouse.people.v1.ListAccessLogsResponse.logs:type_name -> gatehouse.people.v1.AccessLog
+	32, // 26: gatehouse.people.v1.ExportAccessLogsRequest.filter:type_name -> gatehouse.people.v1.ListAccessLogsRequest
+	38, // 27: gatehouse.people.v1.ListUnknownCardsResponse.taps:type_name -> gatehouse.people.v1.UnknownCardTap
+	40, // 28: gatehouse.people.v1.CreateGroupResponse.group:type_name -> gatehouse.people.v1.Group
+	40, // 29: gatehouse.people.v1.ListGroupsResponse.groups:type_name -> gatehouse.people.v1.Group
+	8,  // 30: gatehouse.people.v1.PeopleService.CreatePerson:input_type -> gatehouse.people.v1.CreatePersonRequest
+	10, // 31: gatehouse.people.v1.PeopleService.UpdatePerson:input_type -> gatehouse.people.v1.UpdatePersonRequest
+	12, // 32: gatehouse.people.v1.PeopleService.SetActive:input_type -> gatehouse.people.v1.SetActiveRequest
+	14, // 33: gatehouse.people.v1.PeopleService.DeletePerson:input_type -> gatehouse.people.v1.DeletePersonRequest
+	16, // 34: gatehouse.people.v1.PeopleService.GetPerson:input_type -> gatehouse.people.v1.GetPersonRequest
+	19, // 35: gatehouse.people.v1.PeopleService.ListPeople:input_type -> gatehouse.people.v1.ListPeopleRequest
+	21, // 36: gatehouse.people.v1.PeopleService.AssignCard:input_type -> gatehouse.people.v1.AssignCardRequest
+	23, // 37: gatehouse.people.v1.PeopleService.UnassignCard:input_type -> gatehouse.people.v1.UnassignCardRequest
+	25, // 38: gatehouse.people.v1.PeopleService.ImportPeople:input_type -> gatehouse.people.v1.ImportPeopleRequest
+	30, // 39: gatehouse.people.v1.PeopleService.ExportPeople:input_type -> gatehouse.people.v1.ExportPeopleRequest
+	32, // 40: gatehouse.people.v1.PeopleService.ListAccessLogs:input_type -> gatehouse.people.v1.ListAccessLogsRequest
+	35, // 41: gatehouse.people.v1.PeopleService.ExportAccessLogs:input_type -> gatehouse.people.v1.ExportAccessLogsRequest
+	37, // 42: gatehouse.people.v1.PeopleService.ListUnknownCards:input_type -> gatehouse.people.v1.ListUnknownCardsRequest
+	41, // 43: gatehouse.people.v1.GroupService.CreateGroup:input_type -> gatehouse.people.v1.CreateGroupRequest
+	43, // 44: gatehouse.people.v1.GroupService.ListGroups:input_type -> gatehouse.people.v1.ListGroupsRequest
+	45, // 45: gatehouse.people.v1.GroupService.AddMembers:input_type -> gatehouse.people.v1.AddMembersRequest
+	47, // 46: gatehouse.people.v1.GroupService.RemoveMembers:input_type -> gatehouse.people.v1.RemoveMembersRequest
+	9,  // 47: gatehouse.people.v1.PeopleService.CreatePerson:output_type -> gatehouse.people.v1.CreatePersonResponse
+	11, // 48: gatehouse.people.v1.PeopleService.UpdatePerson:output_type -> gatehouse.people.v1.UpdatePersonResponse
+	13, // 49: gatehouse.people.v1.PeopleService.SetActive:output_type -> gatehouse.people.v1.SetActiveResponse
+	15, // 50: gatehouse.people.v1.PeopleService.DeletePerson:output_type -> gatehouse.people.v1.DeletePersonResponse
+	17, // 51: gatehouse.people.v1.PeopleService.GetPerson:output_type -> gatehouse.people.v1.GetPersonResponse
+	20, // 52: gatehouse.people.v1.PeopleService.ListPeople:output_type -> gatehouse.people.v1.ListPeopleResponse
+	22, // 53: gatehouse.people.v1.PeopleService.AssignCard:output_type -> gatehouse.people.v1.AssignCardResponse
+	24, // 54: gatehouse.people.v1.PeopleService.UnassignCard:output_type -> gatehouse.people.v1.UnassignCardResponse
+	29, // 55: gatehouse.people.v1.PeopleService.ImportPeople:output_type -> gatehouse.people.v1.ImportPeopleResponse
+	31, // 56: gatehouse.people.v1.PeopleService.ExportPeople:output_type -> gatehouse.people.v1.ExportPeopleResponse
+	34, // 57: gatehouse.people.v1.PeopleService.ListAccessLogs:output_type -> gatehouse.people.v1.ListAccessLogsResponse
+	36, // 58: gatehouse.people.v1.PeopleService.ExportAccessLogs:output_type -> gatehouse.people.v1.ExportAccessLogsResponse
+	39, // 59: gatehouse.people.v1.PeopleService.ListUnknownCards:output_type -> gatehouse.people.v1.ListUnknownCardsResponse
+	42, // 60: gatehouse.people.v1.GroupService.CreateGroup:output_type -> gatehouse.people.v1.CreateGroupResponse
+	44, // 61: gatehouse.people.v1.GroupService.ListGroups:output_type -> gatehouse.people.v1.ListGroupsResponse
+	46, // 62: gatehouse.people.v1.GroupService.AddMembers:output_type -> gatehouse.people.v1.AddMembersResponse
+	48, // 63: gatehouse.people.v1.GroupService.RemoveMembers:output_type -> gatehouse.people.v1.RemoveMembersResponse
+	47, // [47:64] is the sub-list for method output_type
+	30, // [30:47] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_people_v1_people_proto_init() }
@@ -3648,8 +3907,8 @@ func file_gatehouse_people_v1_people_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_people_v1_people_proto_rawDesc), len(file_gatehouse_people_v1_people_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   43,
+			NumEnums:      4,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -73,6 +73,9 @@ const (
 	// PeopleServiceListAccessLogsProcedure is the fully-qualified name of the PeopleService's
 	// ListAccessLogs RPC.
 	PeopleServiceListAccessLogsProcedure = "/gatehouse.people.v1.PeopleService/ListAccessLogs"
+	// PeopleServiceExportAccessLogsProcedure is the fully-qualified name of the PeopleService's
+	// ExportAccessLogs RPC.
+	PeopleServiceExportAccessLogsProcedure = "/gatehouse.people.v1.PeopleService/ExportAccessLogs"
 	// PeopleServiceListUnknownCardsProcedure is the fully-qualified name of the PeopleService's
 	// ListUnknownCards RPC.
 	PeopleServiceListUnknownCardsProcedure = "/gatehouse.people.v1.PeopleService/ListUnknownCards"
@@ -116,8 +119,12 @@ type PeopleServiceClient interface {
 	ImportPeople(context.Context, *connect.Request[v1.ImportPeopleRequest]) (*connect.ServerStreamForClient[v1.ImportPeopleResponse], error)
 	// ExportPeople streams the filtered people as CSV, in chunks.
 	ExportPeople(context.Context, *connect.Request[v1.ExportPeopleRequest]) (*connect.ServerStreamForClient[v1.ExportPeopleResponse], error)
-	// ListAccessLogs returns access decisions across sites, newest first.
+	// ListAccessLogs returns access decisions across sites, newest first, a
+	// page at a time, from the events the sites replicate to the hub.
 	ListAccessLogs(context.Context, *connect.Request[v1.ListAccessLogsRequest]) (*connect.Response[v1.ListAccessLogsResponse], error)
+	// ExportAccessLogs streams the access decisions a ListAccessLogs with
+	// the same filters would page through, as CSV, in chunks, newest first.
+	ExportAccessLogs(context.Context, *connect.Request[v1.ExportAccessLogsRequest]) (*connect.ServerStreamForClient[v1.ExportAccessLogsResponse], error)
 	// ListUnknownCards returns recent taps of card numbers nobody holds, so
 	// one can be assigned ("find unknown card").
 	ListUnknownCards(context.Context, *connect.Request[v1.ListUnknownCardsRequest]) (*connect.Response[v1.ListUnknownCardsResponse], error)
@@ -210,6 +217,13 @@ func NewPeopleServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		exportAccessLogs: connect.NewClient[v1.ExportAccessLogsRequest, v1.ExportAccessLogsResponse](
+			httpClient,
+			baseURL+PeopleServiceExportAccessLogsProcedure,
+			connect.WithSchema(peopleServiceMethods.ByName("ExportAccessLogs")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		listUnknownCards: connect.NewClient[v1.ListUnknownCardsRequest, v1.ListUnknownCardsResponse](
 			httpClient,
 			baseURL+PeopleServiceListUnknownCardsProcedure,
@@ -233,6 +247,7 @@ type peopleServiceClient struct {
 	importPeople     *connect.Client[v1.ImportPeopleRequest, v1.ImportPeopleResponse]
 	exportPeople     *connect.Client[v1.ExportPeopleRequest, v1.ExportPeopleResponse]
 	listAccessLogs   *connect.Client[v1.ListAccessLogsRequest, v1.ListAccessLogsResponse]
+	exportAccessLogs *connect.Client[v1.ExportAccessLogsRequest, v1.ExportAccessLogsResponse]
 	listUnknownCards *connect.Client[v1.ListUnknownCardsRequest, v1.ListUnknownCardsResponse]
 }
 
@@ -291,6 +306,11 @@ func (c *peopleServiceClient) ListAccessLogs(ctx context.Context, req *connect.R
 	return c.listAccessLogs.CallUnary(ctx, req)
 }
 
+// ExportAccessLogs calls gatehouse.people.v1.PeopleService.ExportAccessLogs.
+func (c *peopleServiceClient) ExportAccessLogs(ctx context.Context, req *connect.Request[v1.ExportAccessLogsRequest]) (*connect.ServerStreamForClient[v1.ExportAccessLogsResponse], error) {
+	return c.exportAccessLogs.CallServerStream(ctx, req)
+}
+
 // ListUnknownCards calls gatehouse.people.v1.PeopleService.ListUnknownCards.
 func (c *peopleServiceClient) ListUnknownCards(ctx context.Context, req *connect.Request[v1.ListUnknownCardsRequest]) (*connect.Response[v1.ListUnknownCardsResponse], error) {
 	return c.listUnknownCards.CallUnary(ctx, req)
@@ -324,8 +344,12 @@ type PeopleServiceHandler interface {
 	ImportPeople(context.Context, *connect.Request[v1.ImportPeopleRequest], *connect.ServerStream[v1.ImportPeopleResponse]) error
 	// ExportPeople streams the filtered people as CSV, in chunks.
 	ExportPeople(context.Context, *connect.Request[v1.ExportPeopleRequest], *connect.ServerStream[v1.ExportPeopleResponse]) error
-	// ListAccessLogs returns access decisions across sites, newest first.
+	// ListAccessLogs returns access decisions across sites, newest first, a
+	// page at a time, from the events the sites replicate to the hub.
 	ListAccessLogs(context.Context, *connect.Request[v1.ListAccessLogsRequest]) (*connect.Response[v1.ListAccessLogsResponse], error)
+	// ExportAccessLogs streams the access decisions a ListAccessLogs with
+	// the same filters would page through, as CSV, in chunks, newest first.
+	ExportAccessLogs(context.Context, *connect.Request[v1.ExportAccessLogsRequest], *connect.ServerStream[v1.ExportAccessLogsResponse]) error
 	// ListUnknownCards returns recent taps of card numbers nobody holds, so
 	// one can be assigned ("find unknown card").
 	ListUnknownCards(context.Context, *connect.Request[v1.ListUnknownCardsRequest]) (*connect.Response[v1.ListUnknownCardsResponse], error)
@@ -414,6 +438,13 @@ func NewPeopleServiceHandler(svc PeopleServiceHandler, opts ...connect.HandlerOp
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	peopleServiceExportAccessLogsHandler := connect.NewServerStreamHandler(
+		PeopleServiceExportAccessLogsProcedure,
+		svc.ExportAccessLogs,
+		connect.WithSchema(peopleServiceMethods.ByName("ExportAccessLogs")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	peopleServiceListUnknownCardsHandler := connect.NewUnaryHandler(
 		PeopleServiceListUnknownCardsProcedure,
 		svc.ListUnknownCards,
@@ -445,6 +476,8 @@ func NewPeopleServiceHandler(svc PeopleServiceHandler, opts ...connect.HandlerOp
 			peopleServiceExportPeopleHandler.ServeHTTP(w, r)
 		case PeopleServiceListAccessLogsProcedure:
 			peopleServiceListAccessLogsHandler.ServeHTTP(w, r)
+		case PeopleServiceExportAccessLogsProcedure:
+			peopleServiceExportAccessLogsHandler.ServeHTTP(w, r)
 		case PeopleServiceListUnknownCardsProcedure:
 			peopleServiceListUnknownCardsHandler.ServeHTTP(w, r)
 		default:
@@ -498,6 +531,10 @@ func (UnimplementedPeopleServiceHandler) ExportPeople(context.Context, *connect.
 
 func (UnimplementedPeopleServiceHandler) ListAccessLogs(context.Context, *connect.Request[v1.ListAccessLogsRequest]) (*connect.Response[v1.ListAccessLogsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("gatehouse.people.v1.PeopleService.ListAccessLogs is not implemented"))
+}
+
+func (UnimplementedPeopleServiceHandler) ExportAccessLogs(context.Context, *connect.Request[v1.ExportAccessLogsRequest], *connect.ServerStream[v1.ExportAccessLogsResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("gatehouse.people.v1.PeopleService.ExportAccessLogs is not implemented"))
 }
 
 func (UnimplementedPeopleServiceHandler) ListUnknownCards(context.Context, *connect.Request[v1.ListUnknownCardsRequest]) (*connect.Response[v1.ListUnknownCardsResponse], error) {
