@@ -668,4 +668,3 @@ func (m *CtlPeopleMain) runExport(ctx context.Context, c peoplev1connect.PeopleS
 	}
 	return stream.Err()
 }
-
