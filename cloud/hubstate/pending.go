@@ -139,12 +139,16 @@ func (s *State) PendingRevocations(ctx context.Context, site string, limit int, 
 	ix := revocationIndexOf(s)
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	// Most of the index's catching up (all of it after a start) is done
+	// page by page, each under the read lock only briefly, so that writes
+	// go on meanwhile; the rest under the lock held for the listing.
+	ix.catchUp(s.Vector(), s.Deltas)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return SitePending{}, ErrClosed
 	}
-	ix.catchUp(s.rep)
+	ix.catchUp(s.rep.Vector(), s.rep.Deltas)
 	out := SitePending{Site: access.ID(site), Acked: acked}
 	if st, ok := s.rep.Site(access.ID(site)); ok {
 		out.Name = st.Name
@@ -213,25 +217,25 @@ func revocationIndexOf(s *State) *revocationIndex {
 	return ix
 }
 
-// catchUp indexes the deltas of r's priority and normal lanes not indexed
-// yet (the events lane holds no grants nor visits). ix.mu and the state's
-// lock must be held.
-func (ix *revocationIndex) catchUp(r *replication.Replica) {
-	for src, head := range r.Vector() {
-		if src.Lane != replication.LaneNormal && src.Lane != replication.LanePriority || ix.seen[src] >= head {
+// catchUp indexes the deltas of the priority and normal lanes up to vec
+// not indexed yet (the events lane holds no grants nor visits), reading
+// them with deltas (State.Deltas, or the replica's under the state's
+// lock). ix.mu must be held.
+func (ix *revocationIndex) catchUp(vec replication.Vector, deltas func(replication.Source, uint64, int) ([]replication.Delta, error)) {
+	for src, head := range vec {
+		if src.Lane != replication.LaneNormal && src.Lane != replication.LanePriority {
 			continue
 		}
-		for after := ix.seen[src]; after < head; {
-			ds, _ := r.Deltas(src, after, scanPage)
+		for ix.seen[src] < head {
+			ds, _ := deltas(src, ix.seen[src], scanPage)
 			if len(ds) == 0 {
 				break
 			}
 			for _, d := range ds {
 				ix.note(d)
 			}
-			after = ds[len(ds)-1].Seq
+			ix.seen[src] = ds[len(ds)-1].Seq
 		}
-		ix.seen[src] = head
 	}
 }
 

@@ -3,6 +3,7 @@ package hubstate_test
 import (
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -212,4 +213,57 @@ func TestPendingRevocationsBadInput(t *testing.T) {
 			t.Fatalf("err = %v, want ErrClosed", err)
 		}
 	})
+}
+
+// TestPendingRevocationsConcurrent lists while hub writes revoke: run with
+// -race; every revocation ends up listed once.
+func TestPendingRevocationsConcurrent(t *testing.T) {
+	s, _ := MustOpen(t, t.TempDir())
+	w := newPendingWorld(t, s)
+	const writers, each = 4, 20
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			for j := range each {
+				p := tid(10_000 + i*each + j)
+				_, err := s.Write(ctx, func(tx *hubstate.Tx) error {
+					g := access.Grant{ID: tid(20_000 + i*each + j), HolderID: p, GroupID: w.groupA}
+					tx.Change(replication.KindGrant, string(g.ID), tx.Replica().GrantOp(g))
+					return nil
+				})
+				if err == nil {
+					_, err = s.Write(ctx, func(tx *hubstate.Tx) error {
+						tx.Change(replication.KindPerson, string(p), replication.DisableOp("left"))
+						return nil
+					})
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for listing := true; listing; {
+		select {
+		case <-done:
+			listing = false
+		default:
+		}
+		if _, err := s.PendingRevocations(ctx, string(w.siteA), 0, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := s.PendingRevocations(ctx, string(w.siteA), hubstate.MaxPendingLimit, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Total != writers*each || len(p.Items) != writers*each {
+		t.Fatalf("pending at A: %d (%d items), want %d", p.Total, len(p.Items), writers*each)
+	}
+	if b, _ := s.PendingRevocations(ctx, string(w.siteB), 0, time.Now()); b.Total != 0 {
+		t.Fatalf("pending at B: %q", whats(b))
+	}
 }
