@@ -31,6 +31,7 @@ import (
 	"github.com/gatehouse/gatehouse/cloud/store"
 	"github.com/gatehouse/gatehouse/cloud/store/badgerstore"
 	"github.com/gatehouse/gatehouse/cloud/syncserver"
+	"github.com/gatehouse/gatehouse/edge/doors"
 	"github.com/gatehouse/gatehouse/edge/node"
 	"github.com/gatehouse/gatehouse/edge/raftnode"
 	"github.com/gatehouse/gatehouse/edge/uplink"
@@ -190,6 +191,16 @@ type SiteConfig struct {
 	DefaultTimings bool
 }
 
+// The door managers' settings of a site with the tests' timings: door
+// controllers hear a heartbeat every DoorHeartbeat; offline caches are
+// rebuilt every DoorRefresh and their entries end at most DoorHorizon
+// after the start of the current refresh period (the product's defaults).
+const (
+	DoorHeartbeat = 300 * time.Millisecond
+	DoorRefresh   = time.Hour
+	DoorHorizon   = 24 * time.Hour
+)
+
 // Site is an in-process site: its nodes, each with an embedded broker.
 type Site struct {
 	cfg   SiteConfig
@@ -224,6 +235,10 @@ func OpenSite(ctx context.Context, cfg SiteConfig) (*Site, error) {
 			}
 			nc.TuneUplink = func(c *uplink.Config) {
 				c.MinBackoff, c.MaxBackoff, c.LeaderPoll = 10*time.Millisecond, 200*time.Millisecond, 20*time.Millisecond
+			}
+			nc.TuneDoors = func(c *doors.Config) {
+				c.Heartbeat, c.Debounce = DoorHeartbeat, 20*time.Millisecond
+				c.Refresh, c.Horizon = DoorRefresh, DoorHorizon
 			}
 		}
 		if i == 0 {

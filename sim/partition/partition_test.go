@@ -18,9 +18,11 @@ import (
 	"github.com/gatehouse/gatehouse/access"
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
 	"github.com/gatehouse/gatehouse/cloud/syncserver"
+	"github.com/gatehouse/gatehouse/hardware/mqttproto"
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
 	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
 	"github.com/gatehouse/gatehouse/replication"
+	"github.com/gatehouse/gatehouse/sim/device"
 )
 
 var ctx = context.Background()
@@ -586,4 +588,96 @@ func TestWANCutMidBatch(t *testing.T) {
 		t.Fatalf("%d bytes sent after the heal in %d sessions for %d missing (limit %d): more than what was missing",
 			sent, opened, missing, limit)
 	}
+}
+
+// TestOfflineControllerAfterHubDisable: the exception of the safety
+// invariant, end to end. A door controller holds the offline cache of the
+// site's door (a person with offline access and an unscheduled grant) and
+// is then cut off from its node. The hub disables the person; once the
+// site acknowledges it, every node denies, but the cut-off controller
+// still grants from its cache, within the entry's window. The checker
+// accepts that history, and would not without the cache's window. Once
+// the controller is back, it gets the new cache and the site's deny.
+func TestOfflineControllerAfterHubDisable(t *testing.T) {
+	e := openEnv(t)
+	const card = access.CardNumber(7301)
+	fay, grant := NewID(), NewID()
+	e.write(func(tx *hubstate.Tx) {
+		r := tx.Replica()
+		tx.Change(replication.KindPerson, fay, replication.SetOp("kind", "access_user"), replication.SetOp("name", "Fay"),
+			replication.SetOp("offline_access", "true"), r.EnableOp(replication.KindPerson, fay))
+		tx.Change(replication.KindCard, card.String(), replication.AddOp("holders", fay), r.EnableOp(replication.KindCard, card.String()))
+		tx.Change(replication.KindGrant, grant, r.GrantOp(access.Grant{HolderID: access.ID(fay), GroupID: access.ID(e.group)}))
+	})
+	ctlID, secret := NewID(), "partition-controller-secret-"+NewID()
+	e.propose(&raftv1.Command{Op: &raftv1.Command_PutDevice{PutDevice: &accessv1.Device{Id: ctlID, SiteId: e.site.ID(),
+		Kind: accessv1.DeviceKind_DEVICE_KIND_DOOR, Name: "controller", DoorId: e.door, SecretHash: access.HashSecret([]byte(secret))}}})
+	e.converge()
+	e.decideEverywhere(card, true, "before the cut")
+
+	// The controller reaches the first node's broker through its own
+	// proxy, which can cut it off.
+	nd := e.site.Nodes()[0]
+	link, err := NewWAN(nd.MQTTAddr())
+	must(t, err)
+	t.Cleanup(link.Close)
+	ctl, err := device.DialController(ctx, device.ControllerConfig{
+		Config: device.Config{Broker: link.Addr(), Device: mqttproto.Device{Site: e.site.ID(), Kind: mqttproto.KindDoor, ID: ctlID},
+			Secret: secret},
+		Doors: []access.ID{access.ID(e.door)}, StateDir: t.TempDir(), Heartbeat: DoorHeartbeat, DecisionTimeout: time.Second,
+	})
+	must(t, err)
+	t.Cleanup(func() { _ = ctl.Close() })
+	waitFor(t, "the controller's offline cache", func() bool {
+		st := ctl.Status()
+		return st.LinkUp && len(st.Doors) == 1 && st.Doors[0].CacheVersion > 0
+	})
+	// The entry the controller holds for the card ends no later than the
+	// horizon of the current refresh period (access.BuildOfflineCache).
+	now := time.Now()
+	var until time.Time
+	nd.Machine().View(func(st *access.State) {
+		c, _ := access.BuildOfflineCache(st, access.ID(e.door), now, now.Truncate(DoorRefresh).Add(DoorHorizon))
+		for _, x := range c.Entries {
+			if x.Card == card {
+				until = x.Until
+			}
+		}
+	})
+	if until.IsZero() {
+		t.Fatal("the site's offline cache has no entry for the card")
+	}
+	check := e.tap(card)
+
+	link.Cut()
+	waitFor(t, "the controller to be cut off", func() bool { return ctl.Status().Offline })
+	disable := e.write(func(tx *hubstate.Tx) { tx.Change(replication.KindPerson, fay, replication.DisableOp("inactive")) })
+	acked, err := WatchAck(ctx, e.hub, e.site, disable[0], []access.CardNumber{card}, "disable fay at the hub", &e.hist).Wait()
+	must(t, err)
+	e.decideEverywhere(card, false, "the nodes after the site acknowledged")
+
+	res, err := ctl.Tap(ctx, access.ID(e.door), card, time.Second)
+	must(t, err)
+	if !res.Alone || !res.Decision.Grant || !res.Sent.After(acked) {
+		t.Fatalf("cut-off controller: alone=%v grant=%v (%v), sent after the ack %v: want a grant from its cache",
+			res.Alone, res.Decision.Grant, res.Decision.Reason, res.Sent.After(acked))
+	}
+	tap := Tap{At: res.Sent, Site: e.site.ID(), Node: ctlID, Door: access.ID(e.door), Card: card, Grant: true,
+		Reason: res.Decision.Reason, Mode: res.Decision.Mode, CacheUntil: until}
+	e.hist.RecordTap(tap)
+	tap.CacheUntil = time.Time{}
+	if v := Check([]Tap{tap}, e.hist.Revocations()); len(v) != 1 {
+		t.Fatalf("without its cache window the controller's grant gives %d violations, want 1", len(v))
+	}
+
+	must(t, link.Heal())
+	waitFor(t, "the controller back with its site", func() bool {
+		st := ctl.Status()
+		return st.LinkUp && !st.Offline
+	})
+	waitFor(t, "the site's deny at the controller", func() bool {
+		res, err := ctl.Tap(ctx, access.ID(e.door), card, time.Second)
+		return err == nil && !res.Alone && !res.Decision.Grant
+	})
+	check()
 }
