@@ -246,6 +246,7 @@ func runCheckin(ctx context.Context, opt Options, emit func(Result)) error {
 	}
 	floor := Micros(Percentile(writes, 0.50))
 	emit(NewResult("checkin", "raft_write_p50_us", floor, "us", floor))
+	emit(NewResult("checkin", "raft_write_p99_us", Micros(Percentile(writes, 0.99)), "us", floor))
 	emit(NewResult("checkin", "qr_to_card_p50_us", Micros(Percentile(lat, 0.50)), "us", floor))
 	emit(NewResult("checkin", "qr_to_card_p99_us", Micros(Percentile(lat, 0.99)), "us", floor))
 	emit(NewResult("checkin", "refused", float64(refused), "count", 0))
