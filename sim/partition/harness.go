@@ -321,14 +321,14 @@ func (s *Site) Propose(ctx context.Context, cmds ...*raftv1.Command) ([]*edgev1.
 		domain error
 		i      int
 	)
-	err := Wait(ctx, WaitTimeout, "commands committed", func() bool {
+	err := Wait(ctx, 2*WaitTimeout, "commands committed", func() bool {
 		nodes := s.Nodes()
 		if len(nodes) == 0 {
 			return false
 		}
 		via := nodes[i%len(nodes)]
 		i++
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		r, err := via.ProposeResults(pctx, cmds...)
 		if err != nil {
