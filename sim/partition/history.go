@@ -93,6 +93,7 @@ type Violation struct {
 	Revocation Revocation
 }
 
+// String describes the violation for a test's report.
 func (v Violation) String() string {
 	return fmt.Sprintf("card %d granted at door %s by %s (%v, presented %s) %v after %q was acknowledged at site %s",
 		v.Tap.Card, v.Tap.Door, v.Tap.Node, v.Tap.Mode, v.Tap.At.Format(time.RFC3339Nano),
