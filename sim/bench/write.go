@@ -93,7 +93,7 @@ func runWrite(ctx context.Context, opt Options, emit func(Result)) error {
 		return err
 	}
 
-	var granted []string // live grants from the 1-client run, revoked below
+	var granted []string // live grants from the first run (1 client), revoked below
 	for _, c := range writeLevels {
 		before := site.batchStats()
 		r, err := writeLoad(ctx, leader, c, p, func(w *grantWriter) (*raftv1.Command, string) { return w.command() }, data)
@@ -110,6 +110,9 @@ func runWrite(ctx context.Context, opt Options, emit func(Result)) error {
 		if c == 1 {
 			emit(NewResult("write", "commit_p50_us", Micros(Percentile(r.lat, 0.50)), "us", fsyncP50))
 			emit(NewResult("write", "commit_p99_us", Micros(Percentile(r.lat, 0.99)), "us", fsyncP99))
+		}
+		if granted == nil {
+			// The first level's grants (profiling runs may skip 1 client).
 			granted = r.ids
 		}
 	}
