@@ -141,6 +141,18 @@ func ParseEvent(d Delta) (EventRecord, error) {
 	if d.Kind != KindEvent {
 		return EventRecord{}, access.Errorf(access.Invalid, "delta %s/%d: a %s delta, not an event: %w", d.Source(), d.Seq, d.Kind, ErrBadDelta)
 	}
+	r, _ := EventOf(d)
+	return r, nil
+}
+
+// EventOf returns the event record of d without validating it again, and
+// false when d is not an event. Use it only on a delta already validated
+// (by Delta.Validate, or decoded by UnmarshalBinary): its values are then
+// canonical.
+func EventOf(d Delta) (EventRecord, bool) {
+	if d.Kind != KindEvent {
+		return EventRecord{}, false
+	}
 	var r EventRecord
 	for _, op := range d.Ops {
 		v := op.Value // canonical: Validate checked every value
@@ -174,5 +186,5 @@ func ParseEvent(d Delta) (EventRecord, error) {
 			r.DeviceSeq, _ = strconv.ParseUint(v, 10, 64)
 		}
 	}
-	return r, nil
+	return r, true
 }

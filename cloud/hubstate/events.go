@@ -114,9 +114,9 @@ func (x *eventIndex) compare(a, b *evEntry) int {
 	return cmp.Compare(a.seq, b.seq)
 }
 
-// evBlock is the most entries one block of the index holds before it
-// splits.
-const evBlock = 1024
+// evBlock is the number of entries a block of the index holds after a
+// split or a bulk build; a block splits at twice as many.
+const evBlock = 256
 
 // eventIndex is the in-memory index of the events the hub holds: entries
 // in time order, in blocks (so an event arriving late is inserted in place
@@ -131,6 +131,9 @@ type eventIndex struct {
 	ids     map[string]uint32 // the inverse of names
 	vec     map[string]uint64 // per site origin, the highest sequence held
 	unknown map[access.CardNumber]*UnknownCard
+	// pending holds entries added in bulk (on open), unsorted, until
+	// settle sorts them into the blocks.
+	pending []evEntry
 }
 
 func newEventIndex() *eventIndex {
@@ -156,14 +159,15 @@ func (x *eventIndex) lookup(s string) (uint32, bool) {
 }
 
 // add indexes the events ds, all of origin's events lane, consecutive and
-// following x.vec (the caller checked it, and committed them).
-func (x *eventIndex) add(origin string, ds []replication.Delta) {
+// following x.vec (the caller checked it, and committed them). In bulk,
+// they wait in pending until settle.
+func (x *eventIndex) add(origin string, ds []replication.Delta, bulk bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, d := range ds {
-		r, err := replication.ParseEvent(d)
-		if err != nil {
-			continue // validated by the caller
+		r, ok := replication.EventOf(d) // validated by the caller
+		if !ok {
+			continue
 		}
 		e := evEntry{at: r.At.UnixNano(), seq: d.Seq, card: uint64(r.Card), site: x.intern(origin),
 			door: x.intern(string(r.Door)), holder: x.intern(string(r.Holder)), device: x.intern(string(r.Device)),
@@ -174,7 +178,12 @@ func (x *eventIndex) add(origin string, ds []replication.Delta) {
 		if r.Offline {
 			e.flags |= flagOffline
 		}
-		x.insert(e)
+		if bulk {
+			x.pending = append(x.pending, e)
+			x.n++
+		} else {
+			x.insert(e)
+		}
 		if r.Reason == access.ReasonUnknownCard && r.Card != 0 {
 			u := x.unknown[r.Card]
 			if u == nil {
@@ -190,6 +199,28 @@ func (x *eventIndex) add(origin string, ds []replication.Delta) {
 			}
 		}
 		x.vec[origin] = d.Seq
+	}
+}
+
+// settle sorts the entries added in bulk into the blocks: one sort of
+// everything, then blocks of evBlock.
+func (x *eventIndex) settle() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if len(x.pending) == 0 {
+		return
+	}
+	all := x.pending
+	for _, b := range x.blocks {
+		all = append(all, b...)
+	}
+	x.pending = nil
+	slices.SortFunc(all, func(a, b evEntry) int { return x.compare(&a, &b) })
+	x.blocks = x.blocks[:0]
+	for len(all) > 0 {
+		n := min(evBlock, len(all))
+		x.blocks = append(x.blocks, all[:n:n])
+		all = all[n:]
 	}
 }
 

@@ -219,6 +219,7 @@ func (s *State) load(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("hubstate: load: %w", err)
 	}
+	defer s.events.settle() // events are indexed in bulk while loading
 	have := s.rep.Vector()
 	for src, n := range s.events.vector() {
 		have[src] = n
@@ -257,7 +258,7 @@ func (s *State) load(ctx context.Context) (bool, error) {
 				if err := s.checkEvents(src, ds); err != nil {
 					return changed, fmt.Errorf("hubstate: load %s: %w", name, err)
 				}
-				s.events.add(src.Origin, ds)
+				s.events.add(src.Origin, ds, true)
 				continue
 			}
 			if err := s.rep.ApplyBatch(src, ds); err != nil {
@@ -492,7 +493,7 @@ func (s *State) Apply(ctx context.Context, src replication.Source, deltas []repl
 			return fmt.Errorf("hubstate: commit %s/%d..%d: %w", src, recs[0].Seq, recs[n-1].Seq, err)
 		}
 		if events {
-			s.events.add(src.Origin, fresh[:n])
+			s.events.add(src.Origin, fresh[:n], false)
 			recs, fresh = recs[n:], fresh[n:]
 			continue
 		}
