@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -63,6 +64,14 @@ func newFakeHub(t *testing.T) *fakeHub {
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{k}})
 	})
+	mux.HandleFunc("GET /visits/site-visitor-types", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer site-token" {
+			http.Error(w, "unauthenticated", http.StatusUnauthorized)
+			return
+		}
+		_, _ = fmt.Fprintf(w, `{"site":%q,"version":1,"visitor_types":[{"id":%q,"name":"Contractor","allowed_groups":[],"required_documents":["Safety certificate"],"max_duration_seconds":0,"escort_required":false}]}`,
+			testSite, contractorType)
+	})
 	mux.HandleFunc("GET /visits/site-watchlist", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer site-token" {
 			http.Error(w, "unauthenticated", http.StatusUnauthorized)
@@ -110,9 +119,11 @@ type deskSiteT struct {
 }
 
 const (
-	kioskSecret  = "kiosk-secret-0001"
-	dispSecret   = "disp-secret-0001"
-	readerSecret = "reader-secret-0001"
+	// contractorType is a visitor type that requires a document.
+	contractorType = "01JTEST0TYPE00000000000000"
+	kioskSecret    = "kiosk-secret-0001"
+	dispSecret     = "disp-secret-0001"
+	readerSecret   = "reader-secret-0001"
 )
 
 func openDeskSite(t *testing.T) *deskSiteT {
@@ -184,13 +195,17 @@ func (s *deskSiteT) mustPropose(cmds ...*raftv1.Command) {
 // invite makes a guest and their visit (as replication from the hub
 // would), with the profile's grant, and returns the visit, the guest and
 // the guest's token.
-func (s *deskSiteT) invite(name string, state accessv1.VisitState, escort bool, from, until time.Time) (visit, guest access.ID, token string) {
+func (s *deskSiteT) invite(name string, state accessv1.VisitState, escort bool, from, until time.Time, typ ...string) (visit, guest access.ID, token string) {
 	s.t.Helper()
 	visit, guest = access.ID(id(s.t)), access.ID(id(s.t))
+	vt := ""
+	if len(typ) > 0 {
+		vt = typ[0]
+	}
 	s.mustPropose(
 		&raftv1.Command{Op: &raftv1.Command_PutPerson{PutPerson: &accessv1.Person{Id: string(guest), Kind: accessv1.PersonKind_PERSON_KIND_VISITOR, Name: name, Active: true}}},
 		&raftv1.Command{Op: &raftv1.Command_PutVisit{PutVisit: &accessv1.Visit{Id: string(visit), SiteId: testSite, HostId: s.host, VisitorId: string(guest),
-			FromMs: from.UnixMilli(), UntilMs: until.UnixMilli(), Escort: escort, State: state}}},
+			TypeId: vt, FromMs: from.UnixMilli(), UntilMs: until.UnixMilli(), Escort: escort, State: state}}},
 		&raftv1.Command{Op: &raftv1.Command_PutGrant{PutGrant: &accessv1.Grant{Id: id(s.t), HolderId: string(visit), GroupId: s.profile,
 			ValidFromMs: from.UnixMilli(), ValidUntilMs: until.UnixMilli()}}},
 	)
@@ -437,6 +452,22 @@ func TestVisitorDesk(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("DocumentsMissing", func(t *testing.T) {
+		s.t = t
+		v, _, tok := s.invite("Meyer, Peter", accessv1.VisitState_VISIT_STATE_INVITED, false, now.Add(-time.Hour), now.Add(2*time.Hour), contractorType)
+		r := s.ask(func(ctx context.Context) (string, error) { return s.kiosk.ScanQR(ctx, tok) })
+		s.expect(r, false, visitdesk.CodeDocumentRequired)
+		if !strings.Contains(r.Answer.Message, "Safety certificate") {
+			t.Errorf("message %q does not name the missing document", r.Answer.Message)
+		}
+		if got, _ := s.visit(v); got.State != access.VisitInvited {
+			t.Fatalf("visit moved to %s", got.State)
+		}
+		// Pre-registered (documents uploaded at the hub): welcome.
+		_, _, tok = s.invite("Meyer, Peter", accessv1.VisitState_VISIT_STATE_PRE_REGISTERED, false, now.Add(-time.Hour), now.Add(2*time.Hour), contractorType)
+		s.expect(s.ask(func(ctx context.Context) (string, error) { return s.kiosk.ScanQR(ctx, tok) }), true, visitdesk.CodeInvitationValid)
+	})
 
 	t.Run("RetiredKey", func(t *testing.T) {
 		s.t = t

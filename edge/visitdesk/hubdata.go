@@ -23,6 +23,9 @@ const (
 	KeysFile = "token-keys.json"
 	// WatchlistFile holds the site's watchlist (GET /visits/site-watchlist).
 	WatchlistFile = "site-watchlist.json"
+	// TypesFile holds the site's visitor types (GET
+	// /visits/site-visitor-types).
+	TypesFile = "site-visitor-types.json"
 	// maxHubBody bounds a hub answer the desk reads.
 	maxHubBody = 4 << 20
 )
@@ -111,6 +114,33 @@ func (d watchDoc) entries(site access.ID) ([]access.WatchEntry, error) {
 	return out, nil
 }
 
+// typesDoc is the JSON of GET /visits/site-visitor-types.
+type typesDoc struct {
+	Site    string `json:"site"`
+	Version int64  `json:"version"`
+	Types   []struct {
+		ID                string   `json:"id"`
+		Name              string   `json:"name"`
+		RequiredDocuments []string `json:"required_documents"`
+	} `json:"visitor_types"`
+}
+
+// required returns, per visitor type, the documents it requires,
+// refusing the document whole for another site or a malformed ID.
+func (d typesDoc) required(site access.ID) (map[access.ID][]string, error) {
+	if d.Site != string(site) {
+		return nil, access.Errorf(access.Invalid, "visitor types: for site %q, not %s", d.Site, site)
+	}
+	out := make(map[access.ID][]string, len(d.Types))
+	for i, t := range d.Types {
+		if _, err := access.ParseID(t.ID); err != nil {
+			return nil, access.Errorf(access.Invalid, "visitor types: type %d: %v", i, err)
+		}
+		out[access.ID(t.ID)] = t.RequiredDocuments
+	}
+	return out, nil
+}
+
 // hubData is what the desk holds from the hub: the keyring and the
 // watchlist, with when each was last loaded.
 type hubData struct {
@@ -121,6 +151,9 @@ type hubData struct {
 	watchVer  int64
 	watchAt   time.Time
 	watchSeen bool // a watchlist was ever loaded
+	// required holds the documents each visitor type requires (nil
+	// until visitor types were loaded).
+	required map[access.ID][]string
 }
 
 // loadFiles reads the kept files, if any. A missing file is not an error.
@@ -135,6 +168,32 @@ func (d *Desk) loadFiles() {
 			d.log.Error("kept watchlist unreadable; waiting for the hub", "file", WatchlistFile, "err", err)
 		}
 	}
+	if b, err := os.ReadFile(filepath.Join(d.cfg.Dir, TypesFile)); err == nil {
+		if err := d.takeTypes(b, false); err != nil {
+			d.log.Error("kept visitor types unreadable; waiting for the hub", "file", TypesFile, "err", err)
+		}
+	}
+}
+
+// takeTypes is takeKeys for the visitor types.
+func (d *Desk) takeTypes(b []byte, keep bool) error {
+	var doc typesDoc
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return access.Errorf(access.Invalid, "visitor types: %v", err)
+	}
+	req, err := doc.required(d.cfg.SiteID)
+	if err != nil {
+		return err
+	}
+	if keep {
+		if err := writeFile(filepath.Join(d.cfg.Dir, TypesFile), b); err != nil {
+			return err
+		}
+	}
+	d.mu.Lock()
+	d.hub.required = req
+	d.mu.Unlock()
+	return nil
 }
 
 // takeKeys parses a token-keys document and, when it is good, uses it and
@@ -236,8 +295,8 @@ func (d *Desk) fetch(ctx context.Context, path string, auth bool) ([]byte, error
 	return b, nil
 }
 
-// Refresh fetches the token keys and the watchlist from the hub now, and
-// keeps each good answer on disk. It returns the first error (a hub that
+// Refresh fetches the token keys, the watchlist and the visitor types from
+// the hub now, and keeps each good answer on disk. It returns the first error (a hub that
 // cannot be reached is Unavailable; a malformed answer Invalid and is not
 // kept); what was held before stays in use. Without a hub URL it does
 // nothing. It is safe for concurrent use.
@@ -254,6 +313,11 @@ func (d *Desk) Refresh(ctx context.Context) error {
 	if b, err := d.fetch(ctx, "/visits/site-watchlist", true); err != nil {
 		errs = append(errs, err)
 	} else if err := d.takeWatchlist(b, true); err != nil {
+		errs = append(errs, err)
+	}
+	if b, err := d.fetch(ctx, "/visits/site-visitor-types", true); err != nil {
+		errs = append(errs, err)
+	} else if err := d.takeTypes(b, true); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {

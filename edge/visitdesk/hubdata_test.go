@@ -38,9 +38,9 @@ func (viewSite) Publish(context.Context, mqttproto.Device, []byte) error {
 
 // hub serves token keys and a watchlist; body overrides set the answers.
 type hub struct {
-	mu          sync.Mutex
-	keys, watch string
-	srv         *httptest.Server
+	mu                 sync.Mutex
+	keys, watch, types string
+	srv                *httptest.Server
 }
 
 func newHub(t *testing.T) *hub {
@@ -51,6 +51,7 @@ func newHub(t *testing.T) *hub {
 	h := &hub{
 		keys: `{"keys":[{"key_id":"` + access.KeyIDOf(pub).String() + `","public_key":"` + hex.EncodeToString(pub) +
 			`","created":"2026-01-01T00:00:00Z","current":true}]}`,
+		types: `{"site":"` + string(testSite) + `","version":1,"visitor_types":[{"id":"01JTEST0TYPE00000000000000","name":"Contractor","allowed_groups":[],"required_documents":["Safety certificate"],"max_duration_seconds":0,"escort_required":true}]}`,
 		watch: `{"site":"` + string(testSite) + `","version":3,"entries":[{"id":"01JTEST0WATCH0000000000000","given_names":"Jane","surname":"Doe","birth_date":"1980-05-01","document_number":"","action":"deny","reason":"x"}]}`,
 	}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -65,6 +66,12 @@ func newHub(t *testing.T) *hub {
 				return
 			}
 			_, _ = io.WriteString(w, h.watch)
+		case "/visits/site-visitor-types":
+			if r.Header.Get("Authorization") != "Bearer tok" {
+				http.Error(w, "no", http.StatusUnauthorized)
+				return
+			}
+			_, _ = io.WriteString(w, h.types)
 		default:
 			http.NotFound(w, r)
 		}
@@ -73,9 +80,12 @@ func newHub(t *testing.T) *hub {
 	return h
 }
 
-func (h *hub) set(keys, watch string) {
+func (h *hub) set(keys, watch string, types ...string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if len(types) > 0 {
+		h.types = types[0]
+	}
 	if keys != "" {
 		h.keys = keys
 	}
@@ -107,10 +117,13 @@ func TestHubData(t *testing.T) {
 		if st := d.Status(); st.TokenKeys != 1 || !st.Watchlist || st.WatchlistVersion != 3 || st.WatchlistEntries != 1 || st.PoolSize != 10 || st.PoolFree != 10 {
 			t.Fatalf("status %+v", st)
 		}
+		if got := d.requiredDocs(access.Visit{TypeID: "01JTEST0TYPE00000000000000"}); len(got) != 1 || got[0] != "Safety certificate" {
+			t.Fatalf("required documents %v", got)
+		}
 		h.srv.Close() // the WAN is down from here on
 		d2 := newDesk(t, dir, h.srv.URL, "tok")
 		d2.Open()
-		if st := d2.Status(); st.TokenKeys != 1 || st.WatchlistEntries != 1 {
+		if st := d2.Status(); st.TokenKeys != 1 || st.WatchlistEntries != 1 || len(d2.requiredDocs(access.Visit{TypeID: "01JTEST0TYPE00000000000000"})) != 1 {
 			t.Fatalf("after a restart without the hub: %+v", st)
 		}
 		if err := d2.Refresh(ctx); access.ErrorCode(err) != access.Unavailable {
@@ -128,29 +141,36 @@ func TestHubData(t *testing.T) {
 		}
 		before, _ := os.ReadFile(filepath.Join(dir, KeysFile))
 		beforeW, _ := os.ReadFile(filepath.Join(dir, WatchlistFile))
-		for _, tc := range []struct{ name, keys, watch string }{
-			{"KeyNotHex", `{"keys":[{"key_id":"","public_key":"zz","created":"2026-01-01T00:00:00Z"}]}`, ""},
-			{"KeyIDMismatch", `{"keys":[{"key_id":"0000000000000000","public_key":"` + hex.EncodeToString(make([]byte, 32)) + `"}]}`, ""},
-			{"BadRetired", `{"keys":[{"public_key":"` + hex.EncodeToString(make([]byte, 32)) + `","retired":"yesterday"}]}`, ""},
-			{"NotJSON", `<html>`, ""},
-			{"WatchlistOfAnotherSite", "", `{"site":"OTHER","version":1,"entries":[]}`},
-			{"WatchlistBadAction", "", `{"site":"` + string(testSite) + `","version":1,"entries":[{"id":"01JTEST0WATCH0000000000000","surname":"Doe","action":"shoot"}]}`},
-			{"WatchlistBadDate", "", `{"site":"` + string(testSite) + `","version":1,"entries":[{"id":"01JTEST0WATCH0000000000000","surname":"Doe","action":"hold","birth_date":"1.5.1980"}]}`},
+		beforeT, _ := os.ReadFile(filepath.Join(dir, TypesFile))
+		for _, tc := range []struct{ name, keys, watch, types string }{
+			{"KeyNotHex", `{"keys":[{"key_id":"","public_key":"zz","created":"2026-01-01T00:00:00Z"}]}`, "", ""},
+			{"KeyIDMismatch", `{"keys":[{"key_id":"0000000000000000","public_key":"` + hex.EncodeToString(make([]byte, 32)) + `"}]}`, "", ""},
+			{"BadRetired", `{"keys":[{"public_key":"` + hex.EncodeToString(make([]byte, 32)) + `","retired":"yesterday"}]}`, "", ""},
+			{"NotJSON", `<html>`, "", ""},
+			{"WatchlistOfAnotherSite", "", `{"site":"OTHER","version":1,"entries":[]}`, ""},
+			{"WatchlistBadAction", "", `{"site":"` + string(testSite) + `","version":1,"entries":[{"id":"01JTEST0WATCH0000000000000","surname":"Doe","action":"shoot"}]}`, ""},
+			{"WatchlistBadDate", "", `{"site":"` + string(testSite) + `","version":1,"entries":[{"id":"01JTEST0WATCH0000000000000","surname":"Doe","action":"hold","birth_date":"1.5.1980"}]}`, ""},
+			{"TypesOfAnotherSite", "", "", `{"site":"OTHER","version":1,"visitor_types":[]}`},
+			{"TypesBadID", "", "", `{"site":"` + string(testSite) + `","version":1,"visitor_types":[{"id":"x"}]}`},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				h2 := newHub(t)
 				h2.set(h.keys, "") // the same good keys unless the case replaces them
 				h2.set(tc.keys, tc.watch)
+				if tc.types != "" {
+					h2.set("", "", tc.types)
+				}
 				d.cfg.HubURL = h2.srv.URL
 				if err := d.Refresh(ctx); access.ErrorCode(err) != access.Invalid {
 					t.Fatalf("refresh: %v, want invalid", err)
 				}
-				if st := d.Status(); st.TokenKeys != 1 || st.WatchlistVersion != 3 {
+				if st := d.Status(); st.TokenKeys != 1 || st.WatchlistVersion != 3 || len(d.requiredDocs(access.Visit{TypeID: "01JTEST0TYPE00000000000000"})) != 1 {
 					t.Fatalf("a bad answer replaced good data: %+v", st)
 				}
 				after, _ := os.ReadFile(filepath.Join(dir, KeysFile))
 				afterW, _ := os.ReadFile(filepath.Join(dir, WatchlistFile))
-				if string(after) != string(before) || string(afterW) != string(beforeW) {
+				afterT, _ := os.ReadFile(filepath.Join(dir, TypesFile))
+				if string(after) != string(before) || string(afterW) != string(beforeW) || string(afterT) != string(beforeT) {
 					t.Fatal("a bad answer was written to disk")
 				}
 			})

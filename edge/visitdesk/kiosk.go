@@ -157,6 +157,12 @@ func (d *Desk) scanQR(kiosk access.ID, token string) answer {
 	if v.VisitorID != c.Guest {
 		return refuse(CodeInvitationInvalid, "This code is not a guest's invitation.")
 	}
+	if docs := d.requiredDocs(v); len(docs) > 0 && v.State != access.VisitPreRegistered {
+		// The hub moves a visit to pre_registered only once every required
+		// document was uploaded (visitors.md §6).
+		return answer{code: CodeDocumentRequired, visit: v.ID,
+			message: "Your visit needs documents you have not provided yet (" + strings.Join(docs, ", ") + "). Please complete your online check-in or see reception."}
+	}
 	d.mu.Lock()
 	d.sessions[kiosk] = &session{visit: v.ID, guest: v.VisitorID, tokenAt: now}
 	d.mu.Unlock()
@@ -166,6 +172,17 @@ func (d *Desk) scanQR(kiosk access.ID, token string) answer {
 		name = family
 	}
 	return answer{ok: true, code: CodeInvitationValid, message: "Welcome, " + name + ". Please scan your ID document.", visit: v.ID}
+}
+
+// requiredDocs returns the documents v's visitor type requires, as the
+// site last got the types from the hub (none when unknown).
+func (d *Desk) requiredDocs(v access.Visit) []string {
+	if v.TypeID.IsZero() {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.hub.required[v.TypeID]
 }
 
 // checkVisit looks visit up and checks that it may check in now; a non-nil

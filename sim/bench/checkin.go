@@ -101,6 +101,8 @@ func runCheckin(ctx context.Context, opt Options, emit func(Result)) error {
 				"public_key": hex.EncodeToString(pub), "created": time.Now().UTC().Format(time.RFC3339), "current": true}}})
 		case "/visits/site-watchlist":
 			_ = json.NewEncoder(w).Encode(map[string]any{"site": site.siteID, "version": 1, "entries": []any{}})
+		case "/visits/site-visitor-types":
+			_ = json.NewEncoder(w).Encode(map[string]any{"site": site.siteID, "version": 1, "visitor_types": []any{}})
 		default:
 			http.NotFound(w, r)
 		}
