@@ -110,7 +110,7 @@ func runLogs(ctx context.Context, opt Options, emit func(Result)) error {
 			for i := range n {
 				seq := from + i + 1
 				who := rng.IntN(len(persons) + len(persons)/20) // some unknown cards
-				r := replication.EventRecord{At: t0.Add(time.Duration(seq) * 24 * time.Hour / time.Duration(perSite)),
+				r := replication.EventRecord{At: t0.Add(time.Duration(seq) * (24 * time.Hour / time.Duration(perSite))),
 					Door: doors[si*20+rng.IntN(20)], Granted: true, Reason: access.ReasonGranted,
 					RequestID: fmt.Sprintf("req-%d-%d", si, seq), Node: "n1"}
 				if who < len(persons) {
