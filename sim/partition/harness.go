@@ -359,14 +359,24 @@ func (s *Site) Propose(ctx context.Context, cmds ...*raftv1.Command) ([]*edgev1.
 	return res, nil
 }
 
-// Close stops every node, followers first, then waits (bounded) for the
-// killed ones. It is idempotent.
+// Close stops every node, followers first, and waits for each at most
+// WaitTimeout (a node whose Close hangs is left behind rather than
+// hanging the caller: see the uplink bug in docs/replication.md §10),
+// then waits likewise for the killed ones. It is idempotent.
 func (s *Site) Close() {
 	nodes := s.Nodes()
 	for _, leader := range []bool{false, true} {
 		for _, n := range nodes {
 			if (n.Raft().Status().State == raftnode.StateLeader) == leader {
-				_ = n.Close()
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					_ = n.Close()
+				}()
+				select {
+				case <-done:
+				case <-time.After(WaitTimeout):
+				}
 			}
 		}
 	}
