@@ -2,6 +2,7 @@ package replication
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"unicode/utf8"
 
 	"github.com/gatehouse/gatehouse/access"
@@ -74,12 +75,20 @@ func (d *decoder) uvarint() uint64 {
 		d.fail("malformed varint")
 		return 0
 	}
-	if n != len(binary.AppendUvarint(nil, v)) {
+	if n != uvarintLen(v) {
 		d.fail("non-minimal varint")
 		return 0
 	}
 	d.b = d.b[n:]
 	return v
+}
+
+// uvarintLen returns the length of v's minimal varint encoding.
+func uvarintLen(v uint64) int {
+	if v == 0 {
+		return 1
+	}
+	return (bits.Len64(v) + 6) / 7
 }
 
 // count reads a varint count of at most max.

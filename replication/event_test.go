@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"encoding/binary"
 	"errors"
 	"reflect"
 	"strings"
@@ -197,4 +198,13 @@ func FuzzEventDelta(f *testing.F) {
 			t.Fatalf("round trip changed %+v into %+v (%v)", r, r2, err)
 		}
 	})
+}
+
+// TestUvarintLen: the minimal-varint check agrees with encoding/binary.
+func TestUvarintLen(t *testing.T) {
+	for _, v := range []uint64{0, 1, 127, 128, 16383, 16384, 1<<63 - 1, 1<<64 - 1} {
+		if got, want := uvarintLen(v), len(binary.AppendUvarint(nil, v)); got != want {
+			t.Errorf("uvarintLen(%d) = %d, want %d", v, got, want)
+		}
+	}
 }
