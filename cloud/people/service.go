@@ -52,10 +52,10 @@ type Entities interface {
 	Get(ctx context.Context, kind, id string) (store.Entity, error)
 }
 
-// Events is where access events come from. The hub holds no durable event
-// log yet (sites' events are not replicated to it), so a nil Events makes
-// ListAccessLogs and ListUnknownCards answer empty with source_available
-// false. An implementation returns the events matching q, newest first.
+// Events is an older seam for access events, no longer read: the access
+// logs and unknown cards now come from the events the sites replicate to
+// the hub (hubstate.State.QueryEvents, UnknownCards; see logs.go). An
+// implementation returns the events matching q, newest first.
 type Events interface {
 	AccessEvents(ctx context.Context, q EventQuery) ([]access.Event, error)
 }
@@ -78,7 +78,7 @@ type Config struct {
 	// Entities reads idempotency records; nil disables idempotency keys
 	// (they are then ignored).
 	Entities Entities
-	// Events supplies access logs; nil for none (see Events).
+	// Events is not read any more (see Events); leave it nil.
 	Events Events
 	// Logger; nil discards.
 	Logger *slog.Logger
