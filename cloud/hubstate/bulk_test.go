@@ -116,3 +116,62 @@ func TestWriteLargerThanOneCommit(t *testing.T) {
 		})
 	}
 }
+
+// sneakyStore lets another owner claim a card number right after the
+// first commit of a bulk write (its staging), as a second hub process
+// could.
+type sneakyStore struct {
+	store.Store
+	once sync.Once
+	key  string
+}
+
+func (s *sneakyStore) Commit(ctx context.Context, b store.Batch) error {
+	if err := s.Store.Commit(ctx, b); err != nil {
+		return err
+	}
+	var err error
+	s.once.Do(func() {
+		err = s.Store.Commit(ctx, store.Batch{Claim: []store.Claim{{Namespace: CardNamespace, Key: s.key, Owner: "someone-else"}}})
+	})
+	return err
+}
+
+// A card number claimed elsewhere while a bulk write is staged fails the
+// whole write (its claims run in parallel): nothing of it is there after
+// reopening, and the numbers it claimed meanwhile can be written again.
+func TestBulkWriteLosesAClaim(t *testing.T) {
+	ctx := context.Background()
+	const n = 2*bulkItems + 1 // three commits of claims
+	st, err := badgerstore.Open(ctx, t.TempDir(), store.Options{Kinds: Kinds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s, err := Open(ctx, &sneakyStore{Store: st, key: access.CardNumber(1_000_000 + n - 1).String()}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeMany(s, n); !errors.Is(err, ErrCardTaken) {
+		t.Fatalf("write: %v, want ErrCardTaken", err)
+	}
+	s.Close()
+	s2, err := Open(ctx, st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := len(s2.People()) + len(s2.Cards()); got != 0 {
+		t.Fatalf("after reopening: %d people and cards, want none", got)
+	}
+	// The first card was claimed by the abandoned write: another holder
+	// may take it now.
+	if _, err := s2.Write(ctx, func(tx *Tx) error {
+		id := string(bulkID(n + 1))
+		tx.Change(replication.KindPerson, id, replication.SetOp("name", "later"), replication.SetOp("kind", "access_user"))
+		tx.Change(replication.KindCard, access.CardNumber(1_000_000).String(), replication.AddOp("holders", id))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
