@@ -431,6 +431,38 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 			}
 		}
 	}()
+	// sendFailed returns why the stream ended after a Send failed: a
+	// failed send reports only io.EOF, and the reason is in the response,
+	// which the reader goroutine receives. A bidi stream allows one
+	// receiver at a time, so this waits for the reader's terminal error
+	// (bounded) rather than calling Receive itself.
+	sendFailed := func(err error) error {
+		if !errors.Is(err, io.EOF) {
+			return err
+		}
+		bound := time.NewTimer(5 * time.Second)
+		defer bound.Stop()
+		for {
+			qmu.Lock()
+			for _, r := range queue {
+				if r.err != nil {
+					qmu.Unlock()
+					if errors.Is(r.err, io.EOF) {
+						return errors.New("uplink: the hub ended the stream")
+					}
+					return r.err
+				}
+			}
+			qmu.Unlock()
+			select {
+			case <-ctx.Done():
+				return err
+			case <-bound.C:
+				return err
+			case <-ready:
+			}
+		}
+	}
 	next := func() (received, bool) {
 		qmu.Lock()
 		defer qmu.Unlock()
@@ -460,7 +492,7 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 				return progress, err
 			}
 			if err := stream.Send(&syncv1.SyncRequest{Message: pm}); err != nil {
-				return progress, sendError(stream, err)
+				return progress, sendFailed(err)
 			}
 		}
 		r, ok := next()
@@ -511,17 +543,6 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 		}
 		u.mu.Unlock()
 	}
-}
-
-// sendError returns the stream's own error when a send fails because the
-// stream ended (the reason is in the response).
-func sendError(stream *connect.BidiStreamForClient[syncv1.SyncRequest, syncv1.SyncResponse], err error) error {
-	if errors.Is(err, io.EOF) {
-		if _, rerr := stream.Receive(); rerr != nil && !errors.Is(rerr, io.EOF) {
-			return rerr
-		}
-	}
-	return err
 }
 
 // The files of a site's PKI directory, as `gatehouse cloud site add`
