@@ -48,6 +48,13 @@ const goals = `## Goals
 | can | tap_rtt_p99_us | close to the raw-frame floor |
 | import | total_s_100k | a 100,000-row CSV validated in seconds (floor: encoding/csv reading it) |
 | store | badger_commit_p50_us | close to one fsync (the hub acknowledges only what is durable) |
+| revoke | deny_p99_ms | ≤ 50 ms (hub disable → deny at every node of a site, online) |
+| catchup | converge_s_100k | ≤ 10 s (100,000 changes on each side of an outage) |
+| catchup | wire_bytes_100k | ratio ≤ 1.5 (bytes on the wire against the deltas' raw size) |
+| checkin | qr_to_card_p50_us | ratio ≤ 3 (kiosk QR scan → card encoded, against one Raft write) |
+| logs | list_p99_ms_1000k | ≤ 50 ms (ListAccessLogs at 1,000,000 events) |
+| people | import_total_s_100k | ≤ 10 s (a 100,000-row CSV through the hub's API, all or nothing) |
+| people | search_p99_ms_100k | ≤ 50 ms (ListPeople at 100,000 people) |
 
 All nodes of a site run in one process on this machine's two cores and one disk, with the load
 generator beside them; a real site runs one node per appliance.
