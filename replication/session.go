@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"errors"
 	"slices"
 
 	"github.com/gatehouse/gatehouse/access"
@@ -88,8 +89,17 @@ type SessionConfig struct {
 	// Clock, when set, applies its skew guard to received deltas (a batch
 	// holding a stamp too far ahead is refused whole) and observes the
 	// stamps of the deltas applied; event deltas (LaneEvents), whose stamp
-	// is a device's tap time, are exempt from both.
+	// is a device's tap time, are exempt from both. A revocation-only
+	// delta (RevocationOnly) beyond the guard is not refused: it is
+	// applied without the clock observing its stamp, counted in
+	// SessionStats.SkewedRevocations and reported to OnSkew.
 	Clock *Clock
+	// OnSkew, when set, is called for every received delta whose stamp is
+	// beyond the Clock's skew guard, with accepted true for a
+	// revocation-only delta taken anyway and false for a delta whose batch
+	// is refused. It is called on the goroutine driving the session, before
+	// the batch is applied or refused.
+	OnSkew func(err *SkewError, d Delta, accepted bool)
 	// Durable is what was durably applied before the session started:
 	// the caller's durable vector, which the hello advertises.
 	Durable Vector
@@ -114,6 +124,27 @@ type SessionStats struct {
 	// dropped because too many were held, and Rejected batches refused
 	// (malformed, unauthorized or skewed).
 	BatchesApplied, Duplicates, Held, Dropped, Rejected int
+	// SkewedRevocations counts revocation-only deltas received with a
+	// stamp beyond the skew guard and taken without observing the stamp.
+	SkewedRevocations int
+}
+
+// RevocationOnly reports whether every op of d takes access away (a
+// disable, a removal, a grant removal, a membership revocation, a deletion
+// or a final visit state), so d travels in the priority lane and its effect
+// on access does not rest on its stamp: disable-wins and remove-wins use
+// observed sets and tombstones, a final visit state is a max. A receiver
+// takes such a delta even when its stamp is beyond the skew guard.
+func RevocationOnly(d Delta) bool {
+	if d.Lane != LanePriority || len(d.Ops) == 0 {
+		return false
+	}
+	for _, op := range d.Ops {
+		if !op.Revocation() {
+			return false
+		}
+	}
+	return true
 }
 
 // Session is one side of a sync session with one peer, as a transport-
@@ -285,7 +316,21 @@ func (s *Session) check(m Message) error {
 			// clock may be wrong: it orders nothing, so the skew guard
 			// does not apply to it (and the clock does not observe it).
 			if err := s.cfg.Clock.Check(d.Stamp); err != nil {
+				var se *SkewError
+				isSkew := errors.As(err, &se)
+				if isSkew && RevocationOnly(d) {
+					// Taken anyway: a revocation must never wait for
+					// a clock; its stamp is not observed (apply).
+					s.stats.SkewedRevocations++
+					if s.cfg.OnSkew != nil {
+						s.cfg.OnSkew(se, d, true)
+					}
+					continue
+				}
 				_ = s.cfg.Clock.Observe(d.Stamp) // counts the refusal
+				if isSkew && s.cfg.OnSkew != nil {
+					s.cfg.OnSkew(se, d, false)
+				}
 				return access.Errorf(access.Invalid, "batch of %s: delta %d: %w", src, d.Seq, err)
 			}
 		}
@@ -349,8 +394,10 @@ func (s *Session) apply(m Message) (bool, error) {
 	s.stats.BatchesApplied++
 	if s.cfg.Clock != nil {
 		for _, d := range m.Deltas {
-			if d.Lane != LaneEvents {
-				_ = s.cfg.Clock.Observe(d.Stamp) // checked in check
+			if d.Lane != LaneEvents && s.cfg.Clock.Check(d.Stamp) == nil {
+				// A revocation taken beyond the skew guard (check) is
+				// not observed: it must not drag the clock ahead.
+				_ = s.cfg.Clock.Observe(d.Stamp)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package replication
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -544,4 +545,63 @@ func TestSessionStar(t *testing.T) {
 		}
 		sameState(t, nodes)
 	})
+}
+
+// TestSessionSkewRevocation takes a revocation-only delta stamped an hour
+// ahead (its effect does not rest on its stamp) without the clock observing
+// it, counts and reports it, and still refuses a priority delta that also
+// sets a field, and a normal-lane one.
+func TestSessionSkewRevocation(t *testing.T) {
+	hub := newNode(t, "hub")
+	site := newNode(t, "site-a")
+	site.wall.t = t0.Add(time.Hour) // the site's clock is an hour ahead
+	site.do(t, KindPerson, string(uPeople[0]), DisableOp("left"))
+	site.do(t, KindPerson, string(uPeople[1]), DisableOp("left"), SetOp("name", "Ben"))
+	site.do(t, KindPerson, string(uPeople[2]), SetOp("name", "Cy"))
+	var reports []bool
+	sess, err := NewSession(SessionConfig{Store: hub.rep, Authorizer: AllowAll, Clock: hub.clock,
+		OnSkew: func(se *SkewError, d Delta, accepted bool) {
+			if se.Ahead() < 59*time.Minute {
+				t.Errorf("reported skew %s, want about an hour", se.Ahead())
+			}
+			reports = append(reports, accepted)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prio := Source{"site-a", LanePriority}
+	ds, _ := site.rep.Deltas(prio, 0, 0)
+	if len(ds) != 2 || !RevocationOnly(ds[0]) || RevocationOnly(ds[1]) {
+		t.Fatalf("priority deltas %+v: want a revocation-only one then a mixed one", ds)
+	}
+	if err := sess.Receive(Message{Type: MsgBatch, Source: prio, Deltas: ds[:1]}); err != nil {
+		t.Fatalf("revocation beyond the guard: %v", err)
+	}
+	if got := hub.rep.Vector()[prio]; got != 1 {
+		t.Fatalf("hub holds priority lane up to %d, want 1", got)
+	}
+	if p, ok := hub.rep.Person(uPeople[0]); ok && p.Active {
+		t.Fatalf("person still active after the skewed disable")
+	}
+	if last := hub.clock.Last(); last.Wall >= ds[0].Stamp.Wall-int64(30*time.Minute) {
+		t.Fatalf("hub clock at %d observed the skewed stamp %d", last.Wall, ds[0].Stamp.Wall)
+	}
+	if st := sess.Stats(); st.SkewedRevocations != 1 || st.Rejected != 0 {
+		t.Fatalf("stats %+v, want 1 skewed revocation, 0 rejected", st)
+	}
+	// A priority delta that also sets a field rests on its stamp: refused.
+	if err := sess.Receive(Message{Type: MsgBatch, Source: prio, Deltas: ds[1:]}); !errors.Is(err, ErrClockSkew) {
+		t.Fatalf("mixed priority delta: err = %v, want ErrClockSkew", err)
+	}
+	normal := Source{"site-a", LaneNormal}
+	nds, _ := site.rep.Deltas(normal, 0, 0)
+	if err := sess.Receive(Message{Type: MsgBatch, Source: normal, Deltas: nds}); !errors.Is(err, ErrClockSkew) {
+		t.Fatalf("normal delta: err = %v, want ErrClockSkew", err)
+	}
+	if got := hub.rep.Vector(); got[prio] != 1 || got[normal] != 0 {
+		t.Fatalf("hub vector %v after refusals", got)
+	}
+	if want := []bool{true, false, false}; !slices.Equal(reports, want) {
+		t.Fatalf("OnSkew reports %v, want %v", reports, want)
+	}
 }

@@ -101,6 +101,7 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 		Store:      state.SessionStore(ctx, sl.fence()),
 		Authorizer: NewAuthorizer(site, state.Facts()),
 		Clock:      state.Clock(),
+		OnSkew:     s.skews.hook(s.log, site),
 		Durable:    state.SyncVector(),
 		MaxBatch:   s.cfg.MaxBatch,
 	})

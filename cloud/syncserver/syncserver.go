@@ -78,6 +78,8 @@ type Server struct {
 	streams map[string]*stream // per site, the stream this process serves
 	leases  map[string]*siteLease
 	wg      sync.WaitGroup
+
+	skews skews // sites' stamps beyond the skew guard (skew.go)
 }
 
 // New returns a server for cfg, or an error naming a missing field.

@@ -48,6 +48,7 @@ func (s *Server) Push(ctx context.Context, req *connect.Request[syncv1.PushReque
 		Store:      state.SessionStore(ctx, sl.fence()),
 		Authorizer: NewAuthorizer(site, state.Facts()),
 		Clock:      state.Clock(),
+		OnSkew:     s.skews.hook(s.log, site),
 		Durable:    state.SyncVector(),
 	})
 	if err != nil {

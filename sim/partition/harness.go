@@ -137,6 +137,10 @@ func (h *Hub) Addr() string { return h.ln.Addr().String() }
 // State returns the hub's durable replica.
 func (h *Hub) State() *hubstate.State { return h.state }
 
+// Skew returns what the hub's SyncService saw of site's clock: deltas
+// stamped beyond its skew guard, taken (revocations) or refused.
+func (h *Hub) Skew(site string) syncserver.SkewReport { return h.srv.Skew(site) }
+
 // Write makes hub changes as the console and APIs do (one durable
 // commit) and returns the deltas made.
 func (h *Hub) Write(ctx context.Context, fn func(tx *hubstate.Tx)) ([]replication.Delta, error) {

@@ -366,15 +366,16 @@ func TestSameCardBothSides(t *testing.T) {
 }
 
 // TestSiteClockAhead: the site's leader stamps changes an hour ahead (its
-// clock is wrong). The hub's skew guard refuses every batch carrying such
-// a stamp (InvalidArgument, counted), and the site's uplink reports the
-// refusal. The stamps are in the site's log: every later change of that
-// lane waits behind them, and — because the leader's HLC observed its own
-// stamp — later stamps are an hour ahead too, even with the clock fixed,
-// until real time catches up (about 55 minutes). The hub's changes still
-// reach the site. A revocation the site makes after the skew is stamped
-// ahead as well and is refused too: it holds at the site's doors but the
-// hub does not learn of it (a bug, docs/replication.md §10).
+// clock is wrong). The hub's skew guard refuses every normal-lane batch
+// carrying such a stamp (InvalidArgument, counted), and the site's uplink
+// reports the refusal. The stamps are in the site's log: every later change
+// of that lane waits behind them, and — because the leader's HLC observed
+// its own stamp — later stamps are an hour ahead too, until real time
+// catches up. The hub's changes still reach the site. A revocation the site
+// makes after the skew is stamped ahead as well, but a revocation-only
+// delta is taken beyond the guard (without the hub's clock observing it)
+// and reported: it reaches the hub, which denies the card too
+// (docs/replication.md §10, docs/sync.md "Clock skew").
 func TestSiteClockAhead(t *testing.T) {
 	e := openEnv(t)
 	normal := replication.Source{Origin: e.site.ID(), Lane: replication.LaneNormal}
@@ -424,23 +425,26 @@ func TestSiteClockAhead(t *testing.T) {
 	})
 	e.decideEverywhere(card, true, "the hub's new card at the skewed site")
 
-	// A revocation the site makes now is stamped an hour ahead too: it
-	// works at the site's doors but never reaches the hub (the bug named
-	// in docs/replication.md §10).
+	// A revocation the site makes now is stamped an hour ahead too; it is
+	// revocation-only, so the hub takes it beyond the guard, reports the
+	// skew, and denies the card as the site does.
 	prio := replication.Source{Origin: e.site.ID(), Lane: replication.LanePriority}
 	prioBefore := e.hub.State().Vector()[prio]
+	clockBefore := e.hub.State().Clock().Last()
 	e.propose(&raftv1.Command{Op: &raftv1.Command_RemoveGrant{RemoveGrant: &raftv1.RemoveGrant{GrantId: grant}}})
 	e.decideEverywhere(card, false, "the site after removing the grant")
-	sessions := l.Uplink().Status().Sessions
-	waitFor(t, "another refused session", func() bool {
-		st := l.Uplink().Status()
-		return st.Sessions > sessions+1 && st.Refused
-	})
-	t.Logf("uplink: %s", l.Uplink().Status().LastError)
-	if got := e.hub.State().Vector()[prio]; got != prioBefore {
-		t.Fatalf("the hub took the site's priority lane to %d (from %d)", got, prioBefore)
+	waitFor(t, "the site's skewed revocation at the hub", func() bool { return e.hub.State().Vector()[prio] > prioBefore })
+	e.hubDecides(card, false, "the hub, after the site's skewed revocation")
+	if r := e.hub.Skew(e.site.ID()); r.Accepted == 0 || r.Refused == 0 || r.Ahead < 50*time.Minute {
+		t.Errorf("hub skew report %+v: want revocations taken, batches refused, about an hour ahead", r)
 	}
-	e.hubDecides(card, true, "the hub, which never received the site's revocation")
+	if last := e.hub.State().Clock().Last(); last.Wall > time.Now().Add(30*time.Minute).UnixNano() {
+		t.Errorf("the hub's clock moved to %v: it observed a skewed stamp (was %v)", time.Unix(0, last.Wall), time.Unix(0, clockBefore.Wall))
+	}
+	// The normal lane stays refused.
+	if got := e.hub.State().Vector()[normal]; got != before {
+		t.Fatalf("the hub took the site's normal lane to %d (from %d)", got, before)
+	}
 }
 
 // TestLeaderChangeMidSync: while a large hub batch (and a hub disable in
