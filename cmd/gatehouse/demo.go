@@ -58,6 +58,9 @@ type DemoMain struct {
 	apiToken string
 	simStop  context.CancelFunc
 	simDone  chan error
+	// visitors drives the lobby kiosk, its dispenser and readers for the
+	// user (demo_visitors.go).
+	visitors *demoVisitors
 }
 
 // ParseFlags reads the demo configuration.
@@ -131,6 +134,7 @@ func (m *DemoMain) Run(ctx context.Context) error {
 			APIToken:     m.apiToken,
 			Version:      Version,
 			Uplink:       &node.UplinkConfig{HubURL: "http://" + hubAddr, Token: syncToken},
+			Visits:       demoVisitsConfig(),
 		}
 		if i == 0 {
 			cfg.Bootstrap = true
@@ -173,6 +177,8 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	m.hub = hub.New(hcfg, log)
 	m.hub.Handle("/mail", catcher.Handler())
 	m.hub.Handle("/mail/", catcher.Handler())
+	m.visitors = &demoVisitors{log: log.With("component", "demo-visitors")}
+	m.hub.Handle("/demo/", m.visitors.Handler())
 	if err := m.hub.Open(ctx); err != nil {
 		return err
 	}
@@ -183,12 +189,27 @@ func (m *DemoMain) Run(ctx context.Context) error {
 		fmt.Fprintf(m.stdout, "  Edge node %d: %s  (MQTT broker %s)\n", i+1, u, m.nodes[i].MQTTAddr())
 	}
 	fmt.Fprintf(m.stdout, "\n  Site status: gatehouse ctl site status --node %s\n  API token:   %s (bearer token of the sites' local API)\n  Data:        %s\n", urls[0], m.apiToken, dir)
-	fmt.Fprintf(m.stdout, "  Hub API key: %s (admin)\n  Invite:      GATEHOUSE_API_KEY=%s gatehouse ctl visit invite --hub %s --site %s --host %s --guest \"Anna Example <anna@example.com>\"\n",
-		hubKey, hubKey, strings.TrimSuffix(m.hub.URL(), "/"), demoSiteID, "01JDEM0H0ST000000000000000")
-	fmt.Fprintf(m.stdout, "  People:      gatehouse ctl people list --hub %s --api-key %s\n\nPress Ctrl-C to stop.\n", strings.TrimSuffix(m.hub.URL(), "/"), hubKey)
+	hubURL := strings.TrimSuffix(m.hub.URL(), "/")
+	fmt.Fprintf(m.stdout, "  Hub API key: %s (admin)\n", hubKey)
+	fmt.Fprintf(m.stdout, "  People:      gatehouse ctl people list --hub %s --api-key %s\n", hubURL, hubKey)
 	if err := m.startDevices(ctx, urls, log); err != nil {
 		return err
 	}
+	if err := m.visitors.setUp(ctx, m.nodes, m.hub.URL(), hubKey); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.stdout, `
+  Follow one visit (docs/visitors.md "Try it in the demo"):
+    export GATEHOUSE_API_KEY=%s
+    1. invite:    gatehouse ctl visit invite --hub %s --site %s --host %s \
+                    --type %s --profile %s --escort --guest "Anna Example <anna@example.com>"
+    2. the email:  %s/mail (its text carries the GH1.… token its QR code encodes)
+    3. check in:  curl -d token=GH1.… %s/demo/kiosk/checkin      (prints the card dispensed)
+    4. tap:       curl -d door=floor-1 -d card=CARD %s/demo/tap   (denied: escort not picked up)
+    5. pick up:   gatehouse ctl visit pickup VISIT --hub %s        (then floor-1 grants, floor-2 denies)
+    6. check out: curl -d visit=VISIT %s/demo/kiosk/checkout
+`, hubKey, hubURL, demoSiteID, m.visitors.hostID, demoTypeID, demoProfileID, hubURL, hubURL, hubURL, hubURL, hubURL)
+	fmt.Fprintf(m.stdout, "\nPress Ctrl-C to stop.\n")
 	if m.ready != nil {
 		m.ready(m.hub.URL(), m.nodes)
 	}
@@ -244,6 +265,9 @@ func (m *DemoMain) Close() error {
 			errs = append(errs, fmt.Errorf("demo: simulated devices: %w", err))
 		}
 		m.simStop = nil
+	}
+	if m.visitors != nil {
+		errs = append(errs, m.visitors.Close())
 	}
 	if m.hub != nil {
 		errs = append(errs, m.hub.Close())

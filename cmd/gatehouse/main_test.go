@@ -186,9 +186,9 @@ func TestBenchFloorsQuick(t *testing.T) {
 }
 
 // runDemo starts `gatehouse demo` in-process on a free port and returns the
-// console URL, the nodes, and a stop function that returns Run's and Close's
-// errors.
-func runDemo(t *testing.T, nodes int) (string, []*node.Node, func() error) {
+// console URL, the nodes, a stop function that returns Run's and Close's
+// errors, and the demo's output (the banner is complete once it serves).
+func runDemo(t *testing.T, nodes int) (string, []*node.Node, func() error, *syncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
@@ -210,7 +210,7 @@ func runDemo(t *testing.T, nodes int) (string, []*node.Node, func() error) {
 	select {
 	case s := <-ready:
 		stop := func() error { cancel(); return <-done }
-		return s.url, s.nodes, stop
+		return s.url, s.nodes, stop, &out
 	case err := <-done:
 		cancel()
 		t.Fatalf("demo exited before serving: %v\n%s", err, out.String())
@@ -218,7 +218,7 @@ func runDemo(t *testing.T, nodes int) (string, []*node.Node, func() error) {
 		cancel()
 		t.Fatal("demo did not start within 60 s")
 	}
-	return "", nil, nil
+	return "", nil, nil, nil
 }
 
 type testWriter struct{ t *testing.T }
@@ -250,7 +250,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool
 // every node of the site healthy on the same applied index, `ctl site
 // status` reads the site, and cancelling (Ctrl-C) stops everything cleanly.
 func TestDemo(t *testing.T) {
-	url, nodes, stop := runDemo(t, 3)
+	url, nodes, stop, banner := runDemo(t, 3)
 	res, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
@@ -364,6 +364,8 @@ func TestDemo(t *testing.T) {
 		}
 		return granted > 0 && denied > 0, fmt.Sprintf("%d granted, %d denied", granted, denied)
 	})
+
+	demoVisit(t, url, banner.String())
 
 	code, out, errs := run(t, "ctl", "site", "status", "--node", nodes[1].URL())
 	if code != 0 || !strings.Contains(out, "leader") || strings.Count(out, "node") < 3 {
