@@ -39,6 +39,15 @@ var errNotAllowed = errors.New("not allowed for a site")
 //     set, except by a delta that only revokes (fail closed);
 //   - card and person: a delta of disables only is allowed whatever the
 //     entity (a site may suspend any card or person presented there);
+//   - card homed elsewhere (at the hub or another site), held by two live
+//     holders, or held by a visit of another site: a conflicting claim is
+//     allowed — a
+//     delta that binds the number to a holder of the site (a visit at the
+//     site) and otherwise only sets the card's site (to the site) or
+//     validity, enables it, or takes access away from the site's own
+//     holders; the replica then holds the number with two live holders and
+//     suspends it for both (fail closed), and the hub suspends the card
+//     itself (Claims, docs/sync.md §3);
 //   - person: set and enable only of visitors (kind visitor, as set in
 //     the delta or known); revoke only of a group of the site (or unknown
 //     to the hub); never delete;
@@ -51,16 +60,40 @@ var errNotAllowed = errors.New("not allowed for a site")
 // batch creating an entity and then changing it is judged as a whole. It is
 // safe for concurrent use.
 func NewAuthorizer(site string, facts Facts) replication.Authorizer {
-	a := &authorizer{site: site, facts: facts, seen: map[fieldKey]string{}}
-	return a.authorize
+	return newAuthorizer(site, facts).authorize
+}
+
+func newAuthorizer(site string, facts Facts) *authorizer {
+	return &authorizer{site: site, facts: facts, seen: map[fieldKey]string{}}
 }
 
 type authorizer struct {
 	site  string
 	facts Facts
 
-	mu   sync.Mutex
-	seen map[fieldKey]string // fields set by this site in this session
+	mu     sync.Mutex
+	seen   map[fieldKey]string // fields set by this site in this session
+	claims []Claim             // conflicting claims allowed, not yet taken
+}
+
+// Claim is a site's delta binding a card number that the site does not
+// home (or that a holder not of the site holds): allowed as a conflicting
+// claim, which the hub answers by suspending the card.
+type Claim struct {
+	// Source and Seq name the delta.
+	Source replication.Source
+	Seq    uint64
+	// Card is the number claimed.
+	Card access.CardNumber
+}
+
+// takeClaims returns the conflicting claims allowed since the last call.
+func (a *authorizer) takeClaims() []Claim {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.claims
+	a.claims = nil
+	return c
 }
 
 type fieldKey struct {
@@ -124,6 +157,11 @@ func (a *authorizer) authorize(origin string, d replication.Delta) error {
 	case replication.KindZone, replication.KindDoor, replication.KindGroup, replication.KindVisit, replication.KindCard:
 		if d.Kind == replication.KindCard && onlyDisables {
 			return nil
+		}
+		if d.Kind == replication.KindCard {
+			if contested, err := a.cardClaim(d, sets, deny); contested || err != nil {
+				return err
+			}
 		}
 		if err := a.ownEntity(d, sets, deny); err != nil {
 			return err
@@ -215,4 +253,80 @@ func (a *authorizer) ownEntity(d replication.Delta, sets map[string]string, deny
 		return nil // unknown here: a revocation only takes access away
 	}
 	return deny("unknown to the hub; the delta creating it must set its site")
+}
+
+// cardClaim judges a card delta when the card is contested: homed elsewhere
+// (the hub or another site), held by two live holders, or held by a visit
+// of another site. It reports whether it is contested; if so, the delta is
+// allowed only as a conflicting claim (see NewAuthorizer), which is noted
+// for takeClaims.
+func (a *authorizer) cardClaim(d replication.Delta, sets map[string]string, deny func(string, ...any) error) (bool, error) {
+	n, _ := access.ParseCardNumber(d.ID) // validated
+	holders := a.facts.CardHolders(n)
+	// Two live holders: a conflict in progress, whatever the card's site
+	// field says now (a claim sets it to the site).
+	contested := len(holders) > 1
+	for _, h := range holders {
+		if h.VisitID == "" {
+			continue
+		}
+		if s, ok := a.field(replication.KindVisit, string(h.VisitID), "site"); ok && s != a.site {
+			contested = true // a visitor card of another site
+		}
+	}
+	known, ok := a.field(replication.KindCard, d.ID, "site")
+	if !ok && len(holders) > 0 {
+		known, ok = "", true // bound without a site: homed at the hub
+	}
+	if ok && known != a.site {
+		contested = true
+	}
+	if !contested {
+		return false, nil
+	}
+	if set, setting := sets["site"]; setting && set != a.site {
+		return true, deny("sets its site to %q", set)
+	}
+	claims := false
+	for _, op := range d.Ops {
+		switch op.Type {
+		case replication.OpSet, replication.OpEnable, replication.OpDisable:
+			// site (checked above), validity; enable counts for nothing
+			// while the card has two live holders, and the hub suspends
+			// the card after the claim (disable wins).
+		case replication.OpAdd, replication.OpRemove:
+			p, v, err := replication.ParseHolderValue(op.Value)
+			if err != nil {
+				return true, deny("%v", err)
+			}
+			if !a.holderOfSite(p, v) {
+				return true, deny("%s a holder not of this site (the card is homed elsewhere)", op.Type)
+			}
+			if op.Type == replication.OpAdd {
+				claims = true
+			}
+		default:
+			return true, deny("%s of a card homed elsewhere", op.Type)
+		}
+	}
+	if !claims {
+		if known == "" {
+			return true, deny("homed at the hub")
+		}
+		return true, deny("of another home; only a binding to a holder of this site is taken (as a conflicting claim)")
+	}
+	a.mu.Lock()
+	a.claims = append(a.claims, Claim{Source: d.Source(), Seq: d.Seq, Card: n})
+	a.mu.Unlock()
+	return true, nil
+}
+
+// holderOfSite reports whether a card holder is the site's own: a visit
+// the hub (or this session) knows to be at the site.
+func (a *authorizer) holderOfSite(person, visit access.ID) bool {
+	if visit == "" {
+		return false
+	}
+	s, ok := a.field(replication.KindVisit, string(visit), "site")
+	return ok && s == a.site
 }

@@ -96,10 +96,11 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 	}()
 	log := s.log.With("site", site)
 	state := s.cfg.State
+	authz := newAuthorizer(site, state.Facts())
 	sess, err := replication.NewSession(replication.SessionConfig{
 		Log:        s.logFor(site),
 		Store:      state.SessionStore(ctx, sl.fence()),
-		Authorizer: NewAuthorizer(site, state.Facts()),
+		Authorizer: authz.authorize,
 		Clock:      state.Clock(),
 		OnSkew:     s.skews.hook(s.log, site),
 		Durable:    state.SyncVector(),
@@ -160,9 +161,11 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 					return err
 				}
 			}
+			before := state.Vector()
 			if err := s.receive(ctx, log, site, sess, pm); err != nil {
 				return err
 			}
+			s.suspendClaims(ctx, log, authz, before)
 		case <-changed:
 			if state.Closed() {
 				return connect.NewError(connect.CodeUnavailable, errEnded)

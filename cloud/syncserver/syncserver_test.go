@@ -562,3 +562,57 @@ func TestRevokedCredentialCutsStream(t *testing.T) {
 		t.Fatalf("hub applied a batch after the credential was revoked: %v, was %v", got, before)
 	}
 }
+
+// TestCardClaimedAtSite: a number the hub homes (bound to its cardholder)
+// is bound at the site to a visitor of the site, as during a partition.
+// The hub takes the site's batch as a conflicting claim instead of
+// refusing it: the card has two live holders at the hub and the site,
+// is suspended for both, the conflict is listed, the hub suspends the card
+// itself, and the site's later changes still reach the hub.
+func TestCardClaimedAtSite(t *testing.T) {
+	h := MustOpenHub(t, t.TempDir())
+	a := newSite(t, siteA, tokenA)
+	_, group := seedSite(t, a)
+	const card = access.CardNumber(9001)
+	hubCardholder(t, h, tid(300), group, card)
+	// The site, not having seen the hub's binding, binds the number.
+	visit, visitor := tid(301), tid(302)
+	a.write(t, replication.KindPerson, string(visitor), replication.SetOp("kind", "visitor"), replication.SetOp("name", "Guest"),
+		replication.Op{Type: replication.OpEnable})
+	a.write(t, replication.KindVisit, string(visit), replication.SetOp("site", siteA), replication.SetOp("visitor", string(visitor)),
+		replication.SetOp("until", replication.TimeValue(time.Unix(1_900_000_000, 0))), replication.AdvanceOp(access.VisitCheckedIn))
+	a.write(t, replication.KindCard, card.String(), replication.SetOp("site", siteA),
+		replication.AddOp("holders", replication.HolderValue(visitor, visit)), replication.Op{Type: replication.OpEnable})
+	stop := a.start(h.client())
+	a.write(t, replication.KindZone, string(tid(303)), replication.SetOp("site", siteA), replication.SetOp("name", "after the claim"))
+	converged(t, h, a)
+	if err := stop(); err != nil {
+		t.Fatalf("stream: %v (want the claim taken, not refused)", err)
+	}
+	for name, s := range map[string]replication.Snapshot{"hub": h.state.Snapshot(), "site": a.snapshot()} {
+		c, ok := findCard(s, card)
+		if !ok || c.Status != access.CardSuspended {
+			t.Errorf("%s: card %+v (found %v), want suspended", name, c, ok)
+		}
+	}
+	cs := h.state.Conflicts()
+	if len(cs) != 1 || cs[0].Card != card || len(cs[0].Holders) != 2 {
+		t.Fatalf("hub conflicts %+v, want card %d with 2 holders", cs, card)
+	}
+	// The hub's own suspension, in its priority lane, keeps the card
+	// suspended once security removes one holder.
+	var suspended bool
+	hubPrio := replication.Source{Origin: hubstate.Origin, Lane: replication.LanePriority}
+	ds, err := h.state.Deltas(hubPrio, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if d.Kind == replication.KindCard && d.ID == card.String() && d.Ops[0].Type == replication.OpDisable && d.Ops[0].Value == syncserver.ClaimReason {
+			suspended = true
+		}
+	}
+	if !suspended {
+		t.Fatalf("the hub wrote no suspension of card %d: %+v", card, ds)
+	}
+}

@@ -44,9 +44,11 @@ func (s *Server) Push(ctx context.Context, req *connect.Request[syncv1.PushReque
 	}
 	defer s.dropLease(site, sl)
 	state := s.cfg.State
+	authz := newAuthorizer(site, state.Facts())
+	before := state.Vector()
 	sess, err := replication.NewSession(replication.SessionConfig{
 		Store:      state.SessionStore(ctx, sl.fence()),
-		Authorizer: NewAuthorizer(site, state.Facts()),
+		Authorizer: authz.authorize,
 		Clock:      state.Clock(),
 		OnSkew:     s.skews.hook(s.log, site),
 		Durable:    state.SyncVector(),
@@ -58,6 +60,7 @@ func (s *Server) Push(ctx context.Context, req *connect.Request[syncv1.PushReque
 		s.log.Warn("sync push refused", "site", site, "code", access.ErrorCode(err), "err", err)
 		return nil, connectError(err)
 	}
+	s.suspendClaims(ctx, s.log.With("site", site), authz, before)
 	vec := state.SyncVector()
 	if sess.Stats().Held > 0 {
 		return nil, connect.NewError(connect.CodeFailedPrecondition,
