@@ -93,6 +93,10 @@ func (s uplinkSite) OwnVector() replication.Vector {
 
 func (s uplinkSite) Changed() <-chan struct{} { return s.n.machine.Changed() }
 
+// EventsRecorded implements uplink.EventSignaller: the uplink sends new
+// access events when they commit instead of polling for them.
+func (s uplinkSite) EventsRecorded() <-chan struct{} { return s.n.machine.EventsRecorded() }
+
 // Deltas reads the site's delta log, or for its events lane its event log,
 // each event as an event delta (uplink.EventDelta).
 func (s uplinkSite) Deltas(src replication.Source, after uint64, max int) (ds []replication.Delta, err error) {

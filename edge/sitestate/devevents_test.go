@@ -7,6 +7,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/access"
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
+	edgev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1"
 	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
 )
 
@@ -101,6 +102,49 @@ func TestChangedSignalsStateChanges(t *testing.T) {
 	case <-ch:
 	default:
 		t.Fatal("a site change was not signalled")
+	}
+}
+
+// TestEventsRecordedSignalsEvents: recording events closes EventsRecorded
+// (and not Changed); other changes, and a failed recording, do not.
+func TestEventsRecordedSignalsEvents(t *testing.T) {
+	f := newFixture(t)
+	ev := f.m.EventsRecorded()
+	f.m.Committed(1, siteCmds(), nil)
+	select {
+	case <-ev:
+		t.Fatal("a site change signalled recorded events")
+	default:
+	}
+	f.m.Committed(2, []*raftv1.Command{devEvents(0, 1)}, []*edgev1.CommandResult{{ErrorCode: string(access.Invalid)}})
+	select {
+	case <-ev:
+		t.Fatal("a refused recording signalled recorded events")
+	default:
+	}
+	ch := f.m.Changed()
+	f.m.Committed(3, []*raftv1.Command{devEvents(0, 1)}, nil)
+	select {
+	case <-ev:
+	default:
+		t.Fatal("recorded events were not signalled")
+	}
+	select {
+	case <-ch:
+		t.Fatal("recorded events signalled a change")
+	default:
+	}
+	// A load signals both: a restored snapshot may hold new events.
+	ev, ch = f.m.EventsRecorded(), f.m.Changed()
+	if err := f.m.Load(f.db); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []<-chan struct{}{ev, ch} {
+		select {
+		case <-c:
+		default:
+			t.Fatal("a load was not signalled")
+		}
 	}
 }
 

@@ -96,12 +96,15 @@ type Machine struct {
 	// may have changed what doors decide; see Changed.
 	chMu    sync.Mutex
 	changed chan struct{}
+	// recorded is closed (and replaced) when a committed entry or a load
+	// may have added events to the event log; see EventsRecorded.
+	recorded chan struct{}
 }
 
 // New returns an empty machine for the given site.
 func New(site access.ID, log *slog.Logger) *Machine {
 	return &Machine{site: site, log: log.With("site", string(site)), st: access.NewState(),
-		devSeq: map[access.ID]uint64{}, changed: make(chan struct{}),
+		devSeq: map[access.ID]uint64{}, changed: make(chan struct{}), recorded: make(chan struct{}),
 		rep: replication.NewReplica()}
 }
 
@@ -115,27 +118,54 @@ func (m *Machine) Changed() <-chan struct{} {
 	return m.changed
 }
 
-// notify closes the current Changed channel.
-func (m *Machine) notify() {
+// EventsRecorded returns a channel that is closed the next time events may
+// have been added to the site's event log: after an entry that recorded
+// events (RecordEvents, RecordDeviceEvents) commits, and after a load
+// (start, snapshot restore). It is separate from Changed so that recording
+// events, the busiest kind of write, does not wake what rebuilds door
+// caches. Take a new channel after each close. It is safe for concurrent
+// use.
+func (m *Machine) EventsRecorded() <-chan struct{} {
 	m.chMu.Lock()
-	close(m.changed)
-	m.changed = make(chan struct{})
+	defer m.chMu.Unlock()
+	return m.recorded
+}
+
+// notify closes the current Changed channel, and the EventsRecorded
+// channel too when events is set.
+func (m *Machine) notify(changed, events bool) {
+	m.chMu.Lock()
+	if changed {
+		close(m.changed)
+		m.changed = make(chan struct{})
+	}
+	if events {
+		close(m.recorded)
+		m.recorded = make(chan struct{})
+	}
 	m.chMu.Unlock()
 }
 
-// Committed implements raftnode.Committer: it signals Changed unless the
-// entry only recorded events (or changed nothing).
+// Committed implements raftnode.Committer: it signals EventsRecorded when
+// the entry recorded events, and Changed when it did anything else.
 func (m *Machine) Committed(_ uint64, cmds []*raftv1.Command, results []*edgev1.CommandResult) {
+	changed, events := false, false
 	for i, c := range cmds {
 		if i < len(results) && results[i].GetErrorCode() != "" {
 			continue
 		}
 		switch c.GetOp().(type) {
 		case *raftv1.Command_RecordEvents, *raftv1.Command_RecordDeviceEvents:
-			continue
+			events = true
+		default:
+			changed = true
 		}
-		m.notify()
-		return
+		if changed && events {
+			break
+		}
+	}
+	if changed || events {
+		m.notify(changed, events)
 	}
 }
 
@@ -234,7 +264,7 @@ func (m *Machine) Load(db *badger.DB) error {
 	vec := rep.Vector()
 	m.memoIndex, m.seqMemo, m.devMemo, m.repMemo, m.deskMemo = 0, nil, nil, nil, nil
 	m.mu.Unlock()
-	m.notify()
+	m.notify(true, true)
 	c := st.Counts()
 	m.log.Info("state loaded", "cards", c.Cards, "people", c.People, "grants", c.Grants, "last_seq", seq,
 		"vector", vec.String())

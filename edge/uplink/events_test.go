@@ -114,6 +114,22 @@ func TestEventsReachHub(t *testing.T) {
 	}
 }
 
+// TestEventsSignalled: with the events poll an hour long, events recorded
+// at the site still reach the hub: the uplink wakes on the site's
+// EventsRecorded signal, not on a poll.
+func TestEventsSignalled(t *testing.T) {
+	hub := openHub(t, t.TempDir())
+	nodes := openSite(t, "http://"+hub.Addr(), func(c *uplink.Config) { c.EventPoll = time.Hour })
+	f := &siteFixture{door: newID(t), group: newID(t)}
+	propose(t, nodes, nodes[0], configCmds(f)...)
+	waitFor(t, "the site's configuration at the hub", func() bool { return converged(hub, nodes) })
+	for i := range 3 {
+		recordEvents(t, nodes, nodes[i], f.door, 1+10*i, 10)
+		want := uint64(10 * (i + 1))
+		waitFor(t, fmt.Sprintf("%d events at the hub", want), func() bool { return hubEvents(hub) == want })
+	}
+}
+
 // TestEventDelta: every recorded event converts into a valid event delta,
 // whatever its fields hold.
 func TestEventDelta(t *testing.T) {

@@ -71,8 +71,19 @@ type Site interface {
 	ApplyDeltas(ctx context.Context, ds []replication.Delta) error
 	// Changed returns a channel closed the next time the site's state
 	// changes (a new own delta may be in the log). New events need not
-	// close it: the uplink looks for them every EventPoll.
+	// close it: see EventSignaller.
 	Changed() <-chan struct{}
+}
+
+// EventSignaller is implemented by a Site that signals new access events
+// (edge/sitestate's Machine.EventsRecorded). A running session waits on it
+// to send the events lane; without it the session looks for new events
+// every Config.EventPoll.
+type EventSignaller interface {
+	// EventsRecorded returns a channel closed the next time events may
+	// have been added to the site's event log. It must be safe for
+	// concurrent use.
+	EventsRecorded() <-chan struct{}
 }
 
 // Config configures an Uplink.
@@ -100,8 +111,9 @@ type Config struct {
 	// still leads (default 200 ms).
 	LeaderPoll time.Duration
 	// EventPoll is how often a running session looks for new access
-	// events in the site's event log (default 250 ms); recording an event
-	// does not signal Site.Changed.
+	// events in the site's event log when the Site is no EventSignaller
+	// (default 250 ms). With the signal no poll runs unless EventPoll is
+	// set; then it runs as well, as a safety net.
 	EventPoll time.Duration
 	// Logger receives the uplink's logs; nil discards them.
 	Logger *slog.Logger
@@ -179,7 +191,7 @@ func New(cfg Config, site Site) (*Uplink, error) {
 	if cfg.LeaderPoll <= 0 {
 		cfg.LeaderPoll = 200 * time.Millisecond
 	}
-	if cfg.EventPoll <= 0 {
+	if _, ok := site.(EventSignaller); !ok && cfg.EventPoll <= 0 {
 		cfg.EventPoll = 250 * time.Millisecond
 	}
 	if cfg.Logger == nil {
@@ -475,10 +487,19 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 	}
 
 	connected := false
-	evTick := time.NewTicker(u.cfg.EventPoll)
-	defer evTick.Stop()
+	var evTick <-chan time.Time // nil: no poll
+	if u.cfg.EventPoll > 0 {
+		t := time.NewTicker(u.cfg.EventPoll)
+		defer t.Stop()
+		evTick = t.C
+	}
+	signaller, _ := u.site.(EventSignaller)
 	for {
 		changed := u.site.Changed()
+		var recorded <-chan struct{} // nil: never ready
+		if signaller != nil {
+			recorded = signaller.EventsRecorded()
+		}
 		for {
 			m, ok, err := sess.Next()
 			if err != nil {
@@ -501,8 +522,9 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 			case <-ctx.Done():
 				return progress, ctx.Err()
 			case <-changed:
+			case <-recorded:
 			case <-ready:
-			case <-evTick.C:
+			case <-evTick:
 			}
 			continue
 		}

@@ -252,8 +252,9 @@ func (p *proxy) Heal(target string) {
 	p.cut, p.target = false, target
 }
 
-// openSite starts a 3-node site whose uplink dials hubURL.
-func openSite(t *testing.T, hubURL string) []*node.Node {
+// openSite starts a 3-node site whose uplink dials hubURL; tune, when
+// given, adjusts each node's uplink configuration after the defaults.
+func openSite(t *testing.T, hubURL string, tune ...func(*uplink.Config)) []*node.Node {
 	t.Helper()
 	log := testLogger(t, slog.LevelWarn)
 	dir := t.TempDir()
@@ -272,6 +273,9 @@ func openSite(t *testing.T, hubURL string) []*node.Node {
 			TuneUplink: func(c *uplink.Config) {
 				c.MinBackoff, c.MaxBackoff, c.LeaderPoll = 10*time.Millisecond, 200*time.Millisecond, 20*time.Millisecond
 				c.EventPoll = 20 * time.Millisecond
+				for _, f := range tune {
+					f(c)
+				}
 			},
 		}
 		if i == 0 {
