@@ -63,9 +63,9 @@ func newMetrics(n *Node) *metrics {
 		return float64(c)
 	})
 	if n.uplink != nil {
-		for _, lane := range []replication.Lane{replication.LanePriority, replication.LaneNormal} {
+		for _, lane := range []replication.Lane{replication.LanePriority, replication.LaneNormal, replication.LaneEvents} {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "gatehouse", Subsystem: "edge", Name: "uplink_lag",
-				Help:        "Deltas of the site's own log in this lane that the hub has not acknowledged (on the leader).",
+				Help:        "Deltas of the site's own log in this lane (for the events lane: access events) that the hub has not acknowledged (on the leader; 0 elsewhere).",
 				ConstLabels: prometheus.Labels{"lane": lane.String()}},
 				func() float64 { return float64(n.uplink.Status().Lag[lane]) }))
 		}
