@@ -62,6 +62,9 @@ func (s *consoleService) ListPendingRevocations(ctx context.Context, req *connec
 			return nil, pendingError(err)
 		}
 		out := &consolev1.SitePendingRevocations{SiteId: site, SiteName: sp.Name, PendingCount: int32(sp.Total)}
+		if !sp.AckedAt.IsZero() {
+			out.LastAckMs = sp.AckedAt.UnixMilli()
+		}
 		if s.hub.sync != nil {
 			if out.Connected, err = s.hub.sync.Live(ctx, site); err != nil {
 				s.hub.log.Warn("reading a site's stream lease failed", "site", site, "err", err)

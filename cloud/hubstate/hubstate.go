@@ -32,6 +32,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gatehouse/gatehouse/access"
 	"github.com/gatehouse/gatehouse/cloud/store"
@@ -107,6 +108,10 @@ type State struct {
 	// events indexes the sites' access events (events.go); it has its own
 	// lock, taken after s.mu when both are.
 	events *eventIndex
+	// revocations is PendingRevocations' index (pending.go), made on
+	// first use; it has its own lock.
+	revocations     *revocationIndex
+	revocationsOnce sync.Once
 }
 
 // noteCards records in cardsOf the card bindings of applied deltas.
@@ -529,35 +534,60 @@ func (ss sessionStore) ApplyBatch(src replication.Source, ds []replication.Delta
 	return ss.s.Apply(ss.ctx, src, ds, ss.fence)
 }
 
+// ackedAtKey is the reserved entry of a peer's acknowledged vector in the
+// store under which RecordAck keeps when it recorded the ack (Unix
+// nanoseconds). It is not a store log name (those are "origin/lane"), so
+// Acked skips it; acknowledged vectors only move forward, and so does it.
+const ackedAtKey = "@acked_at"
+
 // RecordAck records that peer (a site) has durably received the hub's
-// deltas up to v, so a console can tell what is still pending at that site.
-// Acknowledged vectors only move forward.
+// deltas up to v, so a console can tell what is still pending at that site,
+// and, in the same store commit, that it did so at now (AckedWithTime).
+// Acknowledged vectors only move forward, and so does the time recorded.
+// It returns the store's error.
 func (s *State) RecordAck(ctx context.Context, peer string, v replication.Vector) error {
-	if len(v) == 0 {
-		return nil
-	}
-	m := make(map[string]uint64, len(v))
+	return s.recordAck(ctx, peer, v, time.Now())
+}
+
+func (s *State) recordAck(ctx context.Context, peer string, v replication.Vector, now time.Time) error {
+	m := make(map[string]uint64, len(v)+1)
 	for src, seq := range v {
 		if src.Validate() == nil && seq > 0 {
 			m[StoreOrigin(src)] = min(seq, store.MaxSeq)
 		}
+	}
+	if ns := now.UnixNano(); ns > 0 {
+		m[ackedAtKey] = uint64(ns)
 	}
 	return s.st.Commit(ctx, store.Batch{Acks: []store.Ack{{Peer: peer, Vector: m}}})
 }
 
 // Acked returns what peer has acknowledged of the hub's deltas.
 func (s *State) Acked(ctx context.Context, peer string) (replication.Vector, error) {
+	v, _, err := s.AckedWithTime(ctx, peer)
+	return v, err
+}
+
+// AckedWithTime returns what peer has acknowledged of the hub's deltas and
+// when the hub last recorded an acknowledgement of it (the zero time when
+// never, or only before times were recorded). It returns the store's error.
+func (s *State) AckedWithTime(ctx context.Context, peer string) (replication.Vector, time.Time, error) {
 	m, err := s.st.Acked(ctx, peer)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	v := replication.Vector{}
+	var at time.Time
 	for name, seq := range m {
+		if name == ackedAtKey {
+			at = time.Unix(0, int64(min(seq, store.MaxSeq)))
+			continue
+		}
 		if src, err := parseStoreOrigin(name); err == nil {
 			v.Advance(src, seq)
 		}
 	}
-	return v, nil
+	return v, at, nil
 }
 
 // Tx is one hub write in the making: Write's fn reads the replica through

@@ -4,12 +4,10 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-	"weak"
 
 	"github.com/gatehouse/gatehouse/access"
 	"github.com/gatehouse/gatehouse/replication"
@@ -85,6 +83,10 @@ type SitePending struct {
 	// Acked is the site's durable acknowledged vector as recorded by the
 	// hub (empty when the site never acknowledged anything).
 	Acked replication.Vector
+	// AckedAt is when the hub last recorded an acknowledgement of the site
+	// (its hello, ack or pull), in the hub's clock; the zero time when it
+	// never did (or only before the hub recorded times).
+	AckedAt time.Time
 	// Total is how many revocations are pending at the site; Items lists
 	// the oldest of them (by stamp), at most the limit asked for.
 	Total int
@@ -132,7 +134,7 @@ func (s *State) PendingRevocations(ctx context.Context, site string, limit int, 
 	if s.Closed() {
 		return SitePending{}, ErrClosed
 	}
-	acked, err := s.Acked(ctx, site)
+	acked, ackedAt, err := s.AckedWithTime(ctx, site)
 	if err != nil {
 		return SitePending{}, fmt.Errorf("hubstate: pending revocations of %s: %w", site, err)
 	}
@@ -149,7 +151,7 @@ func (s *State) PendingRevocations(ctx context.Context, site string, limit int, 
 		return SitePending{}, ErrClosed
 	}
 	ix.catchUp(s.rep.Vector(), s.rep.Deltas)
-	out := SitePending{Site: access.ID(site), Acked: acked}
+	out := SitePending{Site: access.ID(site), Acked: acked, AckedAt: ackedAt}
 	if st, ok := s.rep.Site(access.ID(site)); ok {
 		out.Name = st.Name
 	}
@@ -198,23 +200,14 @@ type revocationIndex struct {
 	visitSet map[access.ID]map[access.ID]bool // dedupe of visitsOf
 }
 
-// revocationIndexes holds each live State's index, keyed weakly so that
-// a State that is no longer used takes its index with it.
-var revocationIndexes sync.Map // weak.Pointer[State] → *revocationIndex
-
-// revocationIndexOf returns s's index, making it on first use.
+// revocationIndexOf returns s's index (State.revocations), making it on
+// first use.
 func revocationIndexOf(s *State) *revocationIndex {
-	key := weak.Make(s)
-	if v, ok := revocationIndexes.Load(key); ok {
-		return v.(*revocationIndex)
-	}
-	ix := &revocationIndex{seen: replication.Vector{}, groupsOf: map[access.ID][]access.ID{},
-		visitsOf: map[access.ID][]access.ID{}, visitSet: map[access.ID]map[access.ID]bool{}}
-	if v, loaded := revocationIndexes.LoadOrStore(key, ix); loaded {
-		return v.(*revocationIndex)
-	}
-	runtime.AddCleanup(s, func(k weak.Pointer[State]) { revocationIndexes.Delete(k) }, key)
-	return ix
+	s.revocationsOnce.Do(func() {
+		s.revocations = &revocationIndex{seen: replication.Vector{}, groupsOf: map[access.ID][]access.ID{},
+			visitsOf: map[access.ID][]access.ID{}, visitSet: map[access.ID]map[access.ID]bool{}}
+	})
+	return s.revocations
 }
 
 // catchUp indexes the deltas of the priority and normal lanes up to vec

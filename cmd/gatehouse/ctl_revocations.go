@@ -105,7 +105,11 @@ func (m *CtlRevocationsMain) Run(ctx context.Context) error {
 		if s.GetSiteName() != "" {
 			name = " (" + s.GetSiteName() + ")"
 		}
-		fmt.Fprintf(m.stdout, "site %s%s  %s  %d pending\n", s.GetSiteId(), name, link, s.GetPendingCount())
+		ack := "never acknowledged"
+		if ms := s.GetLastAckMs(); ms > 0 {
+			ack = "last ack " + time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05")
+		}
+		fmt.Fprintf(m.stdout, "site %s%s  %s  %s  %d pending\n", s.GetSiteId(), name, link, ack, s.GetPendingCount())
 		if len(s.GetRevocations()) == 0 {
 			continue
 		}

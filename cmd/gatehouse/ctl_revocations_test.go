@@ -55,6 +55,10 @@ func TestCtlRevocationsPending(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Site B acknowledged (nothing of the hub's): its last ack time shows.
+	if err := h.State().RecordAck(context.Background(), siteB, replication.Vector{}); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("GATEHOUSE_API_KEY", key)
 	hubURL := "http://" + h.Addr()
 
@@ -63,8 +67,8 @@ func TestCtlRevocationsPending(t *testing.T) {
 		t.Fatalf("pending: exit %d\n%s\n%s", code, out, errs)
 	}
 	t.Log("\n" + out)
-	for _, want := range []string{"site " + siteA + " (Harbour)  disconnected  1 pending", "grant removed", "Ada Lovelace", "Dock staff",
-		"hub/priority/1", "site " + siteB + "  disconnected  0 pending"} {
+	for _, want := range []string{"site " + siteA + " (Harbour)  disconnected  never acknowledged  1 pending", "grant removed", "Ada Lovelace", "Dock staff",
+		"hub/priority/1", "site " + siteB + "  disconnected  last ack 20"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -411,7 +411,10 @@ type SitePendingRevocations struct {
 	// How many revocations are pending at the site, all of them.
 	PendingCount int32 `protobuf:"varint,4,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"`
 	// The oldest pending revocations, oldest first, at most the limit.
-	Revocations   []*PendingRevocation `protobuf:"bytes,5,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	Revocations []*PendingRevocation `protobuf:"bytes,5,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	// When the hub last recorded an acknowledgement of the site (its hello,
+	// ack or pull), Unix milliseconds in the hub's clock; 0 if never.
+	LastAckMs     int64 `protobuf:"varint,6,opt,name=last_ack_ms,json=lastAckMs,proto3" json:"last_ack_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -479,6 +482,13 @@ func (x *SitePendingRevocations) GetRevocations() []*PendingRevocation {
 		return x.Revocations
 	}
 	return nil
+}
+
+func (x *SitePendingRevocations) GetLastAckMs() int64 {
+	if x != nil {
+		return x.LastAckMs
+	}
+	return 0
 }
 
 // PendingRevocation is one revocation the site has not reported applied.
@@ -697,13 +707,14 @@ const file_gatehouse_console_v1_console_proto_rawDesc = "" +
 	"\asite_id\x18\x01 \x01(\tR\x06siteId\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\"d\n" +
 	"\x1eListPendingRevocationsResponse\x12B\n" +
-	"\x05sites\x18\x01 \x03(\v2,.gatehouse.console.v1.SitePendingRevocationsR\x05sites\"\xdc\x01\n" +
+	"\x05sites\x18\x01 \x03(\v2,.gatehouse.console.v1.SitePendingRevocationsR\x05sites\"\xfc\x01\n" +
 	"\x16SitePendingRevocations\x12\x17\n" +
 	"\asite_id\x18\x01 \x01(\tR\x06siteId\x12\x1b\n" +
 	"\tsite_name\x18\x02 \x01(\tR\bsiteName\x12\x1c\n" +
 	"\tconnected\x18\x03 \x01(\bR\tconnected\x12#\n" +
 	"\rpending_count\x18\x04 \x01(\x05R\fpendingCount\x12I\n" +
-	"\vrevocations\x18\x05 \x03(\v2'.gatehouse.console.v1.PendingRevocationR\vrevocations\"\xb8\x03\n" +
+	"\vrevocations\x18\x05 \x03(\v2'.gatehouse.console.v1.PendingRevocationR\vrevocations\x12\x1e\n" +
+	"\vlast_ack_ms\x18\x06 \x01(\x03R\tlastAckMs\"\xb8\x03\n" +
 	"\x11PendingRevocation\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x12\n" +
 	"\x04lane\x18\x02 \x01(\tR\x04lane\x12\x10\n" +
