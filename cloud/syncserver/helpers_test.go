@@ -141,6 +141,8 @@ type testSite struct {
 	clock   *replication.Clock
 	acked   replication.Vector // what the hub acknowledged, last session
 	changed chan struct{}
+	// received lists the vectors of every hello and ack from the hub.
+	received []replication.Vector
 }
 
 func newSite(tb testing.TB, id, token string) *testSite {
@@ -322,6 +324,9 @@ func (ts *testSite) run(ctx context.Context, c syncv1connect.SyncServiceClient) 
 			}
 			sess.MarkDurable(ts.vector())
 			ts.mu.Lock()
+			if m.Type == replication.MsgHello || m.Type == replication.MsgAck {
+				ts.received = append(ts.received, m.Vector.Clone())
+			}
 			ts.acked = sess.PeerAcked()
 			ts.signal()
 			ts.mu.Unlock()

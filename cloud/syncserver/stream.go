@@ -103,7 +103,7 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 		Authorizer: authz.authorize,
 		Clock:      state.Clock(),
 		OnSkew:     s.skews.hook(s.log, site),
-		Durable:    state.SyncVector(),
+		Durable:    s.visibleVector(site, state.SyncVector()),
 		MaxBatch:   s.cfg.MaxBatch,
 	})
 	if err != nil {
@@ -136,7 +136,10 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 		// Everything the state holds is durable: acknowledge it, so the
 		// site learns that the hub holds its own and relayed deltas before
 		// they arrive (acks go out before batches) and never echoes them.
-		sess.MarkDurable(state.SyncVector())
+		// Only what the site may see (Visible): its hellos and acks name
+		// no source it does not receive, and other sites' traffic does
+		// not make an ack.
+		sess.MarkDurable(s.visibleVector(site, state.SyncVector()))
 		if err := s.flush(sess, bs); err != nil {
 			return connectError(err)
 		}

@@ -61,7 +61,7 @@ func (s *Server) Push(ctx context.Context, req *connect.Request[syncv1.PushReque
 		return nil, connectError(err)
 	}
 	s.suspendClaims(ctx, s.log.With("site", site), authz, before)
-	vec := state.SyncVector()
+	vec := s.visibleVector(site, state.SyncVector())
 	if sess.Stats().Held > 0 {
 		return nil, connect.NewError(connect.CodeFailedPrecondition,
 			fmt.Errorf("sync: push of %s from %d: the hub holds it up to %d: %w", src, ds[0].Seq, vec[src], replication.ErrGap))
