@@ -17,6 +17,8 @@
 //	e/device/{id}  accessv1.Device
 //	ev/{seq:8}     accessv1.AccessEvent (this site's event log, seq big-endian)
 //	r/{request id} edgev1.CommandResult (first result of a command with a request ID)
+//	rt/{wall:8}{request id}  empty: the request-ID records by the stamp of
+//	               their command, for pruning after the dedup window (dedup.go)
 //	m/seq          last assigned event sequence number (8 bytes big-endian)
 //	dseq/{device}  a device's event watermark: the highest contiguous device
 //	               sequence number recorded (8 bytes big-endian)
@@ -33,6 +35,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"google.golang.org/protobuf/proto"
@@ -49,9 +52,7 @@ const (
 	prefixEntity = "e/"
 	prefixEvent  = "ev/"
 	// prefixRequest keys the first result of each command that carried a
-	// request ID. Kept for the site's lifetime: request IDs are optional
-	// and set by API clients that retry, so the set grows with those
-	// calls only (pruning by age is still to be built).
+	// request ID, kept at least the dedup window (dedup.go).
 	prefixRequest = "r/"
 	keySeq        = "m/seq"
 	// prefixDevSeq keys each device's event watermark
@@ -99,13 +100,22 @@ type Machine struct {
 	// recorded is closed (and replaced) when a committed entry or a load
 	// may have added events to the event log; see EventsRecorded.
 	recorded chan struct{}
+
+	// window is the dedup window; rtOldest a lower bound of the stamp of
+	// the oldest request-ID record (pruning is skipped while nothing can
+	// be expired); rtRaise asks Committed to re-read it from db after a
+	// pruning (dedup.go).
+	window   time.Duration
+	rtOldest int64
+	rtRaise  bool
+	db       *badger.DB
 }
 
 // New returns an empty machine for the given site.
 func New(site access.ID, log *slog.Logger) *Machine {
 	return &Machine{site: site, log: log.With("site", string(site)), st: access.NewState(),
 		devSeq: map[access.ID]uint64{}, changed: make(chan struct{}), recorded: make(chan struct{}),
-		rep: replication.NewReplica()}
+		rep: replication.NewReplica(), window: DefaultDedupWindow}
 }
 
 // Changed returns a channel that is closed the next time the applied state
@@ -149,6 +159,7 @@ func (m *Machine) notify(changed, events bool) {
 // Committed implements raftnode.Committer: it signals EventsRecorded when
 // the entry recorded events, and Changed when it did anything else.
 func (m *Machine) Committed(_ uint64, cmds []*raftv1.Command, results []*edgev1.CommandResult) {
+	m.raiseRequestOldest()
 	changed, events := false, false
 	for i, c := range cmds {
 		if i < len(results) && results[i].GetErrorCode() != "" {
@@ -211,9 +222,13 @@ func (m *Machine) Load(db *badger.DB) error {
 	devSeq := map[access.ID]uint64{}
 	var rep *replication.Replica
 	var last replication.Stamp
+	var rtOldest int64
 	err := db.View(func(txn *badger.Txn) error {
 		var err error
 		if rep, last, err = loadReplica(txn, string(m.site)); err != nil {
+			return err
+		}
+		if rtOldest, err = loadRequestOldest(txn); err != nil {
 			return err
 		}
 		if item, err := txn.Get([]byte(keySeq)); err == nil {
@@ -261,6 +276,7 @@ func (m *Machine) Load(db *badger.DB) error {
 	m.mu.Lock()
 	m.st, m.seq, m.devSeq = st, seq, devSeq
 	m.rep, m.last = rep, last
+	m.rtOldest, m.rtRaise, m.db = rtOldest, false, db
 	vec := rep.Vector()
 	m.memoIndex, m.seqMemo, m.devMemo, m.repMemo, m.deskMemo = 0, nil, nil, nil, nil
 	m.mu.Unlock()
@@ -368,6 +384,9 @@ func (m *Machine) Apply(txn *badger.Txn, index uint64, cmd *raftv1.Command) (*ed
 		case !errors.Is(err, badger.ErrKeyNotFound):
 			return nil, err
 		}
+		if err := m.pruneRequests(txn, cmd); err != nil {
+			return nil, err
+		}
 	}
 	m.resetMemo(index)
 	res := &edgev1.CommandResult{}
@@ -388,7 +407,11 @@ func (m *Machine) Apply(txn *badger.Txn, index uint64, cmd *raftv1.Command) (*ed
 	if rid != "" {
 		rec := proto.CloneOf(res)
 		rec.Index = index
-		if err := put(txn, requestKey(rid), rec); err != nil {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(rec)
+		if err != nil {
+			return nil, err
+		}
+		if err := m.putRequest(txn, cmd, rid, b); err != nil {
 			return nil, err
 		}
 	}
