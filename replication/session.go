@@ -55,13 +55,17 @@ const (
 	// MsgAck acknowledges the sender's durable vector: everything up to
 	// Vector is durable at the sender and need not be sent again.
 	MsgAck
+	// MsgDigest carries Digests: the sender's chain hashes of sources both
+	// ends hold, or a step of narrowing a mismatch (docs/replication.md
+	// §11).
+	MsgDigest
 )
 
-var msgNames = []string{MsgHello: "hello", MsgBatch: "batch", MsgAck: "ack"}
+var msgNames = []string{MsgHello: "hello", MsgBatch: "batch", MsgAck: "ack", MsgDigest: "digest"}
 
-// String returns "hello", "batch" or "ack".
+// String returns "hello", "batch", "ack" or "digest".
 func (t MsgType) String() string {
-	if t >= MsgHello && t <= MsgAck {
+	if t >= MsgHello && t <= MsgDigest {
 		return msgNames[t]
 	}
 	return "unknown"
@@ -75,6 +79,8 @@ type Message struct {
 	Vector Vector
 	Source Source
 	Deltas []Delta
+	// Digests are the entries of a MsgDigest.
+	Digests []DigestEntry
 }
 
 // SessionConfig configures a Session.
@@ -112,6 +118,18 @@ type SessionConfig struct {
 	// before them is filled (default 64); beyond it they are dropped and
 	// the sender resends them after Resend.
 	MaxPending int
+	// Digests computes the chain hashes of digest messages; nil makes the
+	// session use one of its own (built up on the first digest).
+	Digests *Digester
+	// DigestLog is what digests are computed over: every source this side
+	// holds (the sources it sends and those it receives). Default Log;
+	// without either, received digests are ignored.
+	DigestLog Log
+	// OnDivergence, when set, is called once per source when a digest
+	// exchange finds the first delta that differs between the two ends
+	// (also reported by Divergences). It is called on the goroutine
+	// driving the session.
+	OnDivergence func(Divergence)
 }
 
 // SessionStats counts what a session did.
@@ -127,6 +145,9 @@ type SessionStats struct {
 	// SkewedRevocations counts revocation-only deltas received with a
 	// stamp beyond the skew guard and taken without observing the stamp.
 	SkewedRevocations int
+	// DigestsSent and DigestsReceived count digest messages;
+	// DigestsMatched counts received entries whose hash matched ours.
+	DigestsSent, DigestsReceived, DigestsMatched int
 }
 
 // RevocationOnly reports whether every op of d takes access away (a
@@ -177,6 +198,10 @@ type Session struct {
 	needAck  bool
 	pending  []Message // batches held back behind a gap
 	stats    SessionStats
+
+	digestDue   bool          // QueueDigest asked for a digest
+	digestOut   []DigestEntry // answers to the peer's digests
+	divergences []Divergence
 }
 
 // NewSession returns a session configured by cfg. It returns an Invalid
@@ -197,6 +222,12 @@ func NewSession(cfg SessionConfig) (*Session, error) {
 	}
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 64
+	}
+	if cfg.DigestLog == nil {
+		cfg.DigestLog = cfg.Log
+	}
+	if cfg.Digests == nil {
+		cfg.Digests = NewDigester()
 	}
 	d := cfg.Durable.Clone()
 	return &Session{cfg: cfg, acked: Vector{}, sent: Vector{}, durable: d, lastAck: d.Clone()}, nil
@@ -219,7 +250,13 @@ func (s *Session) Next() (Message, bool, error) {
 		s.lastAck = s.durable.Clone()
 		return Message{Type: MsgAck, Vector: s.durable.Clone()}, true, nil
 	}
-	if !s.peerOpen || s.cfg.Log == nil {
+	if !s.peerOpen {
+		return Message{}, false, nil
+	}
+	if m, ok, err := s.nextDigest(); ok || err != nil {
+		return m, ok, err
+	}
+	if s.cfg.Log == nil {
 		return Message{}, false, nil
 	}
 	have := s.cfg.Log.Vector()
@@ -275,6 +312,8 @@ func (s *Session) Receive(m Message) error {
 	case MsgAck:
 		s.acked = s.acked.Merge(m.Vector)
 		return nil
+	case MsgDigest:
+		return s.receiveDigest(m.Digests)
 	case MsgBatch:
 		if s.cfg.Store == nil {
 			return access.Errorf(access.Invalid, "replication.Session: batch for a send-only session: %w", ErrSession)
@@ -446,3 +485,113 @@ func (s *Session) Synced() bool {
 
 // Stats returns what the session did so far.
 func (s *Session) Stats() SessionStats { return s.stats }
+
+// QueueDigest makes the session send, once the peer's hello has arrived, a
+// digest of every source both ends hold: per source in the DigestLog, the
+// chain hash at the lower of what this side holds and what the peer has
+// acknowledged. The caller calls it periodically and after reconnecting.
+// Equal logs cost that one message; the peer answers only a mismatch.
+func (s *Session) QueueDigest() { s.digestDue = s.cfg.DigestLog != nil }
+
+// nextDigest returns the digest message due, if any.
+func (s *Session) nextDigest() (Message, bool, error) {
+	var es []DigestEntry
+	if s.digestDue {
+		s.digestDue = false
+		have := s.cfg.DigestLog.Vector()
+		for _, src := range have.Sources() {
+			seq := min(have[src], s.acked[src])
+			if seq == 0 {
+				continue
+			}
+			h, err := s.cfg.Digests.Digest(s.cfg.DigestLog, src, seq)
+			if err != nil {
+				return Message{}, false, err
+			}
+			es = append(es, DigestEntry{Source: src, Seq: seq, Hash: h})
+		}
+	}
+	es = append(es, s.digestOut...)
+	s.digestOut = nil
+	if len(es) == 0 {
+		return Message{}, false, nil
+	}
+	if len(es) > maxDigestEntries {
+		s.digestOut, es = es[maxDigestEntries:], es[:maxDigestEntries]
+	}
+	s.stats.DigestsSent++
+	return Message{Type: MsgDigest, Digests: es}, true, nil
+}
+
+// receiveDigest checks the peer's digest entries against our chains and
+// queues the answers: nothing for a match, the next step of the bisection
+// for a mismatch, and a Diverged entry once the first differing delta is
+// found (recorded on both ends). Entries of sources or sequence numbers we
+// do not hold are skipped. It returns an Invalid error wrapping
+// ErrBadEncoding for a malformed entry or too many, applying nothing.
+func (s *Session) receiveDigest(es []DigestEntry) error {
+	if len(es) > maxDigestEntries {
+		return access.Errorf(access.Invalid, "digest: %d entries, at most %d: %w", len(es), maxDigestEntries, ErrBadEncoding)
+	}
+	for _, e := range es {
+		if err := e.Validate(); err != nil {
+			return err
+		}
+	}
+	s.stats.DigestsReceived++
+	if s.cfg.DigestLog == nil {
+		return nil
+	}
+	have := s.cfg.DigestLog.Vector()
+	for _, e := range es {
+		if e.Diverged {
+			s.diverged(Divergence{Source: e.Source, Seq: e.Seq})
+			continue
+		}
+		if e.Seq > have[e.Source] || e.Hi > have[e.Source] {
+			continue // not held here (yet)
+		}
+		mine, err := s.cfg.Digests.Digest(s.cfg.DigestLog, e.Source, e.Seq)
+		if err != nil {
+			return err
+		}
+		lo, hi := e.Lo, e.Seq
+		if mine == e.Hash {
+			s.stats.DigestsMatched++
+			if e.Hi == 0 {
+				continue
+			}
+			lo, hi = e.Seq, e.Hi
+		}
+		if hi-lo == 1 {
+			d := Divergence{Source: e.Source, Seq: hi}
+			s.diverged(d)
+			s.digestOut = append(s.digestOut, DigestEntry{Source: e.Source, Seq: hi, Diverged: true})
+			continue
+		}
+		mid := lo + (hi-lo)/2
+		h, err := s.cfg.Digests.Digest(s.cfg.DigestLog, e.Source, mid)
+		if err != nil {
+			return err
+		}
+		s.digestOut = append(s.digestOut, DigestEntry{Source: e.Source, Lo: lo, Seq: mid, Hi: hi, Hash: h})
+	}
+	return nil
+}
+
+// diverged records d once per source and reports it.
+func (s *Session) diverged(d Divergence) {
+	for _, x := range s.divergences {
+		if x.Source == d.Source {
+			return
+		}
+	}
+	s.divergences = append(s.divergences, d)
+	if s.cfg.OnDivergence != nil {
+		s.cfg.OnDivergence(d)
+	}
+}
+
+// Divergences returns the sources found to differ between the two ends in
+// this session, each with the first sequence number that differs.
+func (s *Session) Divergences() []Divergence { return slices.Clone(s.divergences) }
