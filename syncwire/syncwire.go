@@ -38,6 +38,12 @@ func ToWire(origin string, m replication.Message) (*syncv1.SessionMessage, error
 			return nil, err
 		}
 		out.Kind = &syncv1.SessionMessage_Batch{Batch: b}
+	case replication.MsgDigest:
+		b, err := replication.MarshalDigests(m.Digests)
+		if err != nil {
+			return nil, err
+		}
+		out.Kind = &syncv1.SessionMessage_Digest{Digest: &syncv1.Digest{Entries: b}}
 	default:
 		return nil, access.Errorf(access.Invalid, "sync: message type %s: %w", m.Type, ErrBadMessage)
 	}
@@ -71,7 +77,8 @@ func wireLane(l replication.Lane) syncv1.Lane {
 
 // FromWire decodes a session message received from sender. It returns an
 // invalid error wrapping ErrBadMessage when the message names another origin
-// than sender, has no kind, or holds a malformed vector, lane or delta.
+// than sender, has no kind, or holds a malformed vector, lane, delta or
+// digest.
 func FromWire(sender string, pm *syncv1.SessionMessage) (replication.Message, error) {
 	if pm == nil {
 		return replication.Message{}, access.Errorf(access.Invalid, "sync: empty message: %w", ErrBadMessage)
@@ -89,8 +96,14 @@ func FromWire(sender string, pm *syncv1.SessionMessage) (replication.Message, er
 	case *syncv1.SessionMessage_Batch:
 		src, ds, err := BatchFromWire(k.Batch)
 		return replication.Message{Type: replication.MsgBatch, Source: src, Deltas: ds}, err
+	case *syncv1.SessionMessage_Digest:
+		es, err := replication.UnmarshalDigests(k.Digest.GetEntries())
+		if err != nil {
+			return replication.Message{}, access.Errorf(access.Invalid, "sync: digest: %w: %w", ErrBadMessage, err)
+		}
+		return replication.Message{Type: replication.MsgDigest, Digests: es}, nil
 	}
-	return replication.Message{}, access.Errorf(access.Invalid, "sync: message without hello, batch or ack: %w", ErrBadMessage)
+	return replication.Message{}, access.Errorf(access.Invalid, "sync: message without hello, batch, ack or digest: %w", ErrBadMessage)
 }
 
 // VectorFromWire decodes a vector; empty bytes are the empty vector.

@@ -27,6 +27,8 @@ func FuzzFromWire(f *testing.F) {
 		{Type: replication.MsgHello, Vector: replication.Vector{{Origin: siteA, Lane: replication.LaneNormal}: 3}},
 		{Type: replication.MsgAck, Vector: replication.Vector{}},
 		{Type: replication.MsgBatch, Source: d.Source(), Deltas: []replication.Delta{d}},
+		{Type: replication.MsgDigest, Digests: []replication.DigestEntry{{Source: d.Source(), Seq: 3, Hash: replication.Hash{7}},
+			{Source: d.Source(), Lo: 1, Seq: 2, Hi: 3}, {Source: d.Source(), Seq: 2, Diverged: true}}},
 	} {
 		pm, err := syncwire.ToWire(siteA, m)
 		if err != nil {
@@ -52,7 +54,8 @@ func FuzzFromWire(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded message refused: %v", err)
 		}
-		if m.Type != m2.Type || !m.Vector.Equal(m2.Vector) || m.Source != m2.Source || len(m.Deltas) != len(m2.Deltas) {
+		if m.Type != m2.Type || !m.Vector.Equal(m2.Vector) || m.Source != m2.Source || len(m.Deltas) != len(m2.Deltas) ||
+			fmt.Sprint(m.Digests) != fmt.Sprint(m2.Digests) {
 			t.Fatalf("round trip changed %+v into %+v", m, m2)
 		}
 	})

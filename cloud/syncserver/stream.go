@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -105,6 +106,11 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 		OnSkew:     s.skews.hook(s.log, site),
 		Durable:    s.visibleVector(site, state.SyncVector()),
 		MaxBatch:   s.cfg.MaxBatch,
+		// Digests are computed over every source the hub holds (the
+		// scoped log leaves out the site's own).
+		DigestLog:    state,
+		Digests:      s.digests,
+		OnDivergence: s.diverged(log, site),
 	})
 	if err != nil {
 		return connectError(err)
@@ -131,6 +137,13 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 		}
 	}()
 
+	var digestTick <-chan time.Time
+	if s.cfg.DigestInterval > 0 {
+		sess.QueueDigest() // sent once the site's hello has arrived
+		t := time.NewTicker(s.cfg.DigestInterval)
+		defer t.Stop()
+		digestTick = t.C
+	}
 	for {
 		changed := state.Changed()
 		// Everything the state holds is durable: acknowledge it, so the
@@ -169,6 +182,8 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 				return err
 			}
 			s.suspendClaims(ctx, log, authz, before)
+		case <-digestTick:
+			sess.QueueDigest()
 		case <-changed:
 			if state.Closed() {
 				return connect.NewError(connect.CodeUnavailable, errEnded)

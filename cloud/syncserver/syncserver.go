@@ -35,6 +35,8 @@ const (
 	DefaultLeaseTTL        = 30 * time.Second
 	DefaultMaxMessageBytes = 8 << 20
 	DefaultMaxBatch        = 256
+	// DefaultDigestInterval is Config.DigestInterval's default.
+	DefaultDigestInterval = 5 * time.Minute
 )
 
 // Config configures a Server.
@@ -57,6 +59,11 @@ type Config struct {
 	// MaxBatch is the most deltas per batch the hub sends. Default
 	// DefaultMaxBatch.
 	MaxBatch int
+	// DigestInterval is how often the hub sends each connected site a
+	// digest of the sources both hold (and once as each stream opens);
+	// a mismatch is narrowed to the first differing delta and reported
+	// (Divergences). Default DefaultDigestInterval; negative: never.
+	DigestInterval time.Duration
 	// RelayAll sends every site every source the hub holds, except
 	// access events, which the hub never relays. By default a site
 	// receives only what concerns it, source by source (Scope).
@@ -80,6 +87,10 @@ type Server struct {
 	wg      sync.WaitGroup
 
 	skews skews // sites' stamps beyond the skew guard (skew.go)
+
+	digests     *replication.Digester // hash chains of the hub's sources (digest.go)
+	divergedMu  sync.Mutex
+	divergences map[string][]replication.Divergence // per site
 }
 
 // New returns a server for cfg, or an error naming a missing field.
@@ -107,12 +118,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
+	if cfg.DigestInterval == 0 {
+		cfg.DigestInterval = DefaultDigestInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{cfg: cfg, log: cfg.Logger.With("component", "sync"), ctx: ctx, cancel: cancel,
-		streams: map[string]*stream{}, leases: map[string]*siteLease{}}, nil
+		streams: map[string]*stream{}, leases: map[string]*siteLease{}, digests: replication.NewDigester()}, nil
 }
 
 // Handler returns the path and handler to mount on the hub's mux. Serve it

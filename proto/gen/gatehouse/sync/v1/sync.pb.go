@@ -195,6 +195,7 @@ type SessionMessage struct {
 	//	*SessionMessage_Hello
 	//	*SessionMessage_Batch
 	//	*SessionMessage_Ack
+	//	*SessionMessage_Digest
 	Kind          isSessionMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -271,6 +272,15 @@ func (x *SessionMessage) GetAck() *Ack {
 	return nil
 }
 
+func (x *SessionMessage) GetDigest() *Digest {
+	if x != nil {
+		if x, ok := x.Kind.(*SessionMessage_Digest); ok {
+			return x.Digest
+		}
+	}
+	return nil
+}
+
 type isSessionMessage_Kind interface {
 	isSessionMessage_Kind()
 }
@@ -290,11 +300,19 @@ type SessionMessage_Ack struct {
 	Ack *Ack `protobuf:"bytes,4,opt,name=ack,proto3,oneof"`
 }
 
+type SessionMessage_Digest struct {
+	// Chain hashes of sources both ends hold, or a step of narrowing a
+	// mismatch (docs/replication.md, digests).
+	Digest *Digest `protobuf:"bytes,5,opt,name=digest,proto3,oneof"`
+}
+
 func (*SessionMessage_Hello) isSessionMessage_Kind() {}
 
 func (*SessionMessage_Batch) isSessionMessage_Kind() {}
 
 func (*SessionMessage_Ack) isSessionMessage_Kind() {}
+
+func (*SessionMessage_Digest) isSessionMessage_Kind() {}
 
 // Hello opens a session.
 type Hello struct {
@@ -455,6 +473,54 @@ func (x *Ack) GetVector() []byte {
 	return nil
 }
 
+// Digest carries digest entries: per source, the sender's hash chain over
+// the source's deltas up to a sequence number, and the range a mismatch is
+// being narrowed to.
+type Digest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entries, in the replication.MarshalDigests binary encoding.
+	Entries       []byte `protobuf:"bytes,1,opt,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Digest) Reset() {
+	*x = Digest{}
+	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Digest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Digest) ProtoMessage() {}
+
+func (x *Digest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Digest.ProtoReflect.Descriptor instead.
+func (*Digest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_sync_v1_sync_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Digest) GetEntries() []byte {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 // PushRequest hands the hub a batch of the caller's own deltas.
 type PushRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -468,7 +534,7 @@ type PushRequest struct {
 
 func (x *PushRequest) Reset() {
 	*x = PushRequest{}
-	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[6]
+	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +546,7 @@ func (x *PushRequest) String() string {
 func (*PushRequest) ProtoMessage() {}
 
 func (x *PushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[6]
+	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +559,7 @@ func (x *PushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRequest.ProtoReflect.Descriptor instead.
 func (*PushRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_sync_v1_sync_proto_rawDescGZIP(), []int{6}
+	return file_gatehouse_sync_v1_sync_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PushRequest) GetOrigin() string {
@@ -524,7 +590,7 @@ type PushResponse struct {
 
 func (x *PushResponse) Reset() {
 	*x = PushResponse{}
-	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[7]
+	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +602,7 @@ func (x *PushResponse) String() string {
 func (*PushResponse) ProtoMessage() {}
 
 func (x *PushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[7]
+	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +615,7 @@ func (x *PushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResponse.ProtoReflect.Descriptor instead.
 func (*PushResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_sync_v1_sync_proto_rawDescGZIP(), []int{7}
+	return file_gatehouse_sync_v1_sync_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PushResponse) GetOrigin() string {
@@ -581,7 +647,7 @@ type PullRequest struct {
 
 func (x *PullRequest) Reset() {
 	*x = PullRequest{}
-	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[8]
+	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +659,7 @@ func (x *PullRequest) String() string {
 func (*PullRequest) ProtoMessage() {}
 
 func (x *PullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[8]
+	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +672,7 @@ func (x *PullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullRequest.ProtoReflect.Descriptor instead.
 func (*PullRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_sync_v1_sync_proto_rawDescGZIP(), []int{8}
+	return file_gatehouse_sync_v1_sync_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PullRequest) GetOrigin() string {
@@ -649,7 +715,7 @@ type PullResponse struct {
 
 func (x *PullResponse) Reset() {
 	*x = PullResponse{}
-	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[9]
+	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +727,7 @@ func (x *PullResponse) String() string {
 func (*PullResponse) ProtoMessage() {}
 
 func (x *PullResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[9]
+	mi := &file_gatehouse_sync_v1_sync_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +740,7 @@ func (x *PullResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullResponse.ProtoReflect.Descriptor instead.
 func (*PullResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_sync_v1_sync_proto_rawDescGZIP(), []int{9}
+	return file_gatehouse_sync_v1_sync_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PullResponse) GetOrigin() string {
@@ -713,12 +779,13 @@ const file_gatehouse_sync_v1_sync_proto_rawDesc = "" +
 	"\vSyncRequest\x12;\n" +
 	"\amessage\x18\x01 \x01(\v2!.gatehouse.sync.v1.SessionMessageR\amessage\"K\n" +
 	"\fSyncResponse\x12;\n" +
-	"\amessage\x18\x01 \x01(\v2!.gatehouse.sync.v1.SessionMessageR\amessage\"\xc0\x01\n" +
+	"\amessage\x18\x01 \x01(\v2!.gatehouse.sync.v1.SessionMessageR\amessage\"\xf5\x01\n" +
 	"\x0eSessionMessage\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\tR\x06origin\x120\n" +
 	"\x05hello\x18\x02 \x01(\v2\x18.gatehouse.sync.v1.HelloH\x00R\x05hello\x120\n" +
 	"\x05batch\x18\x03 \x01(\v2\x18.gatehouse.sync.v1.BatchH\x00R\x05batch\x12*\n" +
-	"\x03ack\x18\x04 \x01(\v2\x16.gatehouse.sync.v1.AckH\x00R\x03ackB\x06\n" +
+	"\x03ack\x18\x04 \x01(\v2\x16.gatehouse.sync.v1.AckH\x00R\x03ack\x123\n" +
+	"\x06digest\x18\x05 \x01(\v2\x19.gatehouse.sync.v1.DigestH\x00R\x06digestB\x06\n" +
 	"\x04kind\"\x1f\n" +
 	"\x05Hello\x12\x16\n" +
 	"\x06vector\x18\x01 \x01(\fR\x06vector\"q\n" +
@@ -727,7 +794,9 @@ const file_gatehouse_sync_v1_sync_proto_rawDesc = "" +
 	"\x04lane\x18\x02 \x01(\x0e2\x17.gatehouse.sync.v1.LaneR\x04lane\x12\x16\n" +
 	"\x06deltas\x18\x03 \x03(\fR\x06deltas\"\x1d\n" +
 	"\x03Ack\x12\x16\n" +
-	"\x06vector\x18\x01 \x01(\fR\x06vector\"U\n" +
+	"\x06vector\x18\x01 \x01(\fR\x06vector\"\"\n" +
+	"\x06Digest\x12\x18\n" +
+	"\aentries\x18\x01 \x01(\fR\aentries\"U\n" +
 	"\vPushRequest\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\tR\x06origin\x12.\n" +
 	"\x05batch\x18\x02 \x01(\v2\x18.gatehouse.sync.v1.BatchR\x05batch\">\n" +
@@ -768,7 +837,7 @@ func file_gatehouse_sync_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_gatehouse_sync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_gatehouse_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_gatehouse_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_gatehouse_sync_v1_sync_proto_goTypes = []any{
 	(Lane)(0),              // 0: gatehouse.sync.v1.Lane
 	(*SyncRequest)(nil),    // 1: gatehouse.sync.v1.SyncRequest
@@ -777,10 +846,11 @@ var file_gatehouse_sync_v1_sync_proto_goTypes = []any{
 	(*Hello)(nil),          // 4: gatehouse.sync.v1.Hello
 	(*Batch)(nil),          // 5: gatehouse.sync.v1.Batch
 	(*Ack)(nil),            // 6: gatehouse.sync.v1.Ack
-	(*PushRequest)(nil),    // 7: gatehouse.sync.v1.PushRequest
-	(*PushResponse)(nil),   // 8: gatehouse.sync.v1.PushResponse
-	(*PullRequest)(nil),    // 9: gatehouse.sync.v1.PullRequest
-	(*PullResponse)(nil),   // 10: gatehouse.sync.v1.PullResponse
+	(*Digest)(nil),         // 7: gatehouse.sync.v1.Digest
+	(*PushRequest)(nil),    // 8: gatehouse.sync.v1.PushRequest
+	(*PushResponse)(nil),   // 9: gatehouse.sync.v1.PushResponse
+	(*PullRequest)(nil),    // 10: gatehouse.sync.v1.PullRequest
+	(*PullResponse)(nil),   // 11: gatehouse.sync.v1.PullResponse
 }
 var file_gatehouse_sync_v1_sync_proto_depIdxs = []int32{
 	3,  // 0: gatehouse.sync.v1.SyncRequest.message:type_name -> gatehouse.sync.v1.SessionMessage
@@ -788,20 +858,21 @@ var file_gatehouse_sync_v1_sync_proto_depIdxs = []int32{
 	4,  // 2: gatehouse.sync.v1.SessionMessage.hello:type_name -> gatehouse.sync.v1.Hello
 	5,  // 3: gatehouse.sync.v1.SessionMessage.batch:type_name -> gatehouse.sync.v1.Batch
 	6,  // 4: gatehouse.sync.v1.SessionMessage.ack:type_name -> gatehouse.sync.v1.Ack
-	0,  // 5: gatehouse.sync.v1.Batch.lane:type_name -> gatehouse.sync.v1.Lane
-	5,  // 6: gatehouse.sync.v1.PushRequest.batch:type_name -> gatehouse.sync.v1.Batch
-	5,  // 7: gatehouse.sync.v1.PullResponse.batches:type_name -> gatehouse.sync.v1.Batch
-	1,  // 8: gatehouse.sync.v1.SyncService.Sync:input_type -> gatehouse.sync.v1.SyncRequest
-	7,  // 9: gatehouse.sync.v1.SyncService.Push:input_type -> gatehouse.sync.v1.PushRequest
-	9,  // 10: gatehouse.sync.v1.SyncService.Pull:input_type -> gatehouse.sync.v1.PullRequest
-	2,  // 11: gatehouse.sync.v1.SyncService.Sync:output_type -> gatehouse.sync.v1.SyncResponse
-	8,  // 12: gatehouse.sync.v1.SyncService.Push:output_type -> gatehouse.sync.v1.PushResponse
-	10, // 13: gatehouse.sync.v1.SyncService.Pull:output_type -> gatehouse.sync.v1.PullResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	7,  // 5: gatehouse.sync.v1.SessionMessage.digest:type_name -> gatehouse.sync.v1.Digest
+	0,  // 6: gatehouse.sync.v1.Batch.lane:type_name -> gatehouse.sync.v1.Lane
+	5,  // 7: gatehouse.sync.v1.PushRequest.batch:type_name -> gatehouse.sync.v1.Batch
+	5,  // 8: gatehouse.sync.v1.PullResponse.batches:type_name -> gatehouse.sync.v1.Batch
+	1,  // 9: gatehouse.sync.v1.SyncService.Sync:input_type -> gatehouse.sync.v1.SyncRequest
+	8,  // 10: gatehouse.sync.v1.SyncService.Push:input_type -> gatehouse.sync.v1.PushRequest
+	10, // 11: gatehouse.sync.v1.SyncService.Pull:input_type -> gatehouse.sync.v1.PullRequest
+	2,  // 12: gatehouse.sync.v1.SyncService.Sync:output_type -> gatehouse.sync.v1.SyncResponse
+	9,  // 13: gatehouse.sync.v1.SyncService.Push:output_type -> gatehouse.sync.v1.PushResponse
+	11, // 14: gatehouse.sync.v1.SyncService.Pull:output_type -> gatehouse.sync.v1.PullResponse
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_sync_v1_sync_proto_init() }
@@ -813,6 +884,7 @@ func file_gatehouse_sync_v1_sync_proto_init() {
 		(*SessionMessage_Hello)(nil),
 		(*SessionMessage_Batch)(nil),
 		(*SessionMessage_Ack)(nil),
+		(*SessionMessage_Digest)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -820,7 +892,7 @@ func file_gatehouse_sync_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_sync_v1_sync_proto_rawDesc), len(file_gatehouse_sync_v1_sync_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

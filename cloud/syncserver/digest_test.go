@@ -1,0 +1,86 @@
+package syncserver_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/cloud/syncserver"
+	"github.com/gatehouse/gatehouse/replication"
+)
+
+// pollUntil polls cond until it holds or the wait times out.
+func pollUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, not waiting for time to pass
+	}
+}
+
+// TestDigestsOverStream: over a real stream, the hub's digest as each
+// stream opens finds nothing on equal logs; when the site's store holds
+// one of its own deltas silently changed (same sequence number, other
+// contents), the next stream's digest exchange narrows it to that delta,
+// the hub reports the divergence (Divergences, an error log), and nothing
+// is replaced on either side; the sync itself goes on.
+func TestDigestsOverStream(t *testing.T) {
+	h := MustOpenHub(t, t.TempDir(), func(c *syncserver.Config) { c.DigestInterval = time.Hour })
+	a := newSite(t, siteA, tokenA)
+	_, group := seedSite(t, a)
+	a.visits(t, 0, 200)
+	hubCardholder(t, h, tid(200), group, 4711)
+	stop := a.start(h.client())
+	converged(t, h, a)
+	// The digest was queued as the stream opened; an ack after it shows
+	// it was exchanged (messages are handled in order on each side).
+	a.write(t, replication.KindZone, string(tid(500)), replication.SetOp("site", siteA), replication.SetOp("name", "z"))
+	converged(t, h, a)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := h.server.Divergences(siteA); len(d) != 0 {
+		t.Fatalf("divergences %v on equal logs", d)
+	}
+
+	// The site's store silently holds another delta under seq 77.
+	src := replication.Source{Origin: siteA, Lane: replication.LaneNormal}
+	const bad = 77
+	a.mu.Lock()
+	fresh := replication.NewReplica()
+	for _, s := range a.rep.Vector().Sources() {
+		ds, _ := a.rep.Deltas(s, 0, 0)
+		for _, d := range ds {
+			if s == src && d.Seq == bad {
+				d.Ops = []replication.Op{replication.SetOp("until", replication.TimeValue(time.Unix(1_950_000_000, 0)))}
+			}
+			if _, err := fresh.Apply(d); err != nil {
+				a.mu.Unlock()
+				t.Fatal(err)
+			}
+		}
+	}
+	a.rep = fresh
+	a.mu.Unlock()
+
+	stop = a.start(h.client())
+	want := replication.Divergence{Source: src, Seq: bad}
+	pollUntil(t, "the hub to report the divergence", func() bool { return len(h.server.Divergences(siteA)) > 0 })
+	if d := h.server.Divergences(siteA); len(d) != 1 || d[0] != want {
+		t.Fatalf("divergences %v, want %v", d, want)
+	}
+	a.write(t, replication.KindZone, string(tid(501)), replication.SetOp("site", siteA), replication.SetOp("name", "after"))
+	converged2 := func() bool { return h.state.Vector()[src] == a.vector()[src] }
+	pollUntil(t, "the site's next change at the hub", converged2)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing replaced: the hub keeps its delta 77, the site its own.
+	hd, _ := h.state.Deltas(src, bad-1, 1)
+	sd, _ := a.rep.Deltas(src, bad-1, 1)
+	if len(hd) != 1 || len(sd) != 1 || hd[0].Ops[0].Field == sd[0].Ops[0].Field && hd[0].Ops[0].Value == sd[0].Ops[0].Value && len(hd[0].Ops) == len(sd[0].Ops) {
+		t.Fatalf("delta %d: hub %+v, site %+v: want both kept, different", bad, hd, sd)
+	}
+}
