@@ -24,6 +24,9 @@ type Invitation struct {
 	Escorted   bool
 }
 
+// qrPixelsPerModule is the size of one QR module in the invitation's PNG.
+const qrPixelsPerModule = 5
+
 // QRContentID is the content ID of the QR code image in an invitation.
 const QRContentID = "qr@gatehouse"
 
@@ -51,7 +54,10 @@ func RenderInvitation(in Invitation) (Message, error) {
 		loc = time.UTC
 	}
 	when := in.From.In(loc).Format("Monday 2 January 2006, 15:04") + "–" + in.Until.In(loc).Format("15:04 MST")
-	png, err := qrcode.Encode(in.Token, qrcode.Medium, 256)
+	// A whole number of pixels per module (a negative size to go-qrcode):
+	// scaled to a fixed size, modules straddle pixels and readers
+	// misjudge the format bits of some codes.
+	png, err := qrcode.Encode(in.Token, qrcode.Medium, -qrPixelsPerModule)
 	if err != nil {
 		return Message{}, fmt.Errorf("%w: qr code: %v", ErrBadMessage, err)
 	}

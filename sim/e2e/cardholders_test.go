@@ -125,6 +125,8 @@ func TestOfflineAccessAtACutOffController(t *testing.T) {
 		})
 	}
 	cacheIs("only the offline-access card in the controller's cache", offlineCard)
+	// Both people reach the site by replication, not necessarily together.
+	decides(t, "both cards granted at the site", []*testSite{s}, onlineCard, map[access.ID]access.Reason{door: access.ReasonGranted})
 
 	// Online, the site decides both.
 	for _, c := range []access.CardNumber{offlineCard, onlineCard} {
