@@ -115,6 +115,9 @@ type Config struct {
 	// (default 250 ms). With the signal no poll runs unless EventPoll is
 	// set; then it runs as well, as a safety net.
 	EventPoll time.Duration
+	// DigestInterval is how often a session sends the hub a digest
+	// (digest.go; default DefaultDigestInterval, negative: never).
+	DigestInterval time.Duration
 	// Logger receives the uplink's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -164,6 +167,7 @@ type Uplink struct {
 	mu     sync.Mutex
 	status Status
 	acked  replication.Vector // what the hub acknowledged of our sources
+	digest digestState        // divergences found (digest.go)
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -382,9 +386,11 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 			}
 			return nil
 		},
-		Clock:    clock,
-		Durable:  u.durable(),
-		MaxBatch: u.cfg.MaxBatch,
+		Clock:        clock,
+		Durable:      u.durable(),
+		MaxBatch:     u.cfg.MaxBatch,
+		DigestLog:    digestLog{u.site},
+		OnDivergence: u.diverged,
 	})
 	if err != nil {
 		return false, err
@@ -494,6 +500,8 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 		evTick = t.C
 	}
 	signaller, _ := u.site.(EventSignaller)
+	digestTick, stopDigests := u.digestTicker(sess)
+	defer stopDigests()
 	for {
 		changed := u.site.Changed()
 		var recorded <-chan struct{} // nil: never ready
@@ -525,6 +533,8 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 			case <-recorded:
 			case <-ready:
 			case <-evTick:
+			case <-digestTick:
+				sess.QueueDigest()
 			}
 			continue
 		}
