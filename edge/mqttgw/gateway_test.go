@@ -434,7 +434,11 @@ func TestDuplicateTap(t *testing.T) {
 
 	// After a reconnect, as a device retries an unanswered tap, even with
 	// another card in it: the key is (device, request ID).
+	// The broker must be done with the old connection first: a session
+	// taken over by the same client ID while the old one is still closing
+	// can lose the new one's subscription (seen under load).
 	reader.c.Disconnect(50)
+	waitFor(t, "the old reader connection gone", func() bool { return metric(t, reg, "clients_connected", nil) == 1 })
 	reader = mustDial(t, g.Addr(), s.reader)
 	reader.tap("dup:1", s.main, cardNoGroup)
 	if _, b := reader.decision("dup:1"); !bytes.Equal(first, b) {
