@@ -22,7 +22,8 @@ import (
 // MQTT at a 3-node site synced with the hub (QR, passport MRZ, a card of
 // the site's range encoded and dispensed); the escorted guest's card is
 // denied until the host confirms the pick-up at the hub, then granted at
-// the profile's door only; the kiosk checkout ends it. The host gets the
+// the profile's door only (and a profile added after the check-in's door,
+// until it is removed); the kiosk checkout ends it. The host gets the
 // arrival email through the hub, whose visit list follows the site.
 func TestVisitorEndToEnd(t *testing.T) {
 	if testing.Short() {
@@ -91,6 +92,28 @@ func TestVisitorEndToEnd(t *testing.T) {
 	}
 	if d := tap(t, rOut, card); d.Grant {
 		t.Fatalf("after pick-up outside the profiles: %+v", d)
+	}
+
+	// Security adds a profile after the check-in: the card opens its door
+	// on every node; removed again, it does not.
+	lab := h.group(t, siteID, "Lab", outDoor)
+	if _, err := h.visits.PutVisitorType(context.Background(), connect.NewRequest(&visitv1.PutVisitorTypeRequest{
+		VisitorType: &visitv1.VisitorType{Id: h.visitorType, Name: "Guest", AllowedProfileIds: []string{profile, lab}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.visits.AddProfiles(context.Background(), connect.NewRequest(&visitv1.AddProfilesRequest{VisitId: string(visit), ProfileIds: []string{lab}})); err != nil {
+		t.Fatal(err)
+	}
+	decides(t, "the added profile on every node", []*testSite{s.testSite}, card, map[access.ID]access.Reason{inDoor: access.ReasonGranted, outDoor: access.ReasonGranted})
+	if d := tap(t, rOut, card); !d.Grant {
+		t.Fatalf("after adding the profile at its door: %+v", d)
+	}
+	if _, err := h.visits.RemoveProfiles(context.Background(), connect.NewRequest(&visitv1.RemoveProfilesRequest{VisitId: string(visit), ProfileIds: []string{lab}})); err != nil {
+		t.Fatal(err)
+	}
+	decides(t, "the removed profile on every node", []*testSite{s.testSite}, card, map[access.ID]access.Reason{inDoor: access.ReasonGranted, outDoor: access.ReasonNoGroup})
+	if d := tap(t, rOut, card); d.Grant {
+		t.Fatalf("after removing the profile at its door: %+v", d)
 	}
 
 	// Checkout at the kiosk: the card opens nothing, its number is free.
