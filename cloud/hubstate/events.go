@@ -134,11 +134,13 @@ type eventIndex struct {
 	// pending holds entries added in bulk (on open), unsorted, until
 	// settle sorts them into the blocks.
 	pending []evEntry
+	// added is closed and replaced after add indexes events (EventsAdded).
+	added chan struct{}
 }
 
 func newEventIndex() *eventIndex {
 	return &eventIndex{names: []string{""}, ids: map[string]uint32{"": 0}, vec: map[string]uint64{},
-		unknown: map[access.CardNumber]*UnknownCard{}}
+		unknown: map[access.CardNumber]*UnknownCard{}, added: make(chan struct{})}
 }
 
 // intern returns the number of s. x.mu must be held for writing.
@@ -199,6 +201,10 @@ func (x *eventIndex) add(origin string, ds []replication.Delta, bulk bool) {
 			}
 		}
 		x.vec[origin] = d.Seq
+	}
+	if len(ds) > 0 {
+		close(x.added)
+		x.added = make(chan struct{})
 	}
 }
 
@@ -439,6 +445,15 @@ func (x *eventIndex) head(origin string) uint64 {
 // next page. It reads the in-memory index and is safe for concurrent use.
 func (s *State) QueryEvents(q EventQuery) (evs []Event, more bool) {
 	return s.events.query(q)
+}
+
+// EventsAdded returns a channel that is closed the next time events are
+// indexed (an events-lane Apply), which Changed does not signal. Take it
+// before querying what you wait for.
+func (s *State) EventsAdded() <-chan struct{} {
+	s.events.mu.RLock()
+	defer s.events.mu.RUnlock()
+	return s.events.added
 }
 
 // UnknownCards returns the card numbers tapped at a site that did not know

@@ -2928,6 +2928,226 @@ func (x *ListUnknownCardsResponse) GetSourceAvailable() bool {
 	return false
 }
 
+// CaptureCardRequest names the enrolment reader to wait at.
+type CaptureCardRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Site of the reader.
+	SiteId string `protobuf:"bytes,1,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
+	// Door of the reader.
+	DoorId string `protobuf:"bytes,2,opt,name=door_id,json=doorId,proto3" json:"door_id,omitempty"`
+	// Only taps recorded by this device (reader or controller); empty: any.
+	DeviceId string `protobuf:"bytes,3,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// How long to wait, ms (default 60,000, at most 300,000).
+	TimeoutMs     int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaptureCardRequest) Reset() {
+	*x = CaptureCardRequest{}
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureCardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureCardRequest) ProtoMessage() {}
+
+func (x *CaptureCardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureCardRequest.ProtoReflect.Descriptor instead.
+func (*CaptureCardRequest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CaptureCardRequest) GetSiteId() string {
+	if x != nil {
+		return x.SiteId
+	}
+	return ""
+}
+
+func (x *CaptureCardRequest) GetDoorId() string {
+	if x != nil {
+		return x.DoorId
+	}
+	return ""
+}
+
+func (x *CaptureCardRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *CaptureCardRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+// CaptureCardResponse is the card tapped.
+type CaptureCardResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The card number in full.
+	Number uint64 `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	// The card number masked.
+	NumberMasked string `protobuf:"bytes,2,opt,name=number_masked,json=numberMasked,proto3" json:"number_masked,omitempty"`
+	// Time of the tap (the site's clock), Unix ms.
+	AtMs int64 `protobuf:"varint,3,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	// Site of the tap.
+	SiteId string `protobuf:"bytes,4,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
+	// Door of the tap.
+	DoorId string `protobuf:"bytes,5,opt,name=door_id,json=doorId,proto3" json:"door_id,omitempty"`
+	// Device that recorded the tap.
+	DeviceId string `protobuf:"bytes,6,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// Format the number decodes to, as Card.format: h10301, corp1000,
+	// h10304, raw32, raw56 or number.
+	Format string `protobuf:"bytes,7,opt,name=format,proto3" json:"format,omitempty"`
+	// Facility code of a Wiegand card.
+	Facility uint32 `protobuf:"varint,8,opt,name=facility,proto3" json:"facility,omitempty"`
+	// Card field of a Wiegand card, or the number itself.
+	Card uint64 `protobuf:"varint,9,opt,name=card,proto3" json:"card,omitempty"`
+	// Whether someone holds the number at the hub now.
+	Bound bool `protobuf:"varint,10,opt,name=bound,proto3" json:"bound,omitempty"`
+	// The holder, when bound and in the caller's scope (an occupier admin
+	// sees only their own occupier's people); else empty.
+	PersonId string `protobuf:"bytes,11,opt,name=person_id,json=personId,proto3" json:"person_id,omitempty"`
+	// The holder's name, as person_id.
+	PersonName    string `protobuf:"bytes,12,opt,name=person_name,json=personName,proto3" json:"person_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaptureCardResponse) Reset() {
+	*x = CaptureCardResponse{}
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureCardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureCardResponse) ProtoMessage() {}
+
+func (x *CaptureCardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureCardResponse.ProtoReflect.Descriptor instead.
+func (*CaptureCardResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CaptureCardResponse) GetNumber() uint64 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *CaptureCardResponse) GetNumberMasked() string {
+	if x != nil {
+		return x.NumberMasked
+	}
+	return ""
+}
+
+func (x *CaptureCardResponse) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+func (x *CaptureCardResponse) GetSiteId() string {
+	if x != nil {
+		return x.SiteId
+	}
+	return ""
+}
+
+func (x *CaptureCardResponse) GetDoorId() string {
+	if x != nil {
+		return x.DoorId
+	}
+	return ""
+}
+
+func (x *CaptureCardResponse) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *CaptureCardResponse) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *CaptureCardResponse) GetFacility() uint32 {
+	if x != nil {
+		return x.Facility
+	}
+	return 0
+}
+
+func (x *CaptureCardResponse) GetCard() uint64 {
+	if x != nil {
+		return x.Card
+	}
+	return 0
+}
+
+func (x *CaptureCardResponse) GetBound() bool {
+	if x != nil {
+		return x.Bound
+	}
+	return false
+}
+
+func (x *CaptureCardResponse) GetPersonId() string {
+	if x != nil {
+		return x.PersonId
+	}
+	return ""
+}
+
+func (x *CaptureCardResponse) GetPersonName() string {
+	if x != nil {
+		return x.PersonName
+	}
+	return ""
+}
+
 // Group is an access group: doors at one site.
 type Group struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2949,7 +3169,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[36]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2961,7 +3181,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[36]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2974,7 +3194,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{36}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Group) GetId() string {
@@ -3038,7 +3258,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[37]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3050,7 +3270,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[37]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3063,7 +3283,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{37}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateGroupRequest) GetIdempotencyKey() string {
@@ -3112,7 +3332,7 @@ type CreateGroupResponse struct {
 
 func (x *CreateGroupResponse) Reset() {
 	*x = CreateGroupResponse{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[38]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3124,7 +3344,7 @@ func (x *CreateGroupResponse) String() string {
 func (*CreateGroupResponse) ProtoMessage() {}
 
 func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[38]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3137,7 +3357,7 @@ func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{38}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CreateGroupResponse) GetGroup() *Group {
@@ -3158,7 +3378,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[39]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3170,7 +3390,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[39]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3183,7 +3403,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{39}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListGroupsRequest) GetSiteId() string {
@@ -3204,7 +3424,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[40]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3216,7 +3436,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[40]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3229,7 +3449,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{40}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*Group {
@@ -3256,7 +3476,7 @@ type AddMembersRequest struct {
 
 func (x *AddMembersRequest) Reset() {
 	*x = AddMembersRequest{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[41]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3268,7 +3488,7 @@ func (x *AddMembersRequest) String() string {
 func (*AddMembersRequest) ProtoMessage() {}
 
 func (x *AddMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[41]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3281,7 +3501,7 @@ func (x *AddMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMembersRequest.ProtoReflect.Descriptor instead.
 func (*AddMembersRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{41}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AddMembersRequest) GetGroupId() string {
@@ -3323,7 +3543,7 @@ type AddMembersResponse struct {
 
 func (x *AddMembersResponse) Reset() {
 	*x = AddMembersResponse{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[42]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3335,7 +3555,7 @@ func (x *AddMembersResponse) String() string {
 func (*AddMembersResponse) ProtoMessage() {}
 
 func (x *AddMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[42]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3348,7 +3568,7 @@ func (x *AddMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMembersResponse.ProtoReflect.Descriptor instead.
 func (*AddMembersResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{42}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AddMembersResponse) GetGrantIds() []string {
@@ -3371,7 +3591,7 @@ type RemoveMembersRequest struct {
 
 func (x *RemoveMembersRequest) Reset() {
 	*x = RemoveMembersRequest{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[43]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3383,7 +3603,7 @@ func (x *RemoveMembersRequest) String() string {
 func (*RemoveMembersRequest) ProtoMessage() {}
 
 func (x *RemoveMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[43]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3396,7 +3616,7 @@ func (x *RemoveMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMembersRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMembersRequest) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{43}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RemoveMembersRequest) GetGroupId() string {
@@ -3424,7 +3644,7 @@ type RemoveMembersResponse struct {
 
 func (x *RemoveMembersResponse) Reset() {
 	*x = RemoveMembersResponse{}
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[44]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3436,7 +3656,7 @@ func (x *RemoveMembersResponse) String() string {
 func (*RemoveMembersResponse) ProtoMessage() {}
 
 func (x *RemoveMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_people_v1_people_proto_msgTypes[44]
+	mi := &file_gatehouse_people_v1_people_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3449,7 +3669,7 @@ func (x *RemoveMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMembersResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMembersResponse) Descriptor() ([]byte, []int) {
-	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{44}
+	return file_gatehouse_people_v1_people_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RemoveMembersResponse) GetRemoved() int32 {
@@ -3671,7 +3891,28 @@ const file_gatehouse_people_v1_people_proto_rawDesc = "" +
 	"\x05count\x18\a \x01(\x05R\x05count\"~\n" +
 	"\x18ListUnknownCardsResponse\x127\n" +
 	"\x04taps\x18\x01 \x03(\v2#.gatehouse.people.v1.UnknownCardTapR\x04taps\x12)\n" +
-	"\x10source_available\x18\x02 \x01(\bR\x0fsourceAvailable\"\x9a\x01\n" +
+	"\x10source_available\x18\x02 \x01(\bR\x0fsourceAvailable\"\x82\x01\n" +
+	"\x12CaptureCardRequest\x12\x17\n" +
+	"\asite_id\x18\x01 \x01(\tR\x06siteId\x12\x17\n" +
+	"\adoor_id\x18\x02 \x01(\tR\x06doorId\x12\x1b\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\"\xd2\x02\n" +
+	"\x13CaptureCardResponse\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\x04R\x06number\x12#\n" +
+	"\rnumber_masked\x18\x02 \x01(\tR\fnumberMasked\x12\x13\n" +
+	"\x05at_ms\x18\x03 \x01(\x03R\x04atMs\x12\x17\n" +
+	"\asite_id\x18\x04 \x01(\tR\x06siteId\x12\x17\n" +
+	"\adoor_id\x18\x05 \x01(\tR\x06doorId\x12\x1b\n" +
+	"\tdevice_id\x18\x06 \x01(\tR\bdeviceId\x12\x16\n" +
+	"\x06format\x18\a \x01(\tR\x06format\x12\x1a\n" +
+	"\bfacility\x18\b \x01(\rR\bfacility\x12\x12\n" +
+	"\x04card\x18\t \x01(\x04R\x04card\x12\x14\n" +
+	"\x05bound\x18\n" +
+	" \x01(\bR\x05bound\x12\x1b\n" +
+	"\tperson_id\x18\v \x01(\tR\bpersonId\x12\x1f\n" +
+	"\vperson_name\x18\f \x01(\tR\n" +
+	"personName\"\x9a\x01\n" +
 	"\x05Group\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\asite_id\x18\x02 \x01(\tR\x06siteId\x12\x12\n" +
@@ -3728,8 +3969,7 @@ const file_gatehouse_people_v1_people_proto_rawDesc = "" +
 	"\fAccessResult\x12\x1d\n" +
 	"\x19ACCESS_RESULT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ACCESS_RESULT_GRANTED\x10\x01\x12\x18\n" +
-	"\x14ACCESS_RESULT_DENIED\x10\x022\xf2\n" +
-	"\n" +
+	"\x14ACCESS_RESULT_DENIED\x10\x022\xd9\v\n" +
 	"\rPeopleService\x12h\n" +
 	"\fCreatePerson\x12(.gatehouse.people.v1.CreatePersonRequest\x1a).gatehouse.people.v1.CreatePersonResponse\"\x03\x90\x02\x02\x12h\n" +
 	"\fUpdatePerson\x12(.gatehouse.people.v1.UpdatePersonRequest\x1a).gatehouse.people.v1.UpdatePersonResponse\"\x03\x90\x02\x02\x12_\n" +
@@ -3745,7 +3985,8 @@ const file_gatehouse_people_v1_people_proto_rawDesc = "" +
 	"\fExportPeople\x12(.gatehouse.people.v1.ExportPeopleRequest\x1a).gatehouse.people.v1.ExportPeopleResponse\"\x03\x90\x02\x010\x01\x12n\n" +
 	"\x0eListAccessLogs\x12*.gatehouse.people.v1.ListAccessLogsRequest\x1a+.gatehouse.people.v1.ListAccessLogsResponse\"\x03\x90\x02\x01\x12v\n" +
 	"\x10ExportAccessLogs\x12,.gatehouse.people.v1.ExportAccessLogsRequest\x1a-.gatehouse.people.v1.ExportAccessLogsResponse\"\x03\x90\x02\x010\x01\x12t\n" +
-	"\x10ListUnknownCards\x12,.gatehouse.people.v1.ListUnknownCardsRequest\x1a-.gatehouse.people.v1.ListUnknownCardsResponse\"\x03\x90\x02\x012\xaa\x03\n" +
+	"\x10ListUnknownCards\x12,.gatehouse.people.v1.ListUnknownCardsRequest\x1a-.gatehouse.people.v1.ListUnknownCardsResponse\"\x03\x90\x02\x01\x12e\n" +
+	"\vCaptureCard\x12'.gatehouse.people.v1.CaptureCardRequest\x1a(.gatehouse.people.v1.CaptureCardResponse\"\x03\x90\x02\x012\xaa\x03\n" +
 	"\fGroupService\x12e\n" +
 	"\vCreateGroup\x12'.gatehouse.people.v1.CreateGroupRequest\x1a(.gatehouse.people.v1.CreateGroupResponse\"\x03\x90\x02\x02\x12b\n" +
 	"\n" +
@@ -3768,7 +4009,7 @@ func file_gatehouse_people_v1_people_proto_rawDescGZIP() []byte {
 }
 
 var file_gatehouse_people_v1_people_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_gatehouse_people_v1_people_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_gatehouse_people_v1_people_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_gatehouse_people_v1_people_proto_goTypes = []any{
 	(PersonKind)(0),                  // 0: gatehouse.people.v1.PersonKind
 	(CardFormat)(0),                  // 1: gatehouse.people.v1.CardFormat
@@ -3810,15 +4051,17 @@ var file_gatehouse_people_v1_people_proto_goTypes = []any{
 	(*ListUnknownCardsRequest)(nil),  // 37: gatehouse.people.v1.ListUnknownCardsRequest
 	(*UnknownCardTap)(nil),           // 38: gatehouse.people.v1.UnknownCardTap
 	(*ListUnknownCardsResponse)(nil), // 39: gatehouse.people.v1.ListUnknownCardsResponse
-	(*Group)(nil),                    // 40: gatehouse.people.v1.Group
-	(*CreateGroupRequest)(nil),       // 41: gatehouse.people.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),      // 42: gatehouse.people.v1.CreateGroupResponse
-	(*ListGroupsRequest)(nil),        // 43: gatehouse.people.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),       // 44: gatehouse.people.v1.ListGroupsResponse
-	(*AddMembersRequest)(nil),        // 45: gatehouse.people.v1.AddMembersRequest
-	(*AddMembersResponse)(nil),       // 46: gatehouse.people.v1.AddMembersResponse
-	(*RemoveMembersRequest)(nil),     // 47: gatehouse.people.v1.RemoveMembersRequest
-	(*RemoveMembersResponse)(nil),    // 48: gatehouse.people.v1.RemoveMembersResponse
+	(*CaptureCardRequest)(nil),       // 40: gatehouse.people.v1.CaptureCardRequest
+	(*CaptureCardResponse)(nil),      // 41: gatehouse.people.v1.CaptureCardResponse
+	(*Group)(nil),                    // 42: gatehouse.people.v1.Group
+	(*CreateGroupRequest)(nil),       // 43: gatehouse.people.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),      // 44: gatehouse.people.v1.CreateGroupResponse
+	(*ListGroupsRequest)(nil),        // 45: gatehouse.people.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),       // 46: gatehouse.people.v1.ListGroupsResponse
+	(*AddMembersRequest)(nil),        // 47: gatehouse.people.v1.AddMembersRequest
+	(*AddMembersResponse)(nil),       // 48: gatehouse.people.v1.AddMembersResponse
+	(*RemoveMembersRequest)(nil),     // 49: gatehouse.people.v1.RemoveMembersRequest
+	(*RemoveMembersResponse)(nil),    // 50: gatehouse.people.v1.RemoveMembersResponse
 }
 var file_gatehouse_people_v1_people_proto_depIdxs = []int32{
 	1,  // 0: gatehouse.people.v1.CardSpec.format:type_name -> gatehouse.people.v1.CardFormat
@@ -3849,8 +4092,8 @@ var file_gatehouse_people_v1_people_proto_depIdxs = []int32{
 	33, // 25: gatehouse.people.v1.ListAccessLogsResponse.logs:type_name -> gatehouse.people.v1.AccessLog
 	32, // 26: gatehouse.people.v1.ExportAccessLogsRequest.filter:type_name -> gatehouse.people.v1.ListAccessLogsRequest
 	38, // 27: gatehouse.people.v1.ListUnknownCardsResponse.taps:type_name -> gatehouse.people.v1.UnknownCardTap
-	40, // 28: gatehouse.people.v1.CreateGroupResponse.group:type_name -> gatehouse.people.v1.Group
-	40, // 29: gatehouse.people.v1.ListGroupsResponse.groups:type_name -> gatehouse.people.v1.Group
+	42, // 28: gatehouse.people.v1.CreateGroupResponse.group:type_name -> gatehouse.people.v1.Group
+	42, // 29: gatehouse.people.v1.ListGroupsResponse.groups:type_name -> gatehouse.people.v1.Group
 	8,  // 30: gatehouse.people.v1.PeopleService.CreatePerson:input_type -> gatehouse.people.v1.CreatePersonRequest
 	10, // 31: gatehouse.people.v1.PeopleService.UpdatePerson:input_type -> gatehouse.people.v1.UpdatePersonRequest
 	12, // 32: gatehouse.people.v1.PeopleService.SetActive:input_type -> gatehouse.people.v1.SetActiveRequest
@@ -3864,29 +4107,31 @@ var file_gatehouse_people_v1_people_proto_depIdxs = []int32{
 	32, // 40: gatehouse.people.v1.PeopleService.ListAccessLogs:input_type -> gatehouse.people.v1.ListAccessLogsRequest
 	35, // 41: gatehouse.people.v1.PeopleService.ExportAccessLogs:input_type -> gatehouse.people.v1.ExportAccessLogsRequest
 	37, // 42: gatehouse.people.v1.PeopleService.ListUnknownCards:input_type -> gatehouse.people.v1.ListUnknownCardsRequest
-	41, // 43: gatehouse.people.v1.GroupService.CreateGroup:input_type -> gatehouse.people.v1.CreateGroupRequest
-	43, // 44: gatehouse.people.v1.GroupService.ListGroups:input_type -> gatehouse.people.v1.ListGroupsRequest
-	45, // 45: gatehouse.people.v1.GroupService.AddMembers:input_type -> gatehouse.people.v1.AddMembersRequest
-	47, // 46: gatehouse.people.v1.GroupService.RemoveMembers:input_type -> gatehouse.people.v1.RemoveMembersRequest
-	9,  // 47: gatehouse.people.v1.PeopleService.CreatePerson:output_type -> gatehouse.people.v1.CreatePersonResponse
-	11, // 48: gatehouse.people.v1.PeopleService.UpdatePerson:output_type -> gatehouse.people.v1.UpdatePersonResponse
-	13, // 49: gatehouse.people.v1.PeopleService.SetActive:output_type -> gatehouse.people.v1.SetActiveResponse
-	15, // 50: gatehouse.people.v1.PeopleService.DeletePerson:output_type -> gatehouse.people.v1.DeletePersonResponse
-	17, // 51: gatehouse.people.v1.PeopleService.GetPerson:output_type -> gatehouse.people.v1.GetPersonResponse
-	20, // 52: gatehouse.people.v1.PeopleService.ListPeople:output_type -> gatehouse.people.v1.ListPeopleResponse
-	22, // 53: gatehouse.people.v1.PeopleService.AssignCard:output_type -> gatehouse.people.v1.AssignCardResponse
-	24, // 54: gatehouse.people.v1.PeopleService.UnassignCard:output_type -> gatehouse.people.v1.UnassignCardResponse
-	29, // 55: gatehouse.people.v1.PeopleService.ImportPeople:output_type -> gatehouse.people.v1.ImportPeopleResponse
-	31, // 56: gatehouse.people.v1.PeopleService.ExportPeople:output_type -> gatehouse.people.v1.ExportPeopleResponse
-	34, // 57: gatehouse.people.v1.PeopleService.ListAccessLogs:output_type -> gatehouse.people.v1.ListAccessLogsResponse
-	36, // 58: gatehouse.people.v1.PeopleService.ExportAccessLogs:output_type -> gatehouse.people.v1.ExportAccessLogsResponse
-	39, // 59: gatehouse.people.v1.PeopleService.ListUnknownCards:output_type -> gatehouse.people.v1.ListUnknownCardsResponse
-	42, // 60: gatehouse.people.v1.GroupService.CreateGroup:output_type -> gatehouse.people.v1.CreateGroupResponse
-	44, // 61: gatehouse.people.v1.GroupService.ListGroups:output_type -> gatehouse.people.v1.ListGroupsResponse
-	46, // 62: gatehouse.people.v1.GroupService.AddMembers:output_type -> gatehouse.people.v1.AddMembersResponse
-	48, // 63: gatehouse.people.v1.GroupService.RemoveMembers:output_type -> gatehouse.people.v1.RemoveMembersResponse
-	47, // [47:64] is the sub-list for method output_type
-	30, // [30:47] is the sub-list for method input_type
+	40, // 43: gatehouse.people.v1.PeopleService.CaptureCard:input_type -> gatehouse.people.v1.CaptureCardRequest
+	43, // 44: gatehouse.people.v1.GroupService.CreateGroup:input_type -> gatehouse.people.v1.CreateGroupRequest
+	45, // 45: gatehouse.people.v1.GroupService.ListGroups:input_type -> gatehouse.people.v1.ListGroupsRequest
+	47, // 46: gatehouse.people.v1.GroupService.AddMembers:input_type -> gatehouse.people.v1.AddMembersRequest
+	49, // 47: gatehouse.people.v1.GroupService.RemoveMembers:input_type -> gatehouse.people.v1.RemoveMembersRequest
+	9,  // 48: gatehouse.people.v1.PeopleService.CreatePerson:output_type -> gatehouse.people.v1.CreatePersonResponse
+	11, // 49: gatehouse.people.v1.PeopleService.UpdatePerson:output_type -> gatehouse.people.v1.UpdatePersonResponse
+	13, // 50: gatehouse.people.v1.PeopleService.SetActive:output_type -> gatehouse.people.v1.SetActiveResponse
+	15, // 51: gatehouse.people.v1.PeopleService.DeletePerson:output_type -> gatehouse.people.v1.DeletePersonResponse
+	17, // 52: gatehouse.people.v1.PeopleService.GetPerson:output_type -> gatehouse.people.v1.GetPersonResponse
+	20, // 53: gatehouse.people.v1.PeopleService.ListPeople:output_type -> gatehouse.people.v1.ListPeopleResponse
+	22, // 54: gatehouse.people.v1.PeopleService.AssignCard:output_type -> gatehouse.people.v1.AssignCardResponse
+	24, // 55: gatehouse.people.v1.PeopleService.UnassignCard:output_type -> gatehouse.people.v1.UnassignCardResponse
+	29, // 56: gatehouse.people.v1.PeopleService.ImportPeople:output_type -> gatehouse.people.v1.ImportPeopleResponse
+	31, // 57: gatehouse.people.v1.PeopleService.ExportPeople:output_type -> gatehouse.people.v1.ExportPeopleResponse
+	34, // 58: gatehouse.people.v1.PeopleService.ListAccessLogs:output_type -> gatehouse.people.v1.ListAccessLogsResponse
+	36, // 59: gatehouse.people.v1.PeopleService.ExportAccessLogs:output_type -> gatehouse.people.v1.ExportAccessLogsResponse
+	39, // 60: gatehouse.people.v1.PeopleService.ListUnknownCards:output_type -> gatehouse.people.v1.ListUnknownCardsResponse
+	41, // 61: gatehouse.people.v1.PeopleService.CaptureCard:output_type -> gatehouse.people.v1.CaptureCardResponse
+	44, // 62: gatehouse.people.v1.GroupService.CreateGroup:output_type -> gatehouse.people.v1.CreateGroupResponse
+	46, // 63: gatehouse.people.v1.GroupService.ListGroups:output_type -> gatehouse.people.v1.ListGroupsResponse
+	48, // 64: gatehouse.people.v1.GroupService.AddMembers:output_type -> gatehouse.people.v1.AddMembersResponse
+	50, // 65: gatehouse.people.v1.GroupService.RemoveMembers:output_type -> gatehouse.people.v1.RemoveMembersResponse
+	48, // [48:66] is the sub-list for method output_type
+	30, // [30:48] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
 	30, // [30:30] is the sub-list for extension extendee
 	0,  // [0:30] is the sub-list for field type_name
@@ -3908,7 +4153,7 @@ func file_gatehouse_people_v1_people_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_people_v1_people_proto_rawDesc), len(file_gatehouse_people_v1_people_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

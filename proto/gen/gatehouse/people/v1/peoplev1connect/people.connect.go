@@ -79,6 +79,9 @@ const (
 	// PeopleServiceListUnknownCardsProcedure is the fully-qualified name of the PeopleService's
 	// ListUnknownCards RPC.
 	PeopleServiceListUnknownCardsProcedure = "/gatehouse.people.v1.PeopleService/ListUnknownCards"
+	// PeopleServiceCaptureCardProcedure is the fully-qualified name of the PeopleService's CaptureCard
+	// RPC.
+	PeopleServiceCaptureCardProcedure = "/gatehouse.people.v1.PeopleService/CaptureCard"
 	// GroupServiceCreateGroupProcedure is the fully-qualified name of the GroupService's CreateGroup
 	// RPC.
 	GroupServiceCreateGroupProcedure = "/gatehouse.people.v1.GroupService/CreateGroup"
@@ -128,6 +131,10 @@ type PeopleServiceClient interface {
 	// ListUnknownCards returns recent taps of card numbers nobody holds, so
 	// one can be assigned ("find unknown card").
 	ListUnknownCards(context.Context, *connect.Request[v1.ListUnknownCardsRequest]) (*connect.Response[v1.ListUnknownCardsResponse], error)
+	// CaptureCard waits for the first card tapped at an enrolment reader
+	// (a door) after the call started and returns its full number, so it can
+	// be assigned. It writes nothing.
+	CaptureCard(context.Context, *connect.Request[v1.CaptureCardRequest]) (*connect.Response[v1.CaptureCardResponse], error)
 }
 
 // NewPeopleServiceClient constructs a client for the gatehouse.people.v1.PeopleService service. By
@@ -231,6 +238,13 @@ func NewPeopleServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		captureCard: connect.NewClient[v1.CaptureCardRequest, v1.CaptureCardResponse](
+			httpClient,
+			baseURL+PeopleServiceCaptureCardProcedure,
+			connect.WithSchema(peopleServiceMethods.ByName("CaptureCard")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -249,6 +263,7 @@ type peopleServiceClient struct {
 	listAccessLogs   *connect.Client[v1.ListAccessLogsRequest, v1.ListAccessLogsResponse]
 	exportAccessLogs *connect.Client[v1.ExportAccessLogsRequest, v1.ExportAccessLogsResponse]
 	listUnknownCards *connect.Client[v1.ListUnknownCardsRequest, v1.ListUnknownCardsResponse]
+	captureCard      *connect.Client[v1.CaptureCardRequest, v1.CaptureCardResponse]
 }
 
 // CreatePerson calls gatehouse.people.v1.PeopleService.CreatePerson.
@@ -316,6 +331,11 @@ func (c *peopleServiceClient) ListUnknownCards(ctx context.Context, req *connect
 	return c.listUnknownCards.CallUnary(ctx, req)
 }
 
+// CaptureCard calls gatehouse.people.v1.PeopleService.CaptureCard.
+func (c *peopleServiceClient) CaptureCard(ctx context.Context, req *connect.Request[v1.CaptureCardRequest]) (*connect.Response[v1.CaptureCardResponse], error) {
+	return c.captureCard.CallUnary(ctx, req)
+}
+
 // PeopleServiceHandler is an implementation of the gatehouse.people.v1.PeopleService service.
 type PeopleServiceHandler interface {
 	// CreatePerson creates a person, with cards and group memberships, in
@@ -353,6 +373,10 @@ type PeopleServiceHandler interface {
 	// ListUnknownCards returns recent taps of card numbers nobody holds, so
 	// one can be assigned ("find unknown card").
 	ListUnknownCards(context.Context, *connect.Request[v1.ListUnknownCardsRequest]) (*connect.Response[v1.ListUnknownCardsResponse], error)
+	// CaptureCard waits for the first card tapped at an enrolment reader
+	// (a door) after the call started and returns its full number, so it can
+	// be assigned. It writes nothing.
+	CaptureCard(context.Context, *connect.Request[v1.CaptureCardRequest]) (*connect.Response[v1.CaptureCardResponse], error)
 }
 
 // NewPeopleServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -452,6 +476,13 @@ func NewPeopleServiceHandler(svc PeopleServiceHandler, opts ...connect.HandlerOp
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	peopleServiceCaptureCardHandler := connect.NewUnaryHandler(
+		PeopleServiceCaptureCardProcedure,
+		svc.CaptureCard,
+		connect.WithSchema(peopleServiceMethods.ByName("CaptureCard")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/gatehouse.people.v1.PeopleService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PeopleServiceCreatePersonProcedure:
@@ -480,6 +511,8 @@ func NewPeopleServiceHandler(svc PeopleServiceHandler, opts ...connect.HandlerOp
 			peopleServiceExportAccessLogsHandler.ServeHTTP(w, r)
 		case PeopleServiceListUnknownCardsProcedure:
 			peopleServiceListUnknownCardsHandler.ServeHTTP(w, r)
+		case PeopleServiceCaptureCardProcedure:
+			peopleServiceCaptureCardHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -539,6 +572,10 @@ func (UnimplementedPeopleServiceHandler) ExportAccessLogs(context.Context, *conn
 
 func (UnimplementedPeopleServiceHandler) ListUnknownCards(context.Context, *connect.Request[v1.ListUnknownCardsRequest]) (*connect.Response[v1.ListUnknownCardsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("gatehouse.people.v1.PeopleService.ListUnknownCards is not implemented"))
+}
+
+func (UnimplementedPeopleServiceHandler) CaptureCard(context.Context, *connect.Request[v1.CaptureCardRequest]) (*connect.Response[v1.CaptureCardResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("gatehouse.people.v1.PeopleService.CaptureCard is not implemented"))
 }
 
 // GroupServiceClient is a client for the gatehouse.people.v1.GroupService service.
