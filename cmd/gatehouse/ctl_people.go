@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse/gatehouse/cloud/auth"
+	"github.com/gatehouse/gatehouse/cloud/people"
 	peoplev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/people/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/people/v1/peoplev1connect"
 )
@@ -53,6 +54,8 @@ type CtlPeopleMain struct {
 	Limit                          int
 	CSV                            bool
 	Result                         string
+	// cards capture
+	Device string
 
 	noun, verb string
 	args       []string
@@ -66,6 +69,7 @@ const ctlPeopleUsage = `Usage:
   gatehouse ctl people update PERSON_ID [--name N] [--email E] [--offline=true|false] [--valid-from T] [--valid-until T]
   gatehouse ctl cards assign|unassign PERSON_ID SPEC     (SPEC: 123, raw32:123, raw56:123, h10301:FAC:CARD, corp1000:FAC:CARD, h10304:FAC:CARD)
   gatehouse ctl cards unknown [--site ID]
+  gatehouse ctl cards capture --site ID --door ID [--device ID] [--timeout 60s]   (prints the number of the next card tapped there)
   gatehouse ctl groups list [--site ID]
   gatehouse ctl groups create --site ID --name N --door ID [--door ID]... [--schedule ID]
   gatehouse ctl groups add|remove GROUP_ID PERSON_ID...
@@ -87,9 +91,9 @@ func (m *CtlPeopleMain) ParseFlags(noun string, args []string) error {
 	fs.StringVar(&m.Hub, "hub", "http://127.0.0.1:8080", "base URL of the hub")
 	fs.StringVar(&m.APIKey, "api-key", "env:GATEHOUSE_API_KEY", "the hub API key: env:NAME, file:PATH or the key itself")
 	fs.BoolVar(&m.JSON, "json", false, "print JSON instead of a table")
-	fs.DurationVar(&m.Timeout, "timeout", 30*time.Second, "how long to wait for the hub (imports and exports: 10x)")
+	fs.DurationVar(&m.Timeout, "timeout", 30*time.Second, "how long to wait for the hub (imports and exports: 10x; cards capture: for a tap, default 60s, at most 5m)")
 	fs.StringVar(&m.Query, "query", "", "list, export: search text in name or email, or a card number (N or FAC:CARD)")
-	fs.StringVar(&m.Site, "site", "", "list, export, logs, groups, cards unknown: only this site")
+	fs.StringVar(&m.Site, "site", "", "list, export, logs, groups, cards unknown: only this site; cards capture: the reader's site")
 	fs.StringVar(&m.Occupier, "occupier", "", "list, export: only this occupier; create, update: the person's occupier ID")
 	fs.StringVar(&m.Group, "group", "", "list, export: only members of this group")
 	fs.StringVar(&m.State, "state", "", "list, export: only active or inactive people")
@@ -106,7 +110,7 @@ func (m *CtlPeopleMain) ParseFlags(noun string, args []string) error {
 	fs.StringVar(&m.ValidUntil, "valid-until", "", "create, update: end of the validity window, exclusive (empty: none)")
 	fs.Var(&m.Cards, "card", "create: a card SPEC (see above); repeatable")
 	fs.Var(&m.Groups, "group-id", "create: a group ID to grant; repeatable")
-	fs.Var(&m.Doors, "door", "groups create: a door ID of the site; repeatable")
+	fs.Var(&m.Doors, "door", "groups create: a door ID of the site, repeatable; cards capture: the reader's door")
 	fs.StringVar(&m.Schedule, "schedule", "", "groups create: schedule ID (empty: always)")
 	fs.StringVar(&m.IdemKey, "idempotency-key", "", "create, groups create, import: key making a retry safe")
 	fs.StringVar(&m.Mapping, "mapping", "", "import: column mapping, e.g. first_name=Vorname,email=#3 (docs/csv-import.md)")
@@ -123,6 +127,7 @@ func (m *CtlPeopleMain) ParseFlags(noun string, args []string) error {
 	fs.IntVar(&m.Limit, "limit", 100, "logs, cards unknown: most entries (logs --csv: 0 for every one)")
 	fs.BoolVar(&m.CSV, "csv", false, "logs: stream every matching entry as CSV (to --out FILE or stdout)")
 	fs.StringVar(&m.Result, "result", "", "logs: only granted or only denied decisions")
+	fs.StringVar(&m.Device, "device", "", "cards capture: only taps recorded by this device")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), ctlPeopleUsage)
 		fs.PrintDefaults()
@@ -135,7 +140,7 @@ func (m *CtlPeopleMain) ParseFlags(noun string, args []string) error {
 	fs.Visit(func(f *flag.Flag) { m.set[f.Name] = true })
 	want := map[string]map[string]int{ // noun → verb → arguments (-1: one or more)
 		"people": {"list": 0, "show": 1, "activate": 1, "deactivate": 1, "delete": 1, "create": 0, "update": 1},
-		"cards":  {"assign": 2, "unassign": 2, "unknown": 0},
+		"cards":  {"assign": 2, "unassign": 2, "unknown": 0, "capture": 0},
 		"groups": {"list": 0, "create": 0, "add": -2, "remove": -2},
 	}
 	switch noun {
@@ -165,6 +170,14 @@ func (m *CtlPeopleMain) ParseFlags(noun string, args []string) error {
 	case n >= 0 && len(m.args) != n, n < 0 && len(m.args) < -n:
 		return fmt.Errorf("%w: ctl %s %s takes %d argument(s)", errUsage, noun, m.verb, max(n, -n))
 	}
+	if noun == "cards" && m.verb == "capture" {
+		if m.Site == "" || len(m.Doors) != 1 {
+			return fmt.Errorf("%w: ctl cards capture needs --site ID and one --door ID", errUsage)
+		}
+		if t := m.captureTimeout(); t <= 0 || t > people.MaxCaptureTimeout || t%time.Millisecond != 0 {
+			return fmt.Errorf("%w: --timeout must be a whole number of milliseconds up to %s", errUsage, people.MaxCaptureTimeout)
+		}
+	}
 	return nil
 }
 
@@ -191,6 +204,9 @@ func (m *CtlPeopleMain) Run(ctx context.Context) error {
 	timeout := m.Timeout
 	if m.noun == "import" || m.noun == "export" || m.set["all"] {
 		timeout *= 10
+	}
+	if m.noun == "cards" && m.verb == "capture" {
+		timeout = m.captureTimeout() + 30*time.Second // the hub answers at its own timeout first
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -499,8 +515,51 @@ func (m *CtlPeopleMain) runCards(ctx context.Context, c peoplev1connect.PeopleSe
 				time.UnixMilli(t.GetFirstSeenMs()).UTC().Format(time.RFC3339), t.GetCount(), t.GetSiteId(), t.GetDoorId(), t.GetNumber())
 		}
 		return tw.Flush()
+	case "capture":
+		return m.runCapture(ctx, c)
 	}
 	return fmt.Errorf("%w: unknown verb %q", errUsage, m.verb)
+}
+
+// captureTimeout is how long cards capture waits for a tap: --timeout when
+// given, else people.DefaultCaptureTimeout.
+func (m *CtlPeopleMain) captureTimeout() time.Duration {
+	if m.set["timeout"] {
+		return m.Timeout
+	}
+	return people.DefaultCaptureTimeout
+}
+
+// runCapture waits at the hub for the next card tapped at --door of --site
+// and prints its number alone on stdout (the rest on stderr), or the whole
+// answer with --json.
+func (m *CtlPeopleMain) runCapture(ctx context.Context, c peoplev1connect.PeopleServiceClient) error {
+	timeout := m.captureTimeout()
+	fmt.Fprintf(m.stderr, "tap a card at door %s of site %s (waiting up to %s)\n", m.Doors[0], m.Site, timeout)
+	res, err := c.CaptureCard(ctx, connect.NewRequest(&peoplev1.CaptureCardRequest{SiteId: m.Site, DoorId: m.Doors[0],
+		DeviceId: m.Device, TimeoutMs: timeout.Milliseconds()}))
+	if err != nil {
+		return err
+	}
+	r := res.Msg
+	if m.JSON {
+		return m.printJSON(r)
+	}
+	held := "held by nobody"
+	switch {
+	case r.GetPersonId() != "":
+		held = fmt.Sprintf("held by %s (%s)", r.GetPersonName(), r.GetPersonId())
+	case r.GetBound():
+		held = "held by someone outside your scope"
+	}
+	format := r.GetFormat()
+	if r.GetFormat() == "h10301" || r.GetFormat() == "corp1000" || r.GetFormat() == "h10304" {
+		format = fmt.Sprintf("%s %d:%d", r.GetFormat(), r.GetFacility(), r.GetCard())
+	}
+	fmt.Fprintf(m.stderr, "card %s (%s) tapped at %s, %s\n", r.GetNumberMasked(), format,
+		time.UnixMilli(r.GetAtMs()).UTC().Format(time.RFC3339), held)
+	_, err = fmt.Fprintln(m.stdout, r.GetNumber())
+	return err
 }
 
 func (m *CtlPeopleMain) runGroups(ctx context.Context, c peoplev1connect.GroupServiceClient) error {
