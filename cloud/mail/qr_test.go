@@ -22,8 +22,8 @@ import (
 // the code at other angles and retries.)
 func TestQRDecodesUpright(t *testing.T) {
 	n := 200
-	if testing.Short() {
-		n = 40
+	if testing.Short() || raceOn {
+		n = 30
 	}
 	from := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
 	for i := range n {
