@@ -8,9 +8,10 @@
 // access events: the site's event log presented as its events lane
 // (replication.LaneEvents, EventDelta), numbered by the event sequence, so
 // nothing new is written at the site for it. What it receives it proposes
-// through Raft (one ApplyDeltas command per batch, so every node applies
-// the hub's changes in the same order) and acknowledges only once the
-// command has committed and applied: the vector it reports as durable is
+// through Raft (one ApplyDeltas command per batch, or per run of the
+// hub's batches queued back to back, merged up to MaxMergeDeltas; every
+// node applies the hub's changes in the same order) and acknowledges only
+// once the command has committed and applied: the vector it reports as durable is
 // the site's applied vector, which a Raft majority holds. When leadership
 // moves, the old leader's session ends and the new leader opens one from
 // its own applied vector, which is the durable one; the hub sends again
@@ -48,6 +49,15 @@ import (
 
 // HubOrigin is the origin of the hub's own messages.
 const HubOrigin = "hub"
+
+// DefaultMaxBatch is the default of Config.MaxBatch. The hub commits each
+// batch it receives (one fsync), so larger batches catch up faster; the
+// session's window (4096 deltas per source) keeps several in flight.
+const DefaultMaxBatch = 1024
+
+// MaxBatchBytes bounds the encoded deltas of one batch the uplink sends,
+// well below the hub's message bound (8 MiB).
+const MaxBatchBytes = 2 << 20
 
 // Site is what the uplink needs of the site it serves. The edge node
 // implements it over its Raft member and state machine. Every method must
@@ -102,7 +112,9 @@ type Config struct {
 	HTTPClient connect.HTTPClient
 	// MaxSkew is the skew guard on the hub's stamps (default 5 min).
 	MaxSkew time.Duration
-	// MaxBatch is the most deltas per batch sent (default 256).
+	// MaxBatch is the most deltas per batch sent (default
+	// DefaultMaxBatch); a batch also ends after MaxBatchBytes of encoded
+	// deltas.
 	MaxBatch int
 	// MinBackoff and MaxBackoff bound the wait before reconnecting
 	// (defaults 100 ms and 30 s); a refused batch waits MaxBackoff.
@@ -151,9 +163,11 @@ type Status struct {
 	// how many deltas (events) the hub has not acknowledged yet (as of the
 	// last session; 0 when not Active).
 	Lag map[replication.Lane]uint64
-	// Sessions counts sessions opened; Applied counts hub batches
-	// committed through Raft.
-	Sessions, Applied int
+	// Sessions counts sessions opened; Applied counts runs of hub
+	// batches committed through Raft (each one ApplyDeltas); Merged
+	// counts hub batches that were merged into the run before them
+	// (hub batches received and applied: about Applied + Merged).
+	Sessions, Applied, Merged int
 }
 
 // Uplink runs the site's sync session with the hub while this node leads.
@@ -184,7 +198,7 @@ func New(cfg Config, site Site) (*Uplink, error) {
 		cfg.MaxSkew = 5 * time.Minute
 	}
 	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 256
+		cfg.MaxBatch = DefaultMaxBatch
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 100 * time.Millisecond
@@ -326,7 +340,23 @@ type siteLog struct{ site Site }
 
 func (l siteLog) Vector() replication.Vector { return l.site.OwnVector() }
 func (l siteLog) Deltas(src replication.Source, after uint64, max int) ([]replication.Delta, error) {
-	return l.site.Deltas(src, after, max)
+	ds, err := l.site.Deltas(src, after, max)
+	if err != nil {
+		return nil, err
+	}
+	// A batch stays well within the hub's message bound (8 MiB) whatever
+	// the deltas' sizes: cut it after MaxBatchBytes (at least one delta).
+	size := 0
+	for i, d := range ds {
+		b, err := d.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		if size += len(b); size > MaxBatchBytes && i > 0 {
+			return ds[:i], nil
+		}
+	}
+	return ds, nil
 }
 
 // siteStore applies the hub's batches through Raft.
@@ -491,6 +521,15 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 		queue = queue[1:]
 		return r, true
 	}
+	peek := func() (received, bool) {
+		qmu.Lock()
+		defer qmu.Unlock()
+		if len(queue) == 0 {
+			return received{}, false
+		}
+		return queue[0], true
+	}
+	pop := func() { _, _ = next() }
 
 	connected := false
 	var evTick <-chan time.Time // nil: no poll
@@ -549,9 +588,12 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 			u.update(func(s *Status) { s.Connected, s.LastError, s.Refused = true, "", false })
 			u.log.Info("hub session open")
 		}
-		m, err := syncwire.FromWire(HubOrigin, r.msg)
+		m, merged, err := mergeRun(r, peek, pop)
 		if err != nil {
 			return progress, err
+		}
+		if merged > 1 {
+			u.update(func(s *Status) { s.Merged += merged - 1 })
 		}
 		if err := sess.Receive(m); err != nil {
 			return progress, err
