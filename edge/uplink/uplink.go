@@ -11,8 +11,8 @@
 // through Raft (one ApplyDeltas command per batch, or per run of the
 // hub's batches queued back to back, merged up to MaxMergeDeltas; every
 // node applies the hub's changes in the same order) and acknowledges only
-// once the command has committed and applied: the vector it reports as durable is
-// the site's applied vector, which a Raft majority holds. When leadership
+// once the command has committed and applied: the vector it reports as
+// durable is the site's applied vector, which a Raft majority holds. When leadership
 // moves, the old leader's session ends and the new leader opens one from
 // its own applied vector, which is the durable one; the hub sends again
 // whatever that vector lacks and ignores what it receives twice.
@@ -49,15 +49,6 @@ import (
 
 // HubOrigin is the origin of the hub's own messages.
 const HubOrigin = "hub"
-
-// DefaultMaxBatch is the default of Config.MaxBatch. The hub commits each
-// batch it receives (one fsync), so larger batches catch up faster; the
-// session's window (4096 deltas per source) keeps several in flight.
-const DefaultMaxBatch = 1024
-
-// MaxBatchBytes bounds the encoded deltas of one batch the uplink sends,
-// well below the hub's message bound (8 MiB).
-const MaxBatchBytes = 2 << 20
 
 // Site is what the uplink needs of the site it serves. The edge node
 // implements it over its Raft member and state machine. Every method must
@@ -112,9 +103,7 @@ type Config struct {
 	HTTPClient connect.HTTPClient
 	// MaxSkew is the skew guard on the hub's stamps (default 5 min).
 	MaxSkew time.Duration
-	// MaxBatch is the most deltas per batch sent (default
-	// DefaultMaxBatch); a batch also ends after MaxBatchBytes of encoded
-	// deltas.
+	// MaxBatch is the most deltas per batch sent (default 256).
 	MaxBatch int
 	// MinBackoff and MaxBackoff bound the wait before reconnecting
 	// (defaults 100 ms and 30 s); a refused batch waits MaxBackoff.
@@ -198,7 +187,7 @@ func New(cfg Config, site Site) (*Uplink, error) {
 		cfg.MaxSkew = 5 * time.Minute
 	}
 	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = DefaultMaxBatch
+		cfg.MaxBatch = 256
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 100 * time.Millisecond
@@ -340,23 +329,7 @@ type siteLog struct{ site Site }
 
 func (l siteLog) Vector() replication.Vector { return l.site.OwnVector() }
 func (l siteLog) Deltas(src replication.Source, after uint64, max int) ([]replication.Delta, error) {
-	ds, err := l.site.Deltas(src, after, max)
-	if err != nil {
-		return nil, err
-	}
-	// A batch stays well within the hub's message bound (8 MiB) whatever
-	// the deltas' sizes: cut it after MaxBatchBytes (at least one delta).
-	size := 0
-	for i, d := range ds {
-		b, err := d.MarshalBinary()
-		if err != nil {
-			return nil, err
-		}
-		if size += len(b); size > MaxBatchBytes && i > 0 {
-			return ds[:i], nil
-		}
-	}
-	return ds, nil
+	return l.site.Deltas(src, after, max)
 }
 
 // siteStore applies the hub's batches through Raft.
