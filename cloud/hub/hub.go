@@ -1,12 +1,14 @@
 // Package hub runs the Gatehouse cloud hub process: its HTTP server (Connect
-// APIs over HTTP/1.1 and cleartext HTTP/2, and the web console), the health
-// view of the sites it knows and, when it has a store, its durable replica
+// APIs over HTTP/1.1 and cleartext HTTP/2, and the web console; optionally a
+// second listener over TLS for the sites, ServeTLS), the health view of the
+// sites it knows and, when it has a store, its durable replica
 // (cloud/hubstate) and the SyncService sites replicate with
 // (cloud/syncserver, docs/sync.md).
 package hub
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -173,6 +175,13 @@ type Hub struct {
 	srv    *http.Server
 	served chan error
 
+	// The optional TLS listener for sites (ServeTLS).
+	tlsAddr   string
+	tlsCfg    *tls.Config
+	tlsLn     net.Listener
+	tlsSrv    *http.Server
+	tlsServed chan error
+
 	extra    map[string]http.Handler
 	syncAuth syncserver.Authenticate // overrides the token check when set
 	siteAuth syncserver.Authenticate // the sync service's, also for the visitor service's site endpoints
@@ -207,6 +216,15 @@ func (h *Hub) Handle(pattern string, handler http.Handler) {
 // of the configured per-site tokens: the hook for per-site client
 // certificates (mTLS). Call it before Open.
 func (h *Hub) SetSyncAuthenticator(fn syncserver.Authenticate) { h.syncAuth = fn }
+
+// ServeTLS makes Open also serve the hub's routes on a second listener at
+// addr, over TLS with cfg (HTTP/2 by ALPN, and HTTP/1.1): the listener
+// sites reach the SyncService and the visitor service's site endpoints on,
+// with their client certificates verified as cfg says (cloud/pki's
+// Hub.ServerTLSConfig). Pair it with SetSyncAuthenticator so that the sync
+// service names the site by its certificate. The HTTPAddr listener stays
+// as it is. Call it before Open.
+func (h *Hub) ServeTLS(addr string, cfg *tls.Config) { h.tlsAddr, h.tlsCfg = addr, cfg }
 
 // State returns the hub's durable replica, or nil when the hub has no
 // store. It is valid between Open and Close.
@@ -325,11 +343,20 @@ func (h *Hub) Open(ctx context.Context) error {
 		return errors.Join(fmt.Errorf("hub: listen %s: %w", h.cfg.HTTPAddr, err), h.closeSync())
 	}
 	h.ln = ln
+	closeListeners := func() error { return ln.Close() }
+	if h.tlsCfg != nil {
+		tln, err := lc.Listen(ctx, "tcp", h.tlsAddr)
+		if err != nil {
+			return errors.Join(fmt.Errorf("hub: listen %s (TLS): %w", h.tlsAddr, err), ln.Close(), h.closeSync())
+		}
+		h.tlsLn = tln
+		closeListeners = func() error { return errors.Join(ln.Close(), tln.Close()) }
+	}
 	if err := h.openVisits(ctx); err != nil {
-		return errors.Join(err, ln.Close(), h.closeSync())
+		return errors.Join(err, closeListeners(), h.closeSync())
 	}
 	if err := h.openPeople(); err != nil {
-		return errors.Join(err, ln.Close(), h.closeSync())
+		return errors.Join(err, closeListeners(), h.closeSync())
 	}
 	keyring, _ := auth.NewKeyring(h.cfg.APIKeys) // checked by Validate
 
@@ -376,6 +403,20 @@ func (h *Hub) Open(ctx context.Context) error {
 	}
 	h.served = make(chan error, 1)
 	go func() { h.served <- h.srv.Serve(ln) }()
+	if h.tlsLn != nil {
+		var tp http.Protocols
+		tp.SetHTTP1(true)
+		tp.SetHTTP2(true)
+		h.tlsSrv = &http.Server{
+			Handler:           handler,
+			Protocols:         &tp,
+			TLSConfig:         h.tlsCfg,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
+		}
+		h.tlsServed = make(chan error, 1)
+		go func() { h.tlsServed <- h.tlsSrv.ServeTLS(h.tlsLn, "", "") }()
+	}
 	tailCtx, stop := context.WithCancel(context.Background())
 	h.stopTail = stop
 	for _, site := range h.cfg.Sites {
@@ -385,7 +426,7 @@ func (h *Hub) Open(ctx context.Context) error {
 		}
 		h.tails.Go(func() { h.tailSite(tailCtx, site) })
 	}
-	h.log.Info("hub serving", "addr", h.Addr(), "sites", len(h.cfg.Sites), "replicating", h.sync != nil, "sync_sites", len(h.cfg.SyncSites))
+	h.log.Info("hub serving", "addr", h.Addr(), "tls_addr", h.TLSAddr(), "sites", len(h.cfg.Sites), "replicating", h.sync != nil, "sync_sites", len(h.cfg.SyncSites))
 	return nil
 }
 
@@ -395,6 +436,15 @@ func (h *Hub) Addr() string {
 		return ""
 	}
 	return h.ln.Addr().String()
+}
+
+// TLSAddr returns the bound address of the TLS listener (ServeTLS), or ""
+// without one.
+func (h *Hub) TLSAddr() string {
+	if h.tlsLn == nil {
+		return ""
+	}
+	return h.tlsLn.Addr().String()
 }
 
 // URL returns the console URL.
@@ -422,6 +472,15 @@ func (h *Hub) Close() error {
 		}
 		if err := <-h.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			h.closeErr = errors.Join(h.closeErr, err)
+		}
+		if h.tlsSrv != nil {
+			if err := h.tlsSrv.Shutdown(ctx); err != nil {
+				h.closeErr = errors.Join(h.closeErr, fmt.Errorf("hub: shutdown TLS: %w", err))
+				_ = h.tlsSrv.Close()
+			}
+			if err := <-h.tlsServed; err != nil && !errors.Is(err, http.ErrServerClosed) {
+				h.closeErr = errors.Join(h.closeErr, err)
+			}
 		}
 		h.closeErr = errors.Join(h.closeErr, h.closeSync())
 		h.log.Info("hub stopped")
