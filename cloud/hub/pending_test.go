@@ -2,12 +2,9 @@ package hub
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,12 +13,10 @@ import (
 	"github.com/gatehouse/gatehouse/access"
 	"github.com/gatehouse/gatehouse/cloud/auth"
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
+	"github.com/gatehouse/gatehouse/cloud/synctest"
 	consolev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1/consolev1connect"
-	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
-	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1/syncv1connect"
 	"github.com/gatehouse/gatehouse/replication"
-	"github.com/gatehouse/gatehouse/syncwire"
 )
 
 // The pending-revocation tests' sites, API keys and wait bound (waits end
@@ -103,169 +98,6 @@ func ids(sp *consolev1.SitePendingRevocations) []string {
 	return out
 }
 
-// pendingSite plays a site's uplink over the real Sync stream: its own
-// replica, applying what the hub sends. While hold is set it applies but
-// does not report anything durable, so the hub sees no acknowledgement.
-type pendingSite struct {
-	id, token string
-
-	mu      sync.Mutex
-	rep     *replication.Replica
-	hold    bool
-	changed chan struct{}
-}
-
-func (ps *pendingSite) signal() {
-	close(ps.changed)
-	ps.changed = make(chan struct{})
-}
-
-func (ps *pendingSite) vector() replication.Vector {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	return ps.rep.Vector()
-}
-
-// setHold holds or releases the site's acknowledgements.
-func (ps *pendingSite) setHold(hold bool) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	ps.hold = hold
-	ps.signal()
-}
-
-func (ps *pendingSite) Deltas(src replication.Source, after uint64, max int) ([]replication.Delta, error) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	return ps.rep.Deltas(src, after, max)
-}
-
-func (ps *pendingSite) Vector() replication.Vector { return ps.vector() }
-
-func (ps *pendingSite) ApplyBatch(src replication.Source, ds []replication.Delta) error {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if err := ps.rep.ApplyBatch(src, ds); err != nil {
-		return err
-	}
-	ps.signal()
-	return nil
-}
-
-// start runs one session with the hub at addr until the returned stop is
-// called (it returns the session's error, nil when stopped).
-func (ps *pendingSite) start(addr string) (stop func() error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ps.run(ctx, addr) }()
-	return func() error {
-		cancel()
-		return <-done
-	}
-}
-
-func (ps *pendingSite) run(ctx context.Context, addr string) error {
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	c := syncv1connect.NewSyncServiceClient(&http.Client{Transport: &http.Transport{Protocols: &p}}, "http://"+addr)
-	stream := c.Sync(ctx)
-	stream.RequestHeader().Set("Authorization", "Bearer "+ps.token)
-	defer stream.CloseRequest()
-	ps.mu.Lock()
-	durable := replication.Vector{}
-	if !ps.hold {
-		durable = ps.rep.Vector()
-	}
-	ps.mu.Unlock()
-	sess, err := replication.NewSession(replication.SessionConfig{Log: ps, Store: ps, Authorizer: replication.AllowAll, Durable: durable})
-	if err != nil {
-		return err
-	}
-	in := make(chan *syncv1.SessionMessage)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			res, err := stream.Receive()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case in <- res.GetMessage():
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	for {
-		ps.mu.Lock()
-		changed, hold, have := ps.changed, ps.hold, ps.rep.Vector()
-		ps.mu.Unlock()
-		if !hold {
-			sess.MarkDurable(have)
-		}
-		for {
-			m, ok, err := sess.Next()
-			if err != nil {
-				return err
-			}
-			if !ok {
-				break
-			}
-			pm, err := syncwire.ToWire(ps.id, m)
-			if err != nil {
-				return err
-			}
-			if err := stream.Send(&syncv1.SyncRequest{Message: pm}); err != nil {
-				if ctx.Err() != nil || errors.Is(err, io.EOF) {
-					return nil
-				}
-				return err
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-recvErr:
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		case pm := <-in:
-			m, err := syncwire.FromWire(hubstate.Origin, pm)
-			if err != nil {
-				return err
-			}
-			if err := sess.Receive(m); err != nil {
-				return err
-			}
-		case <-changed:
-		}
-	}
-}
-
-// waitSiteHas waits until the site's replica holds the hub's priority
-// deltas up to seq.
-func (ps *pendingSite) waitHas(t *testing.T, seq uint64) {
-	t.Helper()
-	src := replication.Source{Origin: hubstate.Origin, Lane: replication.LanePriority}
-	deadline := time.NewTimer(pendWait)
-	defer deadline.Stop()
-	for {
-		ps.mu.Lock()
-		ch, have := ps.changed, ps.rep.Vector()[src]
-		ps.mu.Unlock()
-		if have >= seq {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("site %s never received hub/priority %d", ps.id, seq)
-		}
-	}
-}
-
 // pendingPeople writes, at the hub, groups of sites A and B and a person
 // granted each: pa (A's group, card 4242), pb (B's group).
 func pendingPeople(t *testing.T, h *Hub) (pa, pb, grantA string) {
@@ -311,7 +143,7 @@ func TestPendingRevocationsThroughACut(t *testing.T) {
 	dir := t.TempDir()
 	h := mustOpenPendingHub(t, dir)
 	pa, pb, grantA := pendingPeople(t, h)
-	site := &pendingSite{id: pendSiteA, token: pendTokenA, rep: replication.NewReplica(), changed: make(chan struct{})}
+	site := synctest.NewSite(t, pendSiteA, pendTokenA)
 
 	// B never connects: pb's disable concerns B only, and stays pending there.
 	revoke(t, h, replication.KindPerson, pb, replication.DisableOp("left"))
@@ -320,14 +152,14 @@ func TestPendingRevocationsThroughACut(t *testing.T) {
 	}
 
 	// A connected: the removal of pa's grant is pending until A acknowledges it.
-	stop := site.start(h.Addr())
+	stop := site.Start(synctest.Client("http://" + h.Addr()))
 	eventually(t, "A connected with nothing pending", func() bool {
 		a := pendingAt(t, h, pendSiteA)
 		return a.GetConnected() && a.GetPendingCount() == 0
 	})
-	site.setHold(true)
+	site.SetHold(true)
 	seq := revoke(t, h, replication.KindGrant, grantA, replication.RemoveGrantOp())
-	site.waitHas(t, seq) // A holds it, but has not reported it applied
+	site.WaitHas(t, seq) // A holds it, but has not reported it applied
 	a := pendingAt(t, h, pendSiteA)
 	if got := ids(a); !slices.Equal(got, []string{grantA}) || !a.GetConnected() || a.GetSiteName() != "Site A" {
 		t.Fatalf("pending at A before its ack = %v (connected %v)", got, a.GetConnected())
@@ -337,7 +169,7 @@ func TestPendingRevocationsThroughACut(t *testing.T) {
 		r.GetLane() != "priority" || r.GetSeq() != seq || r.GetMadeMs() == 0 || r.GetPendingMs() < 0 || r.GetStamp() == "" {
 		t.Fatalf("pending item = %v", r)
 	}
-	site.setHold(false)
+	site.SetHold(false)
 	eventually(t, "A's ack to clear its pending list", func() bool { return pendingAt(t, h, pendSiteA).GetPendingCount() == 0 })
 
 	// The WAN is cut: a revocation made now stays pending, across a hub restart.
@@ -365,7 +197,7 @@ func TestPendingRevocationsThroughACut(t *testing.T) {
 	}
 
 	// Heal: A reconnects, applies and acknowledges; nothing is pending.
-	stop = site.start(h.Addr())
+	stop = site.Start(synctest.Client("http://" + h.Addr()))
 	eventually(t, "A's ack after the heal", func() bool {
 		a := pendingAt(t, h, pendSiteA)
 		return a.GetConnected() && a.GetPendingCount() == 0

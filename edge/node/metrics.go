@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/access"
 	"github.com/gatehouse/gatehouse/edge/raftnode"
+	"github.com/gatehouse/gatehouse/edge/uplink"
 	"github.com/gatehouse/gatehouse/replication"
 )
 
@@ -81,11 +82,36 @@ func newMetrics(n *Node) *metrics {
 			}
 			return 0
 		})
+		reg.MustRegister(divergenceCollector{site: n.cfg.SiteID, uplink: n.uplink})
 		gauge("uplink_applied_batches", "Batches received from the hub and committed through Raft by this node's uplink.", func() float64 {
 			return float64(n.uplink.Status().Applied)
 		})
 	}
 	return m
+}
+
+// divergencesDesc describes gatehouse_sync_divergences on an edge node;
+// the hub exports the same name with the same labels.
+var divergencesDesc = prometheus.NewDesc("gatehouse_sync_divergences",
+	"Divergences this node's uplink found by digest exchanges with the hub since the node started: sequence numbers of the source from which the site and the hub hold different deltas (docs/replication.md §11). Present only for a source found divergent.",
+	[]string{"site", "source"}, nil)
+
+// divergenceCollector reads the uplink's divergences at each scrape.
+type divergenceCollector struct {
+	site   string
+	uplink *uplink.Uplink
+}
+
+func (c divergenceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- divergencesDesc }
+
+func (c divergenceCollector) Collect(ch chan<- prometheus.Metric) {
+	perSource := map[replication.Source]float64{}
+	for _, d := range c.uplink.Divergences() {
+		perSource[d.Source]++
+	}
+	for src, n := range perSource {
+		ch <- prometheus.MustNewConstMetric(divergencesDesc, prometheus.GaugeValue, n, c.site, src.String())
+	}
 }
 
 func (m *metrics) observePropose(start time.Time, err error) {

@@ -676,6 +676,262 @@ func (x *PendingRevocation) GetUnresolved() bool {
 	return false
 }
 
+// ListDivergencesRequest asks for the divergences found with one site or
+// with every site the hub knows.
+type ListDivergencesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this site (one of the hub's sync_sites or sites); empty for
+	// every one.
+	SiteId        string `protobuf:"bytes,1,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDivergencesRequest) Reset() {
+	*x = ListDivergencesRequest{}
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDivergencesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDivergencesRequest) ProtoMessage() {}
+
+func (x *ListDivergencesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDivergencesRequest.ProtoReflect.Descriptor instead.
+func (*ListDivergencesRequest) Descriptor() ([]byte, []int) {
+	return file_gatehouse_console_v1_console_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListDivergencesRequest) GetSiteId() string {
+	if x != nil {
+		return x.SiteId
+	}
+	return ""
+}
+
+// ListDivergencesResponse carries one entry per site, by site ID.
+type ListDivergencesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sites asked for, sorted by ID, each listed even when nothing
+	// diverged.
+	Sites []*SiteDivergences `protobuf:"bytes,1,rep,name=sites,proto3" json:"sites,omitempty"`
+	// How many divergences the answer lists, over every site.
+	Total         int32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDivergencesResponse) Reset() {
+	*x = ListDivergencesResponse{}
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDivergencesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDivergencesResponse) ProtoMessage() {}
+
+func (x *ListDivergencesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDivergencesResponse.ProtoReflect.Descriptor instead.
+func (*ListDivergencesResponse) Descriptor() ([]byte, []int) {
+	return file_gatehouse_console_v1_console_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListDivergencesResponse) GetSites() []*SiteDivergences {
+	if x != nil {
+		return x.Sites
+	}
+	return nil
+}
+
+func (x *ListDivergencesResponse) GetTotal() int32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+// SiteDivergences is what the hub found to differ with one site since the
+// hub process started.
+type SiteDivergences struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Site's ID.
+	SiteId string `protobuf:"bytes,1,opt,name=site_id,json=siteId,proto3" json:"site_id,omitempty"`
+	// Site's display name from the hub's configuration; empty if it has
+	// none.
+	SiteName string `protobuf:"bytes,2,opt,name=site_name,json=siteName,proto3" json:"site_name,omitempty"`
+	// Whether the site is in contact with the hub now (as in
+	// SitePendingRevocations).
+	Connected bool `protobuf:"varint,3,opt,name=connected,proto3" json:"connected,omitempty"`
+	// The divergences, in the order found.
+	Divergences   []*SyncDivergence `protobuf:"bytes,4,rep,name=divergences,proto3" json:"divergences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SiteDivergences) Reset() {
+	*x = SiteDivergences{}
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SiteDivergences) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SiteDivergences) ProtoMessage() {}
+
+func (x *SiteDivergences) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SiteDivergences.ProtoReflect.Descriptor instead.
+func (*SiteDivergences) Descriptor() ([]byte, []int) {
+	return file_gatehouse_console_v1_console_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SiteDivergences) GetSiteId() string {
+	if x != nil {
+		return x.SiteId
+	}
+	return ""
+}
+
+func (x *SiteDivergences) GetSiteName() string {
+	if x != nil {
+		return x.SiteName
+	}
+	return ""
+}
+
+func (x *SiteDivergences) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *SiteDivergences) GetDivergences() []*SyncDivergence {
+	if x != nil {
+		return x.Divergences
+	}
+	return nil
+}
+
+// SyncDivergence is one source whose deltas differ between the hub and the
+// site from sequence number seq on: the first differing one. Neither side
+// replaces a committed delta; an operator decides (docs/replication.md
+// §11).
+type SyncDivergence struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Origin of the source: "hub", or a site's ID.
+	Origin string `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	// Lane of the source: "priority" or "normal".
+	Lane string `protobuf:"bytes,2,opt,name=lane,proto3" json:"lane,omitempty"`
+	// First sequence number at which the two sides hold different deltas.
+	Seq uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The source as text, origin/lane, as in logs and metrics.
+	Source        string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncDivergence) Reset() {
+	*x = SyncDivergence{}
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncDivergence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncDivergence) ProtoMessage() {}
+
+func (x *SyncDivergence) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_console_v1_console_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncDivergence.ProtoReflect.Descriptor instead.
+func (*SyncDivergence) Descriptor() ([]byte, []int) {
+	return file_gatehouse_console_v1_console_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SyncDivergence) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *SyncDivergence) GetLane() string {
+	if x != nil {
+		return x.Lane
+	}
+	return ""
+}
+
+func (x *SyncDivergence) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *SyncDivergence) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
 var File_gatehouse_console_v1_console_proto protoreflect.FileDescriptor
 
 const file_gatehouse_console_v1_console_proto_rawDesc = "" +
@@ -738,10 +994,26 @@ const file_gatehouse_console_v1_console_proto_rawDesc = "" +
 	"pending_ms\x18\x0f \x01(\x03R\tpendingMs\x12\x1e\n" +
 	"\n" +
 	"unresolved\x18\x10 \x01(\bR\n" +
-	"unresolved2\x8a\x02\n" +
+	"unresolved\"1\n" +
+	"\x16ListDivergencesRequest\x12\x17\n" +
+	"\asite_id\x18\x01 \x01(\tR\x06siteId\"l\n" +
+	"\x17ListDivergencesResponse\x12;\n" +
+	"\x05sites\x18\x01 \x03(\v2%.gatehouse.console.v1.SiteDivergencesR\x05sites\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x05R\x05total\"\xad\x01\n" +
+	"\x0fSiteDivergences\x12\x17\n" +
+	"\asite_id\x18\x01 \x01(\tR\x06siteId\x12\x1b\n" +
+	"\tsite_name\x18\x02 \x01(\tR\bsiteName\x12\x1c\n" +
+	"\tconnected\x18\x03 \x01(\bR\tconnected\x12F\n" +
+	"\vdivergences\x18\x04 \x03(\v2$.gatehouse.console.v1.SyncDivergenceR\vdivergences\"f\n" +
+	"\x0eSyncDivergence\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x12\n" +
+	"\x04lane\x18\x02 \x01(\tR\x04lane\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source2\xff\x02\n" +
 	"\x0eConsoleService\x12m\n" +
 	"\rListDecisions\x12*.gatehouse.console.v1.ListDecisionsRequest\x1a+.gatehouse.console.v1.ListDecisionsResponse\"\x03\x90\x02\x01\x12\x88\x01\n" +
-	"\x16ListPendingRevocations\x123.gatehouse.console.v1.ListPendingRevocationsRequest\x1a4.gatehouse.console.v1.ListPendingRevocationsResponse\"\x03\x90\x02\x01B\xe3\x01\n" +
+	"\x16ListPendingRevocations\x123.gatehouse.console.v1.ListPendingRevocationsRequest\x1a4.gatehouse.console.v1.ListPendingRevocationsResponse\"\x03\x90\x02\x01\x12s\n" +
+	"\x0fListDivergences\x12,.gatehouse.console.v1.ListDivergencesRequest\x1a-.gatehouse.console.v1.ListDivergencesResponse\"\x03\x90\x02\x01B\xe3\x01\n" +
 	"\x18com.gatehouse.console.v1B\fConsoleProtoP\x01ZGgithub.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1;consolev1\xa2\x02\x03GCX\xaa\x02\x14Gatehouse.Console.V1\xca\x02\x14Gatehouse\\Console\\V1\xe2\x02 Gatehouse\\Console\\V1\\GPBMetadata\xea\x02\x16Gatehouse::Console::V1b\x06proto3"
 
 var (
@@ -756,7 +1028,7 @@ func file_gatehouse_console_v1_console_proto_rawDescGZIP() []byte {
 	return file_gatehouse_console_v1_console_proto_rawDescData
 }
 
-var file_gatehouse_console_v1_console_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_gatehouse_console_v1_console_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_gatehouse_console_v1_console_proto_goTypes = []any{
 	(*ListDecisionsRequest)(nil),           // 0: gatehouse.console.v1.ListDecisionsRequest
 	(*ListDecisionsResponse)(nil),          // 1: gatehouse.console.v1.ListDecisionsResponse
@@ -765,22 +1037,30 @@ var file_gatehouse_console_v1_console_proto_goTypes = []any{
 	(*ListPendingRevocationsResponse)(nil), // 4: gatehouse.console.v1.ListPendingRevocationsResponse
 	(*SitePendingRevocations)(nil),         // 5: gatehouse.console.v1.SitePendingRevocations
 	(*PendingRevocation)(nil),              // 6: gatehouse.console.v1.PendingRevocation
-	(v1.Reason)(0),                         // 7: gatehouse.access.v1.Reason
+	(*ListDivergencesRequest)(nil),         // 7: gatehouse.console.v1.ListDivergencesRequest
+	(*ListDivergencesResponse)(nil),        // 8: gatehouse.console.v1.ListDivergencesResponse
+	(*SiteDivergences)(nil),                // 9: gatehouse.console.v1.SiteDivergences
+	(*SyncDivergence)(nil),                 // 10: gatehouse.console.v1.SyncDivergence
+	(v1.Reason)(0),                         // 11: gatehouse.access.v1.Reason
 }
 var file_gatehouse_console_v1_console_proto_depIdxs = []int32{
-	2, // 0: gatehouse.console.v1.ListDecisionsResponse.decisions:type_name -> gatehouse.console.v1.Decision
-	7, // 1: gatehouse.console.v1.Decision.reason:type_name -> gatehouse.access.v1.Reason
-	5, // 2: gatehouse.console.v1.ListPendingRevocationsResponse.sites:type_name -> gatehouse.console.v1.SitePendingRevocations
-	6, // 3: gatehouse.console.v1.SitePendingRevocations.revocations:type_name -> gatehouse.console.v1.PendingRevocation
-	0, // 4: gatehouse.console.v1.ConsoleService.ListDecisions:input_type -> gatehouse.console.v1.ListDecisionsRequest
-	3, // 5: gatehouse.console.v1.ConsoleService.ListPendingRevocations:input_type -> gatehouse.console.v1.ListPendingRevocationsRequest
-	1, // 6: gatehouse.console.v1.ConsoleService.ListDecisions:output_type -> gatehouse.console.v1.ListDecisionsResponse
-	4, // 7: gatehouse.console.v1.ConsoleService.ListPendingRevocations:output_type -> gatehouse.console.v1.ListPendingRevocationsResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	2,  // 0: gatehouse.console.v1.ListDecisionsResponse.decisions:type_name -> gatehouse.console.v1.Decision
+	11, // 1: gatehouse.console.v1.Decision.reason:type_name -> gatehouse.access.v1.Reason
+	5,  // 2: gatehouse.console.v1.ListPendingRevocationsResponse.sites:type_name -> gatehouse.console.v1.SitePendingRevocations
+	6,  // 3: gatehouse.console.v1.SitePendingRevocations.revocations:type_name -> gatehouse.console.v1.PendingRevocation
+	9,  // 4: gatehouse.console.v1.ListDivergencesResponse.sites:type_name -> gatehouse.console.v1.SiteDivergences
+	10, // 5: gatehouse.console.v1.SiteDivergences.divergences:type_name -> gatehouse.console.v1.SyncDivergence
+	0,  // 6: gatehouse.console.v1.ConsoleService.ListDecisions:input_type -> gatehouse.console.v1.ListDecisionsRequest
+	3,  // 7: gatehouse.console.v1.ConsoleService.ListPendingRevocations:input_type -> gatehouse.console.v1.ListPendingRevocationsRequest
+	7,  // 8: gatehouse.console.v1.ConsoleService.ListDivergences:input_type -> gatehouse.console.v1.ListDivergencesRequest
+	1,  // 9: gatehouse.console.v1.ConsoleService.ListDecisions:output_type -> gatehouse.console.v1.ListDecisionsResponse
+	4,  // 10: gatehouse.console.v1.ConsoleService.ListPendingRevocations:output_type -> gatehouse.console.v1.ListPendingRevocationsResponse
+	8,  // 11: gatehouse.console.v1.ConsoleService.ListDivergences:output_type -> gatehouse.console.v1.ListDivergencesResponse
+	9,  // [9:12] is the sub-list for method output_type
+	6,  // [6:9] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_console_v1_console_proto_init() }
@@ -794,7 +1074,7 @@ func file_gatehouse_console_v1_console_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_console_v1_console_proto_rawDesc), len(file_gatehouse_console_v1_console_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,9 @@ const (
 	// ConsoleServiceListPendingRevocationsProcedure is the fully-qualified name of the ConsoleService's
 	// ListPendingRevocations RPC.
 	ConsoleServiceListPendingRevocationsProcedure = "/gatehouse.console.v1.ConsoleService/ListPendingRevocations"
+	// ConsoleServiceListDivergencesProcedure is the fully-qualified name of the ConsoleService's
+	// ListDivergences RPC.
+	ConsoleServiceListDivergencesProcedure = "/gatehouse.console.v1.ConsoleService/ListDivergences"
 )
 
 // ConsoleServiceClient is a client for the gatehouse.console.v1.ConsoleService service.
@@ -54,6 +57,12 @@ type ConsoleServiceClient interface {
 	// (DESIGN.md §5: "pending at site X"). Roles admin and security only; the
 	// caller sends "Authorization: Bearer <api key>".
 	ListPendingRevocations(context.Context, *connect.Request[v1.ListPendingRevocationsRequest]) (*connect.Response[v1.ListPendingRevocationsResponse], error)
+	// ListDivergences returns, per site, the sources whose deltas the hub's
+	// digest exchanges found to differ between the hub and the site (the
+	// same sequence number naming different deltas; docs/replication.md
+	// §11). Like ListDecisions it needs no API key: it names only sites,
+	// sources and sequence numbers.
+	ListDivergences(context.Context, *connect.Request[v1.ListDivergencesRequest]) (*connect.Response[v1.ListDivergencesResponse], error)
 }
 
 // NewConsoleServiceClient constructs a client for the gatehouse.console.v1.ConsoleService service.
@@ -81,6 +90,13 @@ func NewConsoleServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		listDivergences: connect.NewClient[v1.ListDivergencesRequest, v1.ListDivergencesResponse](
+			httpClient,
+			baseURL+ConsoleServiceListDivergencesProcedure,
+			connect.WithSchema(consoleServiceMethods.ByName("ListDivergences")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -88,6 +104,7 @@ func NewConsoleServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 type consoleServiceClient struct {
 	listDecisions          *connect.Client[v1.ListDecisionsRequest, v1.ListDecisionsResponse]
 	listPendingRevocations *connect.Client[v1.ListPendingRevocationsRequest, v1.ListPendingRevocationsResponse]
+	listDivergences        *connect.Client[v1.ListDivergencesRequest, v1.ListDivergencesResponse]
 }
 
 // ListDecisions calls gatehouse.console.v1.ConsoleService.ListDecisions.
@@ -98,6 +115,11 @@ func (c *consoleServiceClient) ListDecisions(ctx context.Context, req *connect.R
 // ListPendingRevocations calls gatehouse.console.v1.ConsoleService.ListPendingRevocations.
 func (c *consoleServiceClient) ListPendingRevocations(ctx context.Context, req *connect.Request[v1.ListPendingRevocationsRequest]) (*connect.Response[v1.ListPendingRevocationsResponse], error) {
 	return c.listPendingRevocations.CallUnary(ctx, req)
+}
+
+// ListDivergences calls gatehouse.console.v1.ConsoleService.ListDivergences.
+func (c *consoleServiceClient) ListDivergences(ctx context.Context, req *connect.Request[v1.ListDivergencesRequest]) (*connect.Response[v1.ListDivergencesResponse], error) {
+	return c.listDivergences.CallUnary(ctx, req)
 }
 
 // ConsoleServiceHandler is an implementation of the gatehouse.console.v1.ConsoleService service.
@@ -111,6 +133,12 @@ type ConsoleServiceHandler interface {
 	// (DESIGN.md §5: "pending at site X"). Roles admin and security only; the
 	// caller sends "Authorization: Bearer <api key>".
 	ListPendingRevocations(context.Context, *connect.Request[v1.ListPendingRevocationsRequest]) (*connect.Response[v1.ListPendingRevocationsResponse], error)
+	// ListDivergences returns, per site, the sources whose deltas the hub's
+	// digest exchanges found to differ between the hub and the site (the
+	// same sequence number naming different deltas; docs/replication.md
+	// §11). Like ListDecisions it needs no API key: it names only sites,
+	// sources and sequence numbers.
+	ListDivergences(context.Context, *connect.Request[v1.ListDivergencesRequest]) (*connect.Response[v1.ListDivergencesResponse], error)
 }
 
 // NewConsoleServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -134,12 +162,21 @@ func NewConsoleServiceHandler(svc ConsoleServiceHandler, opts ...connect.Handler
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	consoleServiceListDivergencesHandler := connect.NewUnaryHandler(
+		ConsoleServiceListDivergencesProcedure,
+		svc.ListDivergences,
+		connect.WithSchema(consoleServiceMethods.ByName("ListDivergences")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/gatehouse.console.v1.ConsoleService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ConsoleServiceListDecisionsProcedure:
 			consoleServiceListDecisionsHandler.ServeHTTP(w, r)
 		case ConsoleServiceListPendingRevocationsProcedure:
 			consoleServiceListPendingRevocationsHandler.ServeHTTP(w, r)
+		case ConsoleServiceListDivergencesProcedure:
+			consoleServiceListDivergencesHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -155,4 +192,8 @@ func (UnimplementedConsoleServiceHandler) ListDecisions(context.Context, *connec
 
 func (UnimplementedConsoleServiceHandler) ListPendingRevocations(context.Context, *connect.Request[v1.ListPendingRevocationsRequest]) (*connect.Response[v1.ListPendingRevocationsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("gatehouse.console.v1.ConsoleService.ListPendingRevocations is not implemented"))
+}
+
+func (UnimplementedConsoleServiceHandler) ListDivergences(context.Context, *connect.Request[v1.ListDivergencesRequest]) (*connect.Response[v1.ListDivergencesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("gatehouse.console.v1.ConsoleService.ListDivergences is not implemented"))
 }
