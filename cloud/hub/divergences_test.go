@@ -3,9 +3,9 @@ package hub
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
-	"net/http/httptest"
-	"strings"
+		"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -27,15 +27,19 @@ func divergences(h *Hub, site string) (*consolev1.ListDivergencesResponse, error
 	return res.Msg, nil
 }
 
-// scrape returns the hub's metrics text.
+// scrape returns the hub's GET /metrics page.
 func scrape(t *testing.T, h *Hub) string {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	h.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	if rec.Code != http.StatusOK {
-		t.Fatalf("metrics: status %d", rec.Code)
+	res, err := http.Get("http://" + h.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return rec.Body.String()
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("metrics: status %d, %v", res.StatusCode, err)
+	}
+	return string(b)
 }
 
 // TestDivergencesConsoleAndMetric: site A syncs 60 zones with a real hub;

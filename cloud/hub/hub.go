@@ -376,6 +376,7 @@ func (h *Hub) Open(ctx context.Context) error {
 	for pattern, handler := range h.extra {
 		mux.Handle(pattern, handler)
 	}
+	mux.Handle("GET /metrics", h.MetricsHandler()) // Prometheus (divergences.go)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
