@@ -34,6 +34,8 @@ type CtlMain struct {
 	people  *CtlPeopleMain // set for "ctl people|groups|cards|import|export|logs ..."
 	// revoc is set for "ctl revocations ...".
 	revoc *CtlRevocationsMain
+	// sync is set for "ctl sync ...".
+	sync *CtlSyncMain
 }
 
 // ParseFlags reads the verb and flags.
@@ -46,6 +48,10 @@ func (m *CtlMain) ParseFlags(args []string) error {
 		m.revoc = &CtlRevocationsMain{env: m.env}
 		return m.revoc.ParseFlags(args[1:])
 	}
+	if len(args) > 0 && args[0] == "sync" {
+		m.sync = &CtlSyncMain{env: m.env}
+		return m.sync.ParseFlags(args[1:])
+	}
 	if len(args) > 0 && slices.Contains(ctlPeopleNouns, args[0]) {
 		m.people = &CtlPeopleMain{env: m.env}
 		return m.people.ParseFlags(args[0], args[1:])
@@ -56,7 +62,7 @@ func (m *CtlMain) ParseFlags(args []string) error {
 	fs.BoolVar(&m.JSON, "json", false, "print JSON instead of a table")
 	fs.DurationVar(&m.Timeout, "timeout", 3*time.Second, "how long to wait for each node")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: gatehouse ctl site status [flags]\n       gatehouse ctl visit invite|list|show|pickup|checkout [flags] (gatehouse ctl visit --help)\n       gatehouse ctl people|groups|cards|import|export|logs ... (gatehouse ctl people --help)\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: gatehouse ctl site status [flags]\n       gatehouse ctl visit invite|list|show|pickup|checkout [flags] (gatehouse ctl visit --help)\n       gatehouse ctl people|groups|cards|import|export|logs ... (gatehouse ctl people --help)\n       gatehouse ctl revocations pending [flags]\n       gatehouse ctl sync divergences [flags]\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	verb, err := parseInterspersed(fs, args)
@@ -93,6 +99,9 @@ func (m *CtlMain) Run(ctx context.Context) error {
 	}
 	if m.revoc != nil {
 		return m.revoc.Run(ctx)
+	}
+	if m.sync != nil {
+		return m.sync.Run(ctx)
 	}
 	get := func(base string) (*statusv1.GetStatusResponse, error) {
 		ctx, cancel := context.WithTimeout(ctx, m.Timeout)
