@@ -133,6 +133,45 @@ async function refreshDecisions() {
   while (body.children.length > MAX_DECISION_ROWS) body.removeChild(body.lastChild);
 }
 
+const DIVERGENCES_URL = "/gatehouse.console.v1.ConsoleService/ListDivergences";
+
+// refreshDivergences lists the sources the hub's digests found to differ
+// between the hub and a site (docs/replication.md §11): one row each, or one
+// row per site saying none. A hub without a store replicates nothing.
+async function refreshDivergences() {
+  const res = await fetch(DIVERGENCES_URL, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "Connect-Protocol-Version": "1" },
+    body: "{}",
+  });
+  const msg = await res.json();
+  const body = document.querySelector("#divergences tbody");
+  if (msg.code === "failed_precondition") {
+    body.replaceChildren(row([cell("This hub replicates with no site.", "muted")]));
+    body.firstChild.firstChild.colSpan = 4;
+    return;
+  }
+  if (!res.ok) throw new Error(msg.message || res.statusText);
+  const rows = [];
+  for (const s of msg.sites || []) {
+    const site = s.siteName ? s.siteName + " (" + s.siteId + ")" : s.siteId;
+    const link = cell(s.connected ? "connected" : "disconnected", s.connected ? "ok" : "muted");
+    const ds = s.divergences || [];
+    if (ds.length === 0) {
+      rows.push(row([cell(site), link, cell("none", "ok"), cell("")]));
+      continue;
+    }
+    for (const d of ds) {
+      rows.push(row([cell(site), cell(link.textContent, link.className), cell(d.source, "bad"), cell(d.seq)]));
+    }
+  }
+  if (rows.length === 0) {
+    rows.push(row([cell("No sites.", "muted")]));
+    rows[0].firstChild.colSpan = 4;
+  }
+  body.replaceChildren(...rows);
+}
+
 async function refreshAll() {
   await refresh();
   try {
@@ -140,6 +179,13 @@ async function refreshAll() {
   } catch (e) {
     const err = document.getElementById("error");
     err.textContent = "Cannot read decisions: " + e.message;
+    err.hidden = false;
+  }
+  try {
+    await refreshDivergences();
+  } catch (e) {
+    const err = document.getElementById("error");
+    err.textContent = "Cannot read divergences: " + e.message;
     err.hidden = false;
   }
 }
