@@ -3,11 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
-	"github.com/gatehouse/gatehouse/cloud/syncserver"
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
 	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
 	"github.com/gatehouse/gatehouse/replication"
@@ -70,37 +68,12 @@ func runCatchup(ctx context.Context, opt Options, emit func(Result)) error {
 			n = catchupTest
 		}
 	}
-	dir, cleanup, err := benchDir(opt.Dir, "catchup")
+	hs, err := openHubSite(ctx, opt, "catchup", catchupSiteToken)
 	if err != nil {
 		return err
 	}
-	defer cleanup()
-	log, silence := quietLog(opt)
-	var closers []func()
-	defer func() {
-		silence()
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}()
-	siteID := partition.NewID()
-	hub, err := partition.OpenHub(ctx, partition.HubConfig{Dir: filepath.Join(dir, "hub"),
-		Sites: []syncserver.SiteToken{{Site: siteID, Token: catchupSiteToken}}, Logger: log})
-	if err != nil {
-		return err
-	}
-	closers = append(closers, hub.Close)
-	wan, err := partition.NewWAN(hub.Addr())
-	if err != nil {
-		return err
-	}
-	closers = append(closers, wan.Close)
-	site, err := partition.OpenSite(ctx, partition.SiteConfig{ID: siteID, Token: catchupSiteToken, HubURL: wan.URL(),
-		Dir: filepath.Join(dir, "site"), Logger: log, DefaultTimings: true})
-	if err != nil {
-		return err
-	}
-	closers = append(closers, site.Close)
+	defer hs.Close()
+	hub, wan, site, siteID := hs.hub, hs.wan, hs.site, hs.siteID
 	converged := func() bool { return partition.Converged(hub, site) }
 	if err := partition.Wait(ctx, partition.WaitTimeout, "the site and the hub to converge", converged); err != nil {
 		return err

@@ -3,21 +3,15 @@ package bench
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"connectrpc.com/connect"
 
 	"github.com/gatehouse/gatehouse/access"
-	"github.com/gatehouse/gatehouse/cloud/auth"
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
 	"github.com/gatehouse/gatehouse/cloud/people"
-	"github.com/gatehouse/gatehouse/cloud/store"
-	"github.com/gatehouse/gatehouse/cloud/store/badgerstore"
 	peoplev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/people/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/people/v1/peoplev1connect"
 	"github.com/gatehouse/gatehouse/replication"
@@ -53,16 +47,11 @@ func runLogs(ctx context.Context, opt Options, emit func(Result)) error {
 		p = logsQuick
 	}
 	suffix := fmt.Sprintf("_%dk", p.events/1000)
-	dir, err := os.MkdirTemp(opt.Dir, "bench-logs-*")
+	st, closeStore, err := openHubStore(ctx, opt, "logs")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	st, err := badgerstore.Open(ctx, dir, store.Options{Kinds: hubstate.Kinds, Logger: opt.Log})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer closeStore()
 	state, err := hubstate.Open(ctx, st, hubstate.Options{Logger: opt.Log})
 	if err != nil {
 		return err
@@ -147,31 +136,12 @@ func runLogs(ctx context.Context, opt Options, emit func(Result)) error {
 	emit(NewResult("logs", "open_index_s"+suffix, time.Since(start).Seconds(), "s", 0))
 
 	// The API over loopback Connect.
-	svc, err := people.New(people.Config{State: state, Entities: st, Logger: slog.New(slog.DiscardHandler)})
+	api, err := servePeopleAPI(people.Config{State: state, Entities: st})
 	if err != nil {
 		return err
 	}
-	defer svc.Close()
-	key, err := auth.NewKey()
-	if err != nil {
-		return err
-	}
-	kr, err := auth.NewKeyring([]auth.Key{{ID: "bench", SHA256: auth.HashKey(key), Role: auth.Admin}})
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	for path, h := range svc.Handlers(kr) {
-		mux.Handle(path, h)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(ln)
-	defer srv.Close()
-	pc := peoplev1connect.NewPeopleServiceClient(http.DefaultClient, "http://"+ln.Addr().String(), connect.WithInterceptors(auth.Bearer(key)))
+	defer api.Close()
+	pc := peoplev1connect.NewPeopleServiceClient(http.DefaultClient, api.url, api.auth)
 
 	var rtt, lat []time.Duration
 	var token string

@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"syscall"
 	"time"
@@ -15,12 +12,9 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/gatehouse/gatehouse/access"
-	"github.com/gatehouse/gatehouse/cloud/auth"
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
 	"github.com/gatehouse/gatehouse/cloud/importer"
 	"github.com/gatehouse/gatehouse/cloud/people"
-	"github.com/gatehouse/gatehouse/cloud/store"
-	"github.com/gatehouse/gatehouse/cloud/store/badgerstore"
 	peoplev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/people/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/people/v1/peoplev1connect"
 	"github.com/gatehouse/gatehouse/replication"
@@ -56,16 +50,11 @@ func runPeople(ctx context.Context, opt Options, emit func(Result)) error {
 	if opt.Quick {
 		p = peopleQuick
 	}
-	dir, err := os.MkdirTemp(opt.Dir, "bench-people-*")
+	st, closeStore, err := openHubStore(ctx, opt, "people")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	st, err := badgerstore.Open(ctx, dir, store.Options{Kinds: hubstate.Kinds, Logger: opt.Log})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer closeStore()
 	state, err := hubstate.Open(ctx, st, hubstate.Options{Logger: opt.Log})
 	if err != nil {
 		return err
@@ -75,32 +64,12 @@ func runPeople(ctx context.Context, opt Options, emit func(Result)) error {
 	for _, n := range importer.SyntheticOccupiers {
 		occs = append(occs, people.Occupier{ID: access.MustNewID(), Name: n})
 	}
-	svc, err := people.New(people.Config{State: state, Entities: st, Logger: slog.New(slog.DiscardHandler), Occupiers: occs})
+	api, err := servePeopleAPI(people.Config{State: state, Entities: st, Occupiers: occs})
 	if err != nil {
 		return err
 	}
-	defer svc.Close()
-	key, err := auth.NewKey()
-	if err != nil {
-		return err
-	}
-	kr, err := auth.NewKeyring([]auth.Key{{ID: "bench", SHA256: auth.HashKey(key), Role: auth.Admin}})
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	for path, h := range svc.Handlers(kr) {
-		mux.Handle(path, h)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(ln)
-	defer srv.Close()
-	url := "http://" + ln.Addr().String()
-	copt := connect.WithInterceptors(auth.Bearer(key))
+	defer api.Close()
+	url, copt := api.url, api.auth
 	pc := peoplev1connect.NewPeopleServiceClient(http.DefaultClient, url, copt)
 	gc := peoplev1connect.NewGroupServiceClient(http.DefaultClient, url, copt)
 

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/access"
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
-	"github.com/gatehouse/gatehouse/cloud/syncserver"
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
 	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
 	"github.com/gatehouse/gatehouse/replication"
@@ -77,37 +74,12 @@ func runRevoke(ctx context.Context, opt Options, emit func(Result)) error {
 	if opt.Quick {
 		p = revokeQuick
 	}
-	dir, cleanup, err := benchDir(opt.Dir, "revoke")
+	hs, err := openHubSite(ctx, opt, "revoke", revokeSiteToken)
 	if err != nil {
 		return err
 	}
-	defer cleanup()
-	log, silence := quietLog(opt)
-	var closers []func()
-	defer func() {
-		silence()
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}()
-	siteID := partition.NewID()
-	hub, err := partition.OpenHub(ctx, partition.HubConfig{Dir: filepath.Join(dir, "hub"),
-		Sites: []syncserver.SiteToken{{Site: siteID, Token: revokeSiteToken}}, Logger: log})
-	if err != nil {
-		return err
-	}
-	closers = append(closers, hub.Close)
-	wan, err := partition.NewWAN(hub.Addr())
-	if err != nil {
-		return err
-	}
-	closers = append(closers, wan.Close)
-	site, err := partition.OpenSite(ctx, partition.SiteConfig{ID: siteID, Token: revokeSiteToken, HubURL: wan.URL(),
-		Dir: filepath.Join(dir, "site"), Logger: log, DefaultTimings: true})
-	if err != nil {
-		return err
-	}
-	closers = append(closers, site.Close)
+	defer hs.Close()
+	hub, site, siteID := hs.hub, hs.site, hs.siteID
 
 	// The site's door, group and readers; the hub's people.
 	door, group := partition.NewID(), partition.NewID()
@@ -138,7 +110,7 @@ func runRevoke(ctx context.Context, opt Options, emit func(Result)) error {
 		return err
 	}
 	var readers []*device.Reader
-	closers = append(closers, func() {
+	hs.onClose(func() {
 		for _, r := range readers {
 			_ = r.Close()
 		}
@@ -266,13 +238,4 @@ func revokeFloors(ctx context.Context, hub *partition.Hub, site *partition.Site,
 		siteC = append(siteC, time.Since(start))
 	}
 	return hubW, siteC, nil
-}
-
-// quietLog is opt.Log for the hub and site under test: errors only (a
-// forming site logs its elections as warnings). Calling the returned
-// function silences it (a site shutting down logs nothing worth reading).
-func quietLog(opt Options) (*slog.Logger, func()) {
-	lvl := new(slog.LevelVar)
-	lvl.Set(slog.LevelError)
-	return slog.New(doorLevelFilter{h: opt.Log.Handler(), min: lvl}), func() { lvl.Set(slog.LevelError + 100) }
 }
