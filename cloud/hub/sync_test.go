@@ -38,12 +38,14 @@ func TestSyncMounted(t *testing.T) {
 	dir := t.TempDir()
 	h := mustOpenSyncHub(t, dir)
 	if _, err := h.State().Write(context.Background(), func(tx *hubstate.Tx) error {
-		tx.Change(replication.KindPerson, "01JBX000000000000000000030", replication.SetOp("name", "Pat"))
+		// A door of the site: the site receives it (a person granted
+		// nowhere would not reach it: the hub's changes are scoped).
+		tx.Change(replication.KindDoor, "01JBX000000000000000000030", replication.SetOp("site", testSyncSite), replication.SetOp("name", "Main"))
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	want := h.State().Vector()
+	want := h.State().ScopedVector(testSyncSite)
 
 	// The stream runs over the hub's own server (cleartext HTTP/2), past
 	// the body limit of the other APIs.

@@ -112,6 +112,8 @@ type State struct {
 	// first use; it has its own lock.
 	revocations     *revocationIndex
 	revocationsOnce sync.Once
+	// scope is the site-scoped logs of the hub's own changes (scope.go).
+	scope *scopeIndex
 }
 
 // noteCards records in cardsOf the card bindings of applied deltas.
@@ -159,13 +161,16 @@ func Open(ctx context.Context, st store.Store, opts Options) (*State, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &State{st: st, clock: opts.Clock, log: opts.Logger, rep: replication.NewReplica(), changed: make(chan struct{}),
-		events: newEventIndex()}
+		events: newEventIndex(), scope: newScopeIndex()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.recoverBulk(ctx); err != nil {
 		return nil, err
 	}
 	if _, err := s.load(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.migrateScopes(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -231,6 +236,9 @@ func (s *State) load(ctx context.Context) (bool, error) {
 	}
 	changed := false
 	for name, head := range vec {
+		if strings.HasPrefix(name, scopeLogPrefix) {
+			continue // after the hub's deltas they name: loadScopes
+		}
 		src, err := parseStoreOrigin(name)
 		if err != nil {
 			return changed, err
@@ -270,8 +278,14 @@ func (s *State) load(ctx context.Context) (bool, error) {
 				return changed, fmt.Errorf("hubstate: load %s: %w", name, err)
 			}
 			s.noteCards(ds)
+			if src == hubNormal {
+				s.scope.noteHub(ds)
+			}
 			changed = true
 		}
+	}
+	if err := s.loadScopes(ctx, vec); err != nil {
+		return changed, err
 	}
 	if changed {
 		s.signal()
@@ -687,6 +701,7 @@ func (s *State) Write(ctx context.Context, fn func(tx *Tx) error) ([]replication
 	if err != nil {
 		return nil, err
 	}
+	scope := s.planScope(bySrc[hubNormal])
 	b := store.Batch{Claim: claims, Unclaim: unclaims, Puts: tx.puts}
 	for _, src := range srcs {
 		a := store.Append{Origin: StoreOrigin(src), Records: make([]store.Record, 0, len(bySrc[src]))}
@@ -699,6 +714,7 @@ func (s *State) Write(ctx context.Context, fn func(tx *Tx) error) ([]replication
 		}
 		b.Appends = append(b.Appends, a)
 	}
+	b.Appends = append(b.Appends, scope.appends()...)
 	if err := s.commit(ctx, b); err != nil {
 		switch {
 		case errors.Is(err, store.ErrKeyTaken):
@@ -718,6 +734,7 @@ func (s *State) Write(ctx context.Context, fn func(tx *Tx) error) ([]replication
 		}
 		s.noteCards(bySrc[src])
 	}
+	scope.merge()
 	if len(deltas) > 0 {
 		s.signal()
 	}

@@ -93,7 +93,7 @@ func TestEventsReachHub(t *testing.T) {
 	b.wait(t, "the hub's ack of B's events", func() bool { return b.hubAcked()[evB] == 10 })
 	// A's own hub-bound changes and B's: B receives neither A's events nor
 	// its normal lane; A does not receive B's events.
-	b.wait(t, "the hub's scoped log", func() bool { return b.vector().Covers(scoped(siteB, h.state.Vector())) })
+	b.wait(t, "the hub's scoped log", func() bool { return b.vector().Covers(scoped(siteB, h.state.ScopedVector(siteB))) })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

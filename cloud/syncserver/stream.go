@@ -98,6 +98,7 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 	log := s.log.With("site", site)
 	state := s.cfg.State
 	authz := newAuthorizer(site, state.Facts())
+	dlog, digests := s.digestFor(site)
 	sess, err := replication.NewSession(replication.SessionConfig{
 		Log:        s.logFor(site),
 		Store:      state.SessionStore(ctx, sl.fence()),
@@ -107,9 +108,10 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 		Durable:    s.visibleVector(site, state.SyncVector()),
 		MaxBatch:   s.cfg.MaxBatch,
 		// Digests are computed over every source the hub holds (the
-		// scoped log leaves out the site's own).
-		DigestLog:    state,
-		Digests:      s.digests,
+		// scoped log leaves out the site's own), the hub's normal lane as
+		// the site's scoped log.
+		DigestLog:    dlog,
+		Digests:      digests,
 		OnDivergence: s.diverged(log, site),
 	})
 	if err != nil {

@@ -88,7 +88,8 @@ type Server struct {
 
 	skews skews // sites' stamps beyond the skew guard (skew.go)
 
-	digests     *replication.Digester // hash chains of the hub's sources (digest.go)
+	digests     *replication.Digester            // hash chains of the hub's sources (digest.go), RelayAll
+	siteDigests map[string]*replication.Digester // per site, scoped; under mu
 	divergedMu  sync.Mutex
 	divergences map[string][]replication.Divergence // per site
 }
@@ -126,7 +127,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{cfg: cfg, log: cfg.Logger.With("component", "sync"), ctx: ctx, cancel: cancel,
-		streams: map[string]*stream{}, leases: map[string]*siteLease{}, digests: replication.NewDigester()}, nil
+		streams: map[string]*stream{}, leases: map[string]*siteLease{}, digests: replication.NewDigester(),
+		siteDigests: map[string]*replication.Digester{}}, nil
 }
 
 // Handler returns the path and handler to mount on the hub's mux. Serve it
@@ -247,14 +249,17 @@ func Scope(site string, src replication.Source) bool {
 	return src.Origin == hubstate.Origin || src.Lane == replication.LanePriority
 }
 
-// scopedLog is the hub's log as one site sees it.
+// scopedLog is the hub's log as one site sees it: the sources Scope lets
+// through, with the hub's normal lane replaced by the site's scoped log
+// (hubstate.State.ScopedDeltas: only the hub's changes that concern the
+// site, numbered by their place in it).
 type scopedLog struct {
 	site  string
 	state *hubstate.State
 }
 
 func (l scopedLog) Vector() replication.Vector {
-	v := l.state.Vector()
+	v := l.state.ScopedVector(l.site)
 	for src := range v {
 		if !Scope(l.site, src) {
 			delete(v, src)
@@ -267,7 +272,48 @@ func (l scopedLog) Deltas(src replication.Source, after uint64, max int) ([]repl
 	if !Scope(l.site, src) {
 		return nil, nil
 	}
+	if src == hubNormal {
+		return l.state.ScopedDeltas(l.site, after, max)
+	}
 	return l.state.Deltas(src, after, max)
+}
+
+// digestLog is what the hub digests a site's link over: every source the
+// hub holds (the site skips those it does not), with the hub's normal lane
+// as the site's scoped log, so both ends chain the same deltas.
+type digestLog struct {
+	site  string
+	state *hubstate.State
+}
+
+func (l digestLog) Vector() replication.Vector { return l.state.ScopedVector(l.site) }
+
+func (l digestLog) Deltas(src replication.Source, after uint64, max int) ([]replication.Delta, error) {
+	if src == hubNormal {
+		return l.state.ScopedDeltas(l.site, after, max)
+	}
+	return l.state.Deltas(src, after, max)
+}
+
+// hubNormal is the hub's normal lane: the one source sent to each site as
+// a scoped log of its own.
+var hubNormal = replication.Source{Origin: hubstate.Origin, Lane: replication.LaneNormal}
+
+// digestFor returns the log and the chain cache that digests of site's link
+// are computed over. Scoped, each site has its own chains, since its
+// scoped log is its own.
+func (s *Server) digestFor(site string) (replication.Log, *replication.Digester) {
+	if s.cfg.RelayAll {
+		return s.cfg.State, s.digests
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.siteDigests[site]
+	if g == nil {
+		g = replication.NewDigester()
+		s.siteDigests[site] = g
+	}
+	return digestLog{site: site, state: s.cfg.State}, g
 }
 
 // logFor returns the log the hub sends site from.

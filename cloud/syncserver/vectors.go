@@ -19,12 +19,20 @@ func Visible(site string, src replication.Source, relayAll bool) bool {
 	return Scope(site, src)
 }
 
-// visibleVector returns the entries of v that site may see (Visible).
+// visibleVector returns the entries of v that site may see (Visible),
+// with the hub's normal lane as the length of the site's scoped log
+// (unless RelayAll).
 func (s *Server) visibleVector(site string, v replication.Vector) replication.Vector {
 	out := make(replication.Vector, len(v))
 	for src, seq := range v {
 		if Visible(site, src, s.cfg.RelayAll) {
 			out[src] = seq
+		}
+	}
+	if !s.cfg.RelayAll {
+		delete(out, hubNormal)
+		if n := s.cfg.State.ScopedLen(site); n > 0 {
+			out[hubNormal] = n
 		}
 	}
 	return out

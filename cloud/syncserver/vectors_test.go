@@ -32,7 +32,7 @@ func TestVectorsScoped(t *testing.T) {
 		t.Helper()
 		ts.wait(t, "the site and the hub in sync", func() bool {
 			sv := ts.vector()
-			return sv.Covers(scoped(ts.id, h.state.Vector())) && ts.hubAcked().Covers(sv)
+			return sv.Covers(scoped(ts.id, h.state.ScopedVector(ts.id))) && ts.hubAcked().Covers(sv)
 		})
 	}
 

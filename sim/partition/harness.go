@@ -403,7 +403,8 @@ func (s *Site) Close() {
 // Converged reports whether the hub holds everything the site made and
 // every live node holds everything the hub holds of other origins.
 func Converged(h *Hub, s *Site) bool {
-	hv := h.state.Vector()
+	// The hub's own changes reach the site as its scoped log.
+	hv := h.state.ScopedVector(s.cfg.ID)
 	for _, n := range s.Nodes() {
 		if !hv.Covers(n.Machine().OwnVector()) {
 			return false

@@ -1,0 +1,449 @@
+package hubstate
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/cloud/store"
+	"github.com/gatehouse/gatehouse/replication"
+)
+
+// Site-scoped logs of the hub's own changes (docs/sync.md §4).
+//
+// The hub's normal lane ("hub/normal") holds every change made at the hub:
+// people, cards, groups and doors of every site. A site receives only the
+// part of it that concerns the site, as a log of its own: the scoped log of
+// site S lists, in the order S receives them, the sequence numbers of the
+// hub's normal deltas that concern S. The sync server sends S those deltas
+// renumbered 1, 2, 3... by their place in S's scoped log, so the session's
+// rules (consecutive deltas, never past a gap, resume from the durable
+// vector) hold unchanged, and S's vector entry for hub/normal counts what S
+// holds of its scoped log. The hub's priority lane is not scoped: every
+// revocation goes to every site (one too many is always safe).
+//
+// What concerns S, decided when the hub makes a delta, in order:
+//   - a site, zone, door, group, visit or card whose "site" is S;
+//   - a grant of a group of S, and then its holder (a person, or a visit and
+//     its visitor);
+//   - a card bound to a holder that concerns S, and the holder of a card
+//     that concerns S (a site names who holds a card it knows);
+//   - the visitor and the host of a visit at S;
+//   - every later change of anything that concerned S once (concern only
+//     grows, so a card moved to a holder elsewhere still reaches S).
+//
+// When something comes to concern S (it "enters" S), its earlier hub
+// deltas are put in S's scoped log first (a backfill: a person granted at S
+// today arrives with the name, the cards and the flags the hub gave them
+// before), and a person's cards enter with them. The CRDT merge does not
+// care about order, so a backfilled delta is merged like any other.
+//
+// Scoped logs are durable: each is a store log named "scope/SITE" whose
+// records hold the hub sequence numbers, appended in the same commit as
+// the hub deltas they list. What S has been sent is therefore fixed once
+// committed, across restarts, and never depends on later state.
+
+// scopeLogPrefix starts the store name of a site's scoped log.
+const scopeLogPrefix = "scope/"
+
+// hubNormal is the hub's normal lane, the one scoped.
+var hubNormal = replication.Source{Origin: Origin, Lane: replication.LaneNormal}
+
+// scopeLogName returns the store name of site's scoped log.
+func scopeLogName(site string) string { return scopeLogPrefix + site }
+
+// entRef names one entity.
+type entRef struct {
+	kind replication.Kind
+	id   string
+}
+
+// siteScope is one site's scoped log.
+type siteScope struct {
+	refs []uint64        // hub/normal sequence numbers, in scoped order
+	has  map[entRef]bool // what has entered the site
+}
+
+// scopeIndex is the scoped logs of every site, and what it takes to extend
+// them. s.mu guards it.
+type scopeIndex struct {
+	sites   map[string]*siteScope
+	sitesOf map[entRef][]string // the sites each entity has entered
+	byEnt   map[entRef][]uint64 // each entity's hub/normal sequence numbers
+}
+
+func newScopeIndex() *scopeIndex {
+	return &scopeIndex{sites: map[string]*siteScope{}, sitesOf: map[entRef][]string{}, byEnt: map[entRef][]uint64{}}
+}
+
+// noteHub records the entities of hub/normal deltas applied.
+func (x *scopeIndex) noteHub(ds []replication.Delta) {
+	for _, d := range ds {
+		e := entRef{d.Kind, d.ID}
+		x.byEnt[e] = append(x.byEnt[e], d.Seq)
+	}
+}
+
+// site returns site's scoped log, made on first use.
+func (x *scopeIndex) site(site string) *siteScope {
+	sc := x.sites[site]
+	if sc == nil {
+		sc = &siteScope{has: map[entRef]bool{}}
+		x.sites[site] = sc
+	}
+	return sc
+}
+
+// enter records that e entered site.
+func (x *scopeIndex) enter(site string, e entRef) {
+	sc := x.site(site)
+	if !sc.has[e] {
+		sc.has[e] = true
+		x.sitesOf[e] = append(x.sitesOf[e], site)
+	}
+}
+
+// loadScopes reads the scoped logs the store holds beyond the index: vec
+// is the store's vector. The hub/normal deltas they name must be applied
+// to the replica first. s.mu must be held.
+func (s *State) loadScopes(ctx context.Context, vec map[string]uint64) error {
+	for name, head := range vec {
+		site, ok := strings.CutPrefix(name, scopeLogPrefix)
+		if !ok {
+			continue
+		}
+		sc := s.scope.site(site)
+		for after := uint64(len(sc.refs)); after < head; {
+			recs, err := s.st.Read(ctx, name, after, store.MaxLimit, store.AllLanes)
+			if err != nil {
+				return fmt.Errorf("hubstate: load %s: %w", name, err)
+			}
+			if len(recs) == 0 {
+				break
+			}
+			for _, r := range recs {
+				seq, n := binary.Uvarint(r.Data)
+				if n <= 0 || n != len(r.Data) || r.Seq != after+1 {
+					return access.Errorf(access.Invalid, "hubstate: load %s/%d: malformed scoped record", name, r.Seq)
+				}
+				ds, _ := s.rep.Deltas(hubNormal, seq-1, 1)
+				if seq == 0 || len(ds) == 0 {
+					return access.Errorf(access.Invalid, "hubstate: load %s/%d: names hub delta %d, which the hub does not hold", name, r.Seq, seq)
+				}
+				sc.refs = append(sc.refs, seq)
+				s.scope.enter(site, entRef{ds[0].Kind, ds[0].ID})
+				after = r.Seq
+			}
+		}
+	}
+	return nil
+}
+
+// ScopedLen returns how many deltas site's scoped log holds: the hub/normal
+// entry of the vector the hub shows site.
+func (s *State) ScopedLen(site string) uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if sc := s.scope.sites[site]; sc != nil {
+		return uint64(len(sc.refs))
+	}
+	return 0
+}
+
+// ScopedVector returns the hub's durable vector as site sees it: the
+// hub/normal entry is the length of site's scoped log. (Which sources
+// site receives at all is the sync server's choice.)
+func (s *State) ScopedVector(site string) replication.Vector {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v := s.rep.Vector()
+	if sc := s.scope.sites[site]; sc != nil && len(sc.refs) > 0 {
+		v[hubNormal] = uint64(len(sc.refs))
+	} else {
+		delete(v, hubNormal)
+	}
+	return v
+}
+
+// ScopedDeltas returns up to max deltas of site's scoped log after position
+// after: hub/normal deltas renumbered by their place in the scoped log (all
+// of them when max <= 0). It never fails.
+func (s *State) ScopedDeltas(site string, after uint64, max int) ([]replication.Delta, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	sc := s.scope.sites[site]
+	if sc == nil || after >= uint64(len(sc.refs)) {
+		return nil, nil
+	}
+	refs := sc.refs[after:]
+	if max > 0 && len(refs) > max {
+		refs = refs[:max]
+	}
+	out := make([]replication.Delta, 0, len(refs))
+	for i, seq := range refs {
+		ds, _ := s.rep.Deltas(hubNormal, seq-1, 1)
+		if len(ds) == 0 {
+			// Cannot happen: a scoped record is committed with the
+			// delta it names, and loaded after it.
+			return nil, access.Errorf(access.Unavailable, "hubstate: scoped log of %s names hub delta %d, not held", site, seq)
+		}
+		d := ds[0]
+		d.Seq = after + uint64(i) + 1
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// ScopedSeq returns the place in site's scoped log of the hub/normal delta
+// seq, and whether it is there.
+func (s *State) ScopedSeq(site string, seq uint64) (uint64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	sc := s.scope.sites[site]
+	if sc == nil {
+		return 0, false
+	}
+	i := slices.Index(sc.refs, seq)
+	return uint64(i + 1), i >= 0
+}
+
+// scopePlan extends the scoped logs for one write, without changing the
+// index until the write is committed (merge).
+type scopePlan struct {
+	s       *State
+	x       *scopeIndex
+	refs    map[string][]uint64
+	order   []string // sites in the order first extended
+	entered map[string]map[entRef]bool
+	sitesOf map[entRef][]string
+	byEnt   map[entRef][]uint64
+	cards   map[access.ID][]access.CardNumber // bindings made by this write
+	fields  map[entRef]map[string]string      // "site" and "visitor" set by this write
+}
+
+// planScope returns the scoped records that ds (the hub's new hub/normal
+// deltas, in order) add. s.mu must be held.
+func (s *State) planScope(ds []replication.Delta) *scopePlan {
+	p := &scopePlan{s: s, x: s.scope, refs: map[string][]uint64{}, entered: map[string]map[entRef]bool{},
+		sitesOf: map[entRef][]string{}, byEnt: map[entRef][]uint64{}, cards: map[access.ID][]access.CardNumber{},
+		fields: map[entRef]map[string]string{}}
+	for _, d := range ds {
+		p.add(d)
+	}
+	return p
+}
+
+// field returns an entity's field as of this point of the write.
+func (p *scopePlan) field(e entRef, name string) string {
+	if v, ok := p.fields[e][name]; ok {
+		return v
+	}
+	v, _ := p.s.rep.Field(e.kind, e.id, name)
+	return v
+}
+
+// has reports whether e has entered site.
+func (p *scopePlan) has(site string, e entRef) bool {
+	if sc := p.x.sites[site]; sc != nil && sc.has[e] {
+		return true
+	}
+	return p.entered[site][e]
+}
+
+// sites returns the sites e has entered.
+func (p *scopePlan) sites(e entRef) []string {
+	return append(slices.Clone(p.x.sitesOf[e]), p.sitesOf[e]...)
+}
+
+// appendRef adds seq to site's scoped log.
+func (p *scopePlan) appendRef(site string, seq uint64) {
+	if _, ok := p.refs[site]; !ok {
+		p.order = append(p.order, site)
+	}
+	p.refs[site] = append(p.refs[site], seq)
+}
+
+// enter makes e enter site, with its earlier deltas, and a person's cards
+// or a visit's visitor with it.
+func (p *scopePlan) enter(site string, e entRef) {
+	if site == "" || p.has(site, e) {
+		return
+	}
+	if p.entered[site] == nil {
+		p.entered[site] = map[entRef]bool{}
+	}
+	p.entered[site][e] = true
+	p.sitesOf[e] = append(p.sitesOf[e], site)
+	for _, seq := range p.x.byEnt[e] {
+		p.appendRef(site, seq)
+	}
+	for _, seq := range p.byEnt[e] {
+		p.appendRef(site, seq)
+	}
+	switch e.kind {
+	case replication.KindPerson:
+		id := access.ID(e.id)
+		for _, n := range append(slices.Clone(p.s.cardsOf[id]), p.cards[id]...) {
+			p.enter(site, entRef{replication.KindCard, n.String()})
+		}
+	case replication.KindVisit:
+		for _, f := range []string{"visitor", "host"} {
+			if v := p.field(e, f); v != "" {
+				p.enter(site, entRef{replication.KindPerson, v})
+			}
+		}
+	}
+}
+
+// holder returns the entity a grant holder names: a visit the hub knows,
+// else a person.
+func (p *scopePlan) holder(id access.ID) entRef {
+	if v := (entRef{replication.KindVisit, string(id)}); p.field(v, "site") != "" {
+		return v
+	}
+	return entRef{replication.KindPerson, string(id)}
+}
+
+// add places one new hub/normal delta.
+func (p *scopePlan) add(d replication.Delta) {
+	e := entRef{d.Kind, d.ID}
+	for _, op := range d.Ops {
+		if op.Type == replication.OpSet && (op.Field == "site" || op.Field == "visitor") {
+			if p.fields[e] == nil {
+				p.fields[e] = map[string]string{}
+			}
+			p.fields[e][op.Field] = op.Value
+		}
+	}
+	targets := p.sites(e)
+	var follow []entRef // holders that enter the targets with d
+	switch d.Kind {
+	case replication.KindSite:
+		targets = append(targets, d.ID)
+	case replication.KindZone, replication.KindDoor, replication.KindGroup:
+		targets = append(targets, p.field(e, "site"))
+	case replication.KindVisit:
+		targets = append(targets, p.field(e, "site"))
+		for _, f := range []string{"visitor", "host"} {
+			if v := p.field(e, f); v != "" {
+				follow = append(follow, entRef{replication.KindPerson, v})
+			}
+		}
+	case replication.KindGrant:
+		for _, op := range d.Ops {
+			if op.Type != replication.OpGrant {
+				continue
+			}
+			g, err := replication.ParseGrantValue(op.Value)
+			if err != nil {
+				continue
+			}
+			h := p.holder(g.HolderID)
+			site := p.field(entRef{replication.KindGroup, string(g.GroupID)}, "site")
+			targets = append(targets, site)
+			if h.kind == replication.KindVisit {
+				targets = append(targets, p.field(h, "site"))
+			}
+			follow = append(follow, h)
+		}
+	case replication.KindCard:
+		targets = append(targets, p.field(e, "site"))
+		n, nerr := access.ParseCardNumber(d.ID)
+		for _, op := range d.Ops {
+			if op.Type != replication.OpAdd || op.Field != "holders" {
+				continue
+			}
+			person, visit, err := replication.ParseHolderValue(op.Value)
+			if err != nil {
+				continue
+			}
+			if nerr == nil && !slices.Contains(p.cards[person], n) {
+				p.cards[person] = append(p.cards[person], n)
+			}
+			targets = append(targets, p.sites(entRef{replication.KindPerson, string(person)})...)
+			follow = append(follow, entRef{replication.KindPerson, string(person)})
+			if !visit.IsZero() {
+				targets = append(targets, p.sites(entRef{replication.KindVisit, string(visit)})...)
+				follow = append(follow, entRef{replication.KindVisit, string(visit)})
+			}
+		}
+	}
+	slices.Sort(targets)
+	targets = slices.Compact(targets)
+	for _, site := range targets {
+		if site == "" {
+			continue
+		}
+		p.enter(site, e)
+		for _, h := range follow {
+			p.enter(site, h)
+		}
+		p.appendRef(site, d.Seq)
+	}
+	p.byEnt[e] = append(p.byEnt[e], d.Seq)
+}
+
+// appends returns the store appends of the plan: each extended site's
+// scoped records, numbered after what the index holds.
+func (p *scopePlan) appends() []store.Append {
+	out := make([]store.Append, 0, len(p.order))
+	for _, site := range p.order {
+		base := uint64(0)
+		if sc := p.x.sites[site]; sc != nil {
+			base = uint64(len(sc.refs))
+		}
+		a := store.Append{Origin: scopeLogName(site), Records: make([]store.Record, len(p.refs[site]))}
+		for i, seq := range p.refs[site] {
+			a.Records[i] = store.Record{Seq: base + uint64(i) + 1, Lane: store.Normal, Data: binary.AppendUvarint(nil, seq)}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// merge applies the plan to the index once its write is committed.
+func (p *scopePlan) merge() {
+	for _, site := range p.order {
+		sc := p.x.site(site)
+		sc.refs = append(sc.refs, p.refs[site]...)
+	}
+	for site, es := range p.entered {
+		for e := range es {
+			p.x.enter(site, e)
+		}
+	}
+	for e, seqs := range p.byEnt {
+		p.x.byEnt[e] = append(p.x.byEnt[e], seqs...)
+	}
+}
+
+// migrateScopes builds the scoped logs of a store written before they
+// existed: the hub holds deltas of its own but no scoped log at all. Each
+// site's scoped log is planned over the whole hub/normal log, as if the
+// deltas were being made now (with today's groups, visits and cards), and
+// committed. A store whose hub deltas concern no site yet plans nothing
+// and is planned again on the next open, which costs only the planning.
+// s.mu must be held.
+func (s *State) migrateScopes(ctx context.Context) error {
+	if s.rep.Vector()[hubNormal] == 0 || len(s.scope.sites) > 0 {
+		return nil
+	}
+	ds, _ := s.rep.Deltas(hubNormal, 0, 0)
+	done := s.scope
+	s.scope = newScopeIndex()
+	p := s.planScope(ds)
+	s.scope = done
+	if len(p.order) == 0 {
+		return nil
+	}
+	if err := s.commit(ctx, store.Batch{Appends: p.appends()}); err != nil {
+		return fmt.Errorf("hubstate: build the sites' scoped logs: %w", err)
+	}
+	s.scope = p.x
+	p.merge()
+	s.log.Info("hubstate: built the sites' scoped logs of the hub's changes", "sites", len(p.order), "deltas", len(ds))
+	return nil
+}
