@@ -60,6 +60,11 @@ func LoadHub(dir string, now func() time.Time) (*Hub, error) {
 	return h, nil
 }
 
+// ServerCertificate returns the hub's TLS server certificate, e.g. to check
+// with VerifyHostname that it names the host sites dial, or to show its
+// expiry. The caller must not modify it.
+func (h *Hub) ServerCertificate() *x509.Certificate { return h.cert.Leaf }
+
 // ClientAuth says what a hub listener asks of sites.
 type ClientAuth int
 

@@ -29,8 +29,13 @@ const demoSiteID = "01JDEM0S1TE000000000000000"
 
 // DemoConfig is the configuration of `gatehouse demo`.
 type DemoConfig struct {
-	// HTTPAddr is where the hub serves the console.
+	// HTTPAddr is where the hub serves the console (plain HTTP, for the
+	// browser).
 	HTTPAddr string `json:"http_addr"`
+	// SyncAddr is where the hub takes its sites' link: TLS 1.3 with the
+	// site's client certificate (mutual TLS). Empty means the host of
+	// HTTPAddr and port 8443, or a free port when HTTPAddr's port is 0.
+	SyncAddr string `json:"sync_addr"`
 	// DataDir keeps the site's state between runs; empty means a fresh
 	// temporary directory removed on exit.
 	DataDir string `json:"data_dir"`
@@ -52,6 +57,7 @@ type DemoMain struct {
 	ready func(consoleURL string, nodes []*node.Node)
 
 	hub      *hub.Hub
+	link     *demoLink
 	mail     *mail.Catcher
 	nodes    []*node.Node
 	tempDir  string
@@ -67,7 +73,8 @@ type DemoMain struct {
 func (m *DemoMain) ParseFlags(args []string) error {
 	m.Config = DemoConfig{HTTPAddr: "127.0.0.1:8080", Nodes: 3, TapRate: 2, LogLevel: "warn"}
 	rest, err := parseConfig("demo", args, m.stderr, &m.Config, func(fs *flag.FlagSet, c *DemoConfig) {
-		fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "address of the console and hub APIs")
+		fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "address of the console and hub APIs (plain HTTP, for the browser)")
+		fs.StringVar(&c.SyncAddr, "sync", c.SyncAddr, "address of the hub's mutual-TLS listener for the site's link (default: the --http host, port "+demoSyncPort+"; a free port when --http's port is 0)")
 		fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "keep the site's state here between runs (default: a temporary directory removed on exit)")
 		fs.IntVar(&c.Nodes, "nodes", c.Nodes, "number of edge nodes in the demo site: 1, 3 or 5")
 		fs.Float64Var(&c.TapRate, "tap-rate", c.TapRate, "taps per second the simulated readers make")
@@ -111,14 +118,30 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	m.apiToken = hex.EncodeToString(token)
 
 	// The site replicates with the hub: the nodes' uplink (run by the Raft
-	// leader) dials the hub's sync service with the site's token, so the
-	// hub's address is fixed before the nodes start.
-	hubAddr, err := resolveListenAddr(m.Config.HTTPAddr)
+	// leader) dials the hub's TLS listener with the site's client
+	// certificate, so the addresses are fixed before the nodes start.
+	hubAddr, err := resolveListenAddr("--http", m.Config.HTTPAddr)
 	if err != nil {
 		return err
 	}
-	_, _ = rand.Read(token)
-	syncToken := hex.EncodeToString(token)
+	syncAddr := m.Config.SyncAddr
+	if syncAddr == "" {
+		host, port, _ := net.SplitHostPort(hubAddr)
+		if _, p, _ := net.SplitHostPort(m.Config.HTTPAddr); p != "0" {
+			port = demoSyncPort
+		} else {
+			port = "0"
+		}
+		syncAddr = net.JoinHostPort(host, port)
+	}
+	if syncAddr, err = resolveListenAddr("--sync", syncAddr); err != nil {
+		return err
+	}
+	// The link's CA, the hub's certificate and the site's, made in the
+	// data dir (or kept from an earlier run with it).
+	if m.link, err = openDemoLink(dir, syncAddr, log.With("component", "demo-link")); err != nil {
+		return err
+	}
 
 	var urls []string
 	for i := range m.Config.Nodes {
@@ -133,7 +156,7 @@ func (m *DemoMain) Run(ctx context.Context) error {
 			ClusterToken: clusterToken,
 			APIToken:     m.apiToken,
 			Version:      Version,
-			Uplink:       &node.UplinkConfig{HubURL: "http://" + hubAddr, Token: syncToken},
+			Uplink:       &node.UplinkConfig{HubURL: m.link.URL(), TLSDir: m.link.siteDir},
 			Visits:       demoVisitsConfig(),
 		}
 		if i == 0 {
@@ -155,7 +178,6 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	hcfg := hub.DefaultConfig()
 	hcfg.HTTPAddr = hubAddr
 	hcfg.Version = Version
-	hcfg.SyncSites = []hub.SyncSite{{ID: demoSiteID, Token: syncToken}}
 	hcfg.Sites = []hub.SiteEndpoint{{ID: demoSiteID, Name: "Demo HQ", Nodes: urls, APIToken: m.apiToken}}
 	// The demo's mail goes to an SMTP server on loopback that keeps it and
 	// shows it at /mail: nothing leaves this machine.
@@ -175,6 +197,12 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	}
 	hcfg.APIKeys = []auth.Key{{ID: "demo-admin", SHA256: auth.HashKey(hubKey), Role: auth.Admin}}
 	m.hub = hub.New(hcfg, log)
+	// Sites reach the sync service (and the visitor service's site
+	// endpoints) on the TLS listener only, named by their certificates;
+	// the console stays plain HTTP on its own port for the browser.
+	m.hub.ServeTLS(syncAddr, m.link.TLSConfig())
+	m.hub.SetSyncAuthenticator(m.link.authenticate)
+	m.hub.Handle("/demo/link", m.link)
 	m.hub.Handle("/mail", catcher.Handler())
 	m.hub.Handle("/mail/", catcher.Handler())
 	m.visitors = &demoVisitors{log: log.With("component", "demo-visitors")}
@@ -184,6 +212,8 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	}
 	fmt.Fprintf(m.stdout, "Gatehouse demo: hub, a %d-node site and simulated readers (%.3g taps/s) on this machine.\n\n", len(m.nodes), m.Config.TapRate)
 	fmt.Fprintf(m.stdout, "  Console:     %s\n", m.hub.URL())
+	fmt.Fprintf(m.stdout, "  Site link:   %s  (the sites' sync: TLS 1.3, HTTP/2, site certificate required; state at %sdemo/link)\n", m.link.URL(), m.hub.URL())
+	fmt.Fprintf(m.stdout, "  Demo CA:     %s  (site files in %s; the console above is plain HTTP, for the browser)\n", m.link.CACert(), m.link.siteDir)
 	fmt.Fprintf(m.stdout, "  Mail:        %smail  (SMTP catcher on %s)\n", m.hub.URL(), catcher.Addr())
 	for i, u := range urls {
 		fmt.Fprintf(m.stdout, "  Edge node %d: %s  (MQTT broker %s)\n", i+1, u, m.nodes[i].MQTTAddr())
@@ -286,19 +316,20 @@ func (m *DemoMain) Close() error {
 	return errors.Join(errs...)
 }
 
-// resolveListenAddr returns addr with a free port chosen when its port is
-// 0, so that others can be told the address before the server listens.
-func resolveListenAddr(addr string) (string, error) {
+// resolveListenAddr returns addr (given by the flag named) with a free
+// port chosen when its port is 0, so that others can be told the address
+// before the server listens.
+func resolveListenAddr(name, addr string) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", fmt.Errorf("demo: --http %q: %w", addr, err)
+		return "", fmt.Errorf("demo: %s %q: %w", name, addr, err)
 	}
 	if port != "0" {
 		return addr, nil
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
-		return "", fmt.Errorf("demo: pick a port for the hub: %w", err)
+		return "", fmt.Errorf("demo: pick a port for %s: %w", name, err)
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil

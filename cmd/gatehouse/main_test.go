@@ -342,6 +342,8 @@ func TestDemo(t *testing.T) {
 		}
 		return false, "no node runs the uplink"
 	})
+	// Over mutual TLS: the hub verified the site's certificate (demo_link_test.go).
+	checkDemoLinkTLS(t, url, banner.String())
 
 	// The console's live decisions: the hub tails the site's events, with
 	// a realistic mix of grants and denies from the simulated readers.
