@@ -37,7 +37,8 @@ func binary(t *testing.T) string {
 
 // TestE2EDemoProcess runs `gatehouse demo` as a process, as `make demo`
 // does: the console URL is printed and served, the hub sees a healthy
-// 3-node site, and SIGINT (Ctrl-C) stops the process cleanly within 10 s.
+// 3-node site, the site's link is mutual TLS (the hub verified the site's
+// certificate), and SIGINT (Ctrl-C) stops the process cleanly within 10 s.
 func TestE2EDemoProcess(t *testing.T) {
 	cmd := exec.Command(binary(t), "demo", "--http", "127.0.0.1:0")
 	stdout, err := cmd.StdoutPipe()
@@ -50,11 +51,13 @@ func TestE2EDemoProcess(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	urls := make(chan string, 1)
+	var banner syncBuffer
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			line := sc.Text()
 			t.Log("demo:", line)
+			_, _ = banner.Write([]byte(line + "\n"))
 			if f := strings.Fields(line); len(f) == 2 && f[0] == "Console:" {
 				urls <- f[1]
 			}
@@ -96,6 +99,7 @@ func TestE2EDemoProcess(t *testing.T) {
 		}
 		return healthy == 3, st.Msg.String()
 	})
+	checkDemoLinkTLS(t, url, banner.String())
 
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
