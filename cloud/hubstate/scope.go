@@ -197,19 +197,6 @@ func (s *State) ScopedDeltas(site string, after uint64, max int) ([]replication.
 	return out, nil
 }
 
-// ScopedSeq returns the place in site's scoped log of the hub/normal delta
-// seq, and whether it is there.
-func (s *State) ScopedSeq(site string, seq uint64) (uint64, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	sc := s.scope.sites[site]
-	if sc == nil {
-		return 0, false
-	}
-	i := slices.Index(sc.refs, seq)
-	return uint64(i + 1), i >= 0
-}
-
 // scopePlan extends the scoped logs for one write, without changing the
 // index until the write is committed (merge).
 type scopePlan struct {

@@ -217,6 +217,9 @@ func (s *Server) receive(ctx context.Context, log interface {
 	Warn(string, ...any)
 }, site string, sess *replication.Session, pm *syncv1.SessionMessage) error {
 	m, err := syncwire.FromWire(site, pm)
+	if err == nil && (m.Type == replication.MsgHello || m.Type == replication.MsgAck) {
+		err = s.checkScope(site, m.Vector)
+	}
 	if err != nil {
 		log.Warn("sync message refused", "code", access.ErrorCode(err), "err", err)
 		return connectError(err)

@@ -64,10 +64,6 @@ type Config struct {
 	// a mismatch is narrowed to the first differing delta and reported
 	// (Divergences). Default DefaultDigestInterval; negative: never.
 	DigestInterval time.Duration
-	// RelayAll sends every site every source the hub holds, except
-	// access events, which the hub never relays. By default a site
-	// receives only what concerns it, source by source (Scope).
-	RelayAll bool
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -88,7 +84,6 @@ type Server struct {
 
 	skews skews // sites' stamps beyond the skew guard (skew.go)
 
-	digests     *replication.Digester            // hash chains of the hub's sources (digest.go), RelayAll
 	siteDigests map[string]*replication.Digester // per site, scoped; under mu
 	divergedMu  sync.Mutex
 	divergences map[string][]replication.Divergence // per site
@@ -127,7 +122,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{cfg: cfg, log: cfg.Logger.With("component", "sync"), ctx: ctx, cancel: cancel,
-		streams: map[string]*stream{}, leases: map[string]*siteLease{}, digests: replication.NewDigester(),
+		streams: map[string]*stream{}, leases: map[string]*siteLease{},
 		siteDigests: map[string]*replication.Digester{}}, nil
 }
 
@@ -300,12 +295,9 @@ func (l digestLog) Deltas(src replication.Source, after uint64, max int) ([]repl
 var hubNormal = replication.Source{Origin: hubstate.Origin, Lane: replication.LaneNormal}
 
 // digestFor returns the log and the chain cache that digests of site's link
-// are computed over. Scoped, each site has its own chains, since its
-// scoped log is its own.
+// are computed over. Each site has its own chains, since its scoped log
+// of the hub's normal lane is its own.
 func (s *Server) digestFor(site string) (replication.Log, *replication.Digester) {
-	if s.cfg.RelayAll {
-		return s.cfg.State, s.digests
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g := s.siteDigests[site]
@@ -318,8 +310,5 @@ func (s *Server) digestFor(site string) (replication.Log, *replication.Digester)
 
 // logFor returns the log the hub sends site from.
 func (s *Server) logFor(site string) replication.Log {
-	if s.cfg.RelayAll {
-		return s.cfg.State
-	}
 	return scopedLog{site: site, state: s.cfg.State}
 }

@@ -88,6 +88,9 @@ func (s *Server) Pull(ctx context.Context, req *connect.Request[syncv1.PullReque
 	if err != nil {
 		return nil, connectError(err)
 	}
+	if err := s.checkScope(site, peer); err != nil {
+		return nil, connectError(err)
+	}
 	limit := int(req.Msg.GetMaxDeltas())
 	switch {
 	case limit == 0:

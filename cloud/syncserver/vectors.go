@@ -1,39 +1,53 @@
 package syncserver
 
-import "github.com/gatehouse/gatehouse/replication"
+import (
+	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/replication"
+)
 
 // Visible reports whether the hub names src in the vectors it sends site
-// (its hellos, acks and push answers): a source the site receives (Scope,
-// or every source but events with relayAll) or one of the site's own,
+// (its hellos, acks and push answers): a source the site receives (Scope)
+// or one of the site's own,
 // whose entries tell the site what the hub holds of it. A site learns
 // nothing from vectors about the sources it does not receive: not another
 // site's normal or events lane, nor how many events any other site
 // recorded.
-func Visible(site string, src replication.Source, relayAll bool) bool {
+func Visible(site string, src replication.Source) bool {
 	if src.Origin == site {
 		return true
-	}
-	if relayAll {
-		return src.Lane != replication.LaneEvents
 	}
 	return Scope(site, src)
 }
 
 // visibleVector returns the entries of v that site may see (Visible),
-// with the hub's normal lane as the length of the site's scoped log
-// (unless RelayAll).
+// with the hub's normal lane as the length of the site's scoped log.
 func (s *Server) visibleVector(site string, v replication.Vector) replication.Vector {
 	out := make(replication.Vector, len(v))
 	for src, seq := range v {
-		if Visible(site, src, s.cfg.RelayAll) {
+		if Visible(site, src) {
 			out[src] = seq
 		}
 	}
-	if !s.cfg.RelayAll {
-		delete(out, hubNormal)
-		if n := s.cfg.State.ScopedLen(site); n > 0 {
-			out[hubNormal] = n
-		}
+	delete(out, hubNormal)
+	if n := s.cfg.State.ScopedLen(site); n > 0 {
+		out[hubNormal] = n
 	}
 	return out
+}
+
+// ErrAheadOfScope (conflict) reports a site whose vector holds more of the
+// hub's normal lane than the site's scoped log: the site was synced with
+// another numbering (by a hub from before scoped logs, or from another
+// hub's store). The hub refuses it rather than skip changes the site
+// lacks; the site's replicated state must be reset (docs/sync.md §4).
+var ErrAheadOfScope error = &access.Error{Code: access.Conflict, Msg: "the site holds more of the hub's changes than the hub's scoped log for it"}
+
+// checkScope returns ErrAheadOfScope when peer, a site's vector, is ahead
+// of the site's scoped log.
+func (s *Server) checkScope(site string, peer replication.Vector) error {
+	if have, n := peer[hubNormal], s.cfg.State.ScopedLen(site); have > n {
+		return access.Errorf(access.Conflict, "sync: site %s names %d of %s, its scoped log holds %d; reset the site's replicated state: %w",
+			site, have, hubNormal, n, ErrAheadOfScope)
+	}
+	return nil
 }

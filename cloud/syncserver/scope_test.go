@@ -1,0 +1,109 @@
+package syncserver_test
+
+import (
+	"testing"
+
+	"connectrpc.com/connect"
+
+	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/cloud/hubstate"
+	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
+	"github.com/gatehouse/gatehouse/replication"
+	"github.com/gatehouse/gatehouse/syncwire"
+)
+
+// TestScopedHubChanges: over real streams, each of two sites receives the
+// hub's changes that concern it and nothing else; a person the hub made
+// earlier arrives whole at a site once granted there.
+func TestScopedHubChanges(t *testing.T) {
+	h := MustOpenHub(t, t.TempDir())
+	a, b := newSite(t, siteA, tokenA), newSite(t, siteB, tokenB)
+	_, groupA := seedSite(t, a)
+	_, groupB := seedSite(t, b)
+	stopA, stopB := a.start(h.client()), b.start(h.client())
+	defer stopA()
+	defer stopB()
+	converged(t, h, a)
+	converged(t, h, b)
+	hubCardholder(t, h, tid(300), groupA, 3001)
+	hubCardholder(t, h, tid(301), groupB, 3002)
+	// A person the hub made, granted nowhere yet.
+	if _, err := h.state.Write(ctx, func(tx *hubstate.Tx) error {
+		tx.Change(replication.KindPerson, string(tid(302)), replication.SetOp("name", "Nadia"), replication.SetOp("kind", "occupier"),
+			tx.Replica().EnableOp(replication.KindPerson, string(tid(302))))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	converged(t, h, a)
+	converged(t, h, b)
+	holds := func(ts *testSite, p access.ID) bool { _, ok := ts.snapshotPerson(p); return ok }
+	for _, c := range []struct {
+		ts   *testSite
+		p    access.ID
+		want bool
+	}{{a, tid(300), true}, {a, tid(301), false}, {a, tid(302), false}, {b, tid(300), false}, {b, tid(301), true}, {b, tid(302), false}} {
+		if got := holds(c.ts, c.p); got != c.want {
+			t.Errorf("site %s holds person %s: %v, want %v", c.ts.id, c.p, got, c.want)
+		}
+	}
+	if _, ok := findCard(b.snapshot(), 3001); ok {
+		t.Error("site B holds site A's card")
+	}
+	hubNormalA := h.state.ScopedLen(siteA)
+	if all := h.state.Vector()[hubNormal]; hubNormalA >= all {
+		t.Fatalf("site A's scoped log holds %d of the hub's %d changes", hubNormalA, all)
+	}
+
+	// Granted at A: Nadia arrives at A with the name the hub gave her before.
+	if _, err := h.state.Write(ctx, func(tx *hubstate.Tx) error {
+		tx.Change(replication.KindGrant, string(tid(303)), tx.Replica().GrantOp(access.Grant{HolderID: tid(302), GroupID: groupA}))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	converged(t, h, a)
+	if p, ok := a.snapshotPerson(tid(302)); !ok || p.Name != "Nadia" {
+		t.Fatalf("site A holds %+v (%v), want Nadia", p, ok)
+	}
+	if holds(b, tid(302)) {
+		t.Fatal("site B received Nadia")
+	}
+}
+
+// TestSiteAheadOfScopeRefused: a site naming more of the hub's normal lane
+// than its scoped log (synced with another numbering) is refused, on the
+// stream and on Pull, and nothing is sent to it.
+func TestSiteAheadOfScopeRefused(t *testing.T) {
+	h := MustOpenHub(t, t.TempDir())
+	ts := newSite(t, siteA, tokenA)
+	_, group := seedSite(t, ts) // the site's group: the hub learns its site from hubCardholder
+	hubCardholder(t, h, tid(300), group, 3001)
+	ahead := replication.Vector{hubNormal: h.state.ScopedLen(siteA) + 5}
+	vb, _ := ahead.MarshalBinary()
+	req := connect.NewRequest(&syncv1.PullRequest{Origin: siteA, Vector: vb})
+	req.Header().Set("Authorization", "Bearer "+tokenA)
+	if _, err := h.client().Pull(ctx, req); connectCode(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("pull ahead of the scoped log: %v, want FailedPrecondition", err)
+	}
+	stream := h.client().Sync(ctx)
+	stream.RequestHeader().Set("Authorization", "Bearer "+tokenA)
+	hello, _ := syncwire.ToWire(siteA, replication.Message{Type: replication.MsgHello, Vector: ahead})
+	if err := stream.Send(&syncv1.SyncRequest{Message: hello}); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	for err == nil {
+		var res *syncv1.SyncResponse
+		if res, err = stream.Receive(); err == nil {
+			if m, _ := syncwire.FromWire(hubstate.Origin, res.GetMessage()); m.Type == replication.MsgBatch {
+				t.Fatalf("the hub sent a site ahead of its scoped log a batch of %s", m.Source)
+			}
+		}
+	}
+	if connectCode(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("stream ahead of the scoped log: %v, want FailedPrecondition", err)
+	}
+	stream.CloseRequest()
+	stream.CloseResponse()
+}
