@@ -10,7 +10,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/gatehouse/gatehouse/cloud/auth"
 	"github.com/gatehouse/gatehouse/cloud/synctest"
 	consolev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1/consolev1connect"
@@ -123,14 +122,7 @@ func TestDivergencesRefusals(t *testing.T) {
 		})
 	}
 	t.Run("ErrNoStore", func(t *testing.T) {
-		cfg := DefaultConfig()
-		cfg.HTTPAddr = "127.0.0.1:0"
-		cfg.APIKeys = []auth.Key{{ID: "sec", SHA256: auth.HashKey(keySecurity), Role: auth.Security}}
-		plain := New(cfg, testLogger(t))
-		if err := plain.Open(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		defer plain.Close()
+		plain := mustOpenStorelessHub(t)
 		if _, err := divergences(plain, ""); connect.CodeOf(err) != connect.CodeFailedPrecondition {
 			t.Fatalf("err = %v, want FailedPrecondition", err)
 		}

@@ -50,6 +50,21 @@ func mustOpenPendingHub(t *testing.T, dir string) *Hub {
 	return h
 }
 
+// mustOpenStorelessHub starts a hub without a store (it replicates with
+// no site), with an API key of role security.
+func mustOpenStorelessHub(t *testing.T) *Hub {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.APIKeys = []auth.Key{{ID: "sec", SHA256: auth.HashKey(keySecurity), Role: auth.Security}}
+	h := New(cfg, testLogger(t))
+	if err := h.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
 // pending calls ListPendingRevocations with key over the hub's listener.
 func pending(h *Hub, key, site string) (*consolev1.ListPendingRevocationsResponse, error) {
 	c := consolev1connect.NewConsoleServiceClient(http.DefaultClient, "http://"+h.Addr())
@@ -246,15 +261,7 @@ func TestPendingRevocationsRefusals(t *testing.T) {
 		}
 	})
 	t.Run("ErrNoStore", func(t *testing.T) {
-		cfg := DefaultConfig()
-		cfg.HTTPAddr = "127.0.0.1:0"
-		cfg.APIKeys = []auth.Key{{ID: "sec", SHA256: auth.HashKey(keySecurity), Role: auth.Security}}
-		plain := New(cfg, testLogger(t))
-		if err := plain.Open(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		defer plain.Close()
-		if _, err := pending(plain, keySecurity, ""); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		if _, err := pending(mustOpenStorelessHub(t), keySecurity, ""); connect.CodeOf(err) != connect.CodeFailedPrecondition {
 			t.Fatalf("err = %v, want FailedPrecondition", err)
 		}
 	})

@@ -4,17 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/gatehouse/gatehouse/cloud/auth"
 	consolev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1"
-	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1/consolev1connect"
 )
 
 // CtlRevocationsMain is `gatehouse ctl revocations pending`: the
@@ -78,20 +74,13 @@ func (m *CtlRevocationsMain) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
 	defer cancel()
-	c := consolev1connect.NewConsoleServiceClient(http.DefaultClient, strings.TrimRight(m.Hub, "/"),
-		connect.WithInterceptors(auth.Bearer(key)))
-	res, err := c.ListPendingRevocations(ctx, connect.NewRequest(&consolev1.ListPendingRevocationsRequest{
+	res, err := consoleClient(m.Hub, key).ListPendingRevocations(ctx, connect.NewRequest(&consolev1.ListPendingRevocationsRequest{
 		SiteId: m.Site, Limit: int32(m.Limit)}))
 	if err != nil {
 		return err
 	}
 	if m.JSON {
-		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: true}.Marshal(res.Msg)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintln(m.stdout, string(b))
-		return err
+		return printConsoleJSON(m.stdout, res.Msg)
 	}
 	for i, s := range res.Msg.GetSites() {
 		if i > 0 {

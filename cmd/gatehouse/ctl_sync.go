@@ -4,17 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/gatehouse/gatehouse/cloud/auth"
 	consolev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1"
-	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1/consolev1connect"
 )
 
 // CtlSyncMain is `gatehouse ctl sync divergences`: the sources whose
@@ -68,28 +64,21 @@ func (m *CtlSyncMain) ParseFlags(args []string) error {
 
 // Run asks the hub and prints the answer.
 func (m *CtlSyncMain) Run(ctx context.Context) error {
-	var opts []connect.ClientOption
+	var key string
 	if m.APIKey != "" {
-		key, err := secret(m.APIKey)
-		if err != nil {
+		var err error
+		if key, err = secret(m.APIKey); err != nil {
 			return err
 		}
-		opts = append(opts, connect.WithInterceptors(auth.Bearer(key)))
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
 	defer cancel()
-	c := consolev1connect.NewConsoleServiceClient(http.DefaultClient, strings.TrimRight(m.Hub, "/"), opts...)
-	res, err := c.ListDivergences(ctx, connect.NewRequest(&consolev1.ListDivergencesRequest{SiteId: m.Site}))
+	res, err := consoleClient(m.Hub, key).ListDivergences(ctx, connect.NewRequest(&consolev1.ListDivergencesRequest{SiteId: m.Site}))
 	if err != nil {
 		return err
 	}
 	if m.JSON {
-		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: true}.Marshal(res.Msg)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintln(m.stdout, string(b))
-		return err
+		return printConsoleJSON(m.stdout, res.Msg)
 	}
 	return printDivergences(m, res.Msg)
 }
