@@ -40,6 +40,8 @@ type Site struct {
 	hold    bool
 	acked   replication.Vector // what the hub acknowledged, last session
 	changed chan struct{}
+	// received lists the vectors of every hello and ack from the hub.
+	received []replication.Vector
 }
 
 // NewSite returns a site of ID id that presents token to the hub.
@@ -94,6 +96,25 @@ func (s *Site) Acked() replication.Vector {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.acked.Clone()
+}
+
+// Snapshot returns the site's materialised state.
+func (s *Site) Snapshot() replication.Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rep.Snapshot()
+}
+
+// Received returns the vectors of every hello and ack the hub sent, in
+// order, over every session.
+func (s *Site) Received() []replication.Vector {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]replication.Vector, len(s.received))
+	for i, v := range s.received {
+		out[i] = v.Clone()
+	}
+	return out
 }
 
 // Delta returns the delta the site holds at seq of src.
@@ -305,6 +326,9 @@ func (s *Site) Run(ctx context.Context, c syncv1connect.SyncServiceClient) error
 				return err
 			}
 			s.mu.Lock()
+			if m.Type == replication.MsgHello || m.Type == replication.MsgAck {
+				s.received = append(s.received, m.Vector.Clone())
+			}
 			s.acked = sess.PeerAcked()
 			s.signal()
 			s.mu.Unlock()
