@@ -35,6 +35,7 @@ import (
 	"github.com/gatehouse/gatehouse/cloud/web"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1/consolev1connect"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/status/v1/statusv1connect"
+	"github.com/gatehouse/gatehouse/replication"
 )
 
 // Config configures a hub.
@@ -88,7 +89,9 @@ type SyncSite struct {
 	// ID is the site's ID, which is also its replication origin.
 	ID string `json:"id"`
 	// Token is the bearer token the site's uplink presents; at least 16
-	// bytes, unique per site.
+	// bytes, unique per site. Empty when the hub names its sites another
+	// way (SetSyncAuthenticator, e.g. by client certificate): the site is
+	// then only listed, for pending revocations and divergences.
 	Token string `json:"token"`
 }
 
@@ -135,6 +138,16 @@ func (c Config) Validate() error {
 		if _, err := syncserver.TokenAuth(c.syncTokens()); err != nil {
 			return fmt.Errorf("hub config: sync_sites: %w", err)
 		}
+		seen := map[string]bool{}
+		for i, s := range c.SyncSites {
+			if err := replication.ValidateOrigin(s.ID); err != nil || s.ID == "hub" {
+				return fmt.Errorf("hub config: sync_sites[%d]: id %q is not a site's ID", i, s.ID)
+			}
+			if seen[s.ID] {
+				return fmt.Errorf("hub config: sync_sites[%d]: site %s listed twice", i, s.ID)
+			}
+			seen[s.ID] = true
+		}
 	}
 	if c.Mail.Addr != "" {
 		if err := c.Mail.Validate(); err != nil {
@@ -155,11 +168,14 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// syncTokens returns the sync sites as syncserver wants them.
+// syncTokens returns the sync sites that have a token as syncserver wants
+// them.
 func (c Config) syncTokens() []syncserver.SiteToken {
-	out := make([]syncserver.SiteToken, len(c.SyncSites))
-	for i, s := range c.SyncSites {
-		out[i] = syncserver.SiteToken{Site: s.ID, Token: s.Token}
+	out := make([]syncserver.SiteToken, 0, len(c.SyncSites))
+	for _, s := range c.SyncSites {
+		if s.Token != "" {
+			out = append(out, syncserver.SiteToken{Site: s.ID, Token: s.Token})
+		}
 	}
 	return out
 }
@@ -254,6 +270,11 @@ func (h *Hub) openSync(ctx context.Context) error {
 	if auth == nil {
 		if auth, err = syncserver.TokenAuth(h.cfg.syncTokens()); err != nil {
 			return fmt.Errorf("hub: sync tokens: %w", err)
+		}
+		for _, s := range h.cfg.SyncSites {
+			if s.Token == "" {
+				h.log.Warn("sync site without a token: it cannot authenticate to this hub", "site", s.ID)
+			}
 		}
 	}
 	h.siteAuth = auth

@@ -178,6 +178,9 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	hcfg := hub.DefaultConfig()
 	hcfg.HTTPAddr = hubAddr
 	hcfg.Version = Version
+	// The site replicates with the hub, named by its certificate (no
+	// token): listed for its pending revocations and divergences.
+	hcfg.SyncSites = []hub.SyncSite{{ID: demoSiteID}}
 	hcfg.Sites = []hub.SiteEndpoint{{ID: demoSiteID, Name: "Demo HQ", Nodes: urls, APIToken: m.apiToken}}
 	// The demo's mail goes to an SMTP server on loopback that keeps it and
 	// shows it at /mail: nothing leaves this machine.

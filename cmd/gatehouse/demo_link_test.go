@@ -19,6 +19,8 @@ import (
 
 	"github.com/gatehouse/gatehouse/cloud/pki"
 	"github.com/gatehouse/gatehouse/edge/uplink"
+	consolev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1"
+	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1/consolev1connect"
 	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1/syncv1connect"
 )
@@ -71,6 +73,23 @@ func checkDemoLinkTLS(t *testing.T, consoleURL, banner string) {
 		s := string(b)
 		return res.StatusCode == 200 && strings.Contains(s, want) && strings.Contains(s, "TLS 1.3 h2") &&
 			strings.Contains(s, linkURL), s
+	})
+	// The hub lists the site, named by its certificate alone, as
+	// connected (its pending revocations).
+	key := bannerKey.FindStringSubmatch(banner)
+	if key == nil {
+		t.Fatalf("the banner prints no API key:\n%s", banner)
+	}
+	console := consolev1connect.NewConsoleServiceClient(http.DefaultClient, strings.TrimSuffix(consoleURL, "/"))
+	waitFor(t, "the site connected in the hub's pending revocations", 30*time.Second, func() (bool, string) {
+		req := connect.NewRequest(&consolev1.ListPendingRevocationsRequest{SiteId: demoSiteID})
+		req.Header().Set("Authorization", "Bearer "+key[1])
+		res, err := console.ListPendingRevocations(context.Background(), req)
+		if err != nil {
+			return false, err.Error()
+		}
+		s := res.Msg.GetSites()
+		return len(s) == 1 && s[0].GetSiteId() == demoSiteID && s[0].GetConnected(), res.Msg.String()
 	})
 }
 
