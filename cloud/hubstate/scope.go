@@ -63,8 +63,7 @@ type entRef struct {
 
 // siteScope is one site's scoped log.
 type siteScope struct {
-	refs []uint64        // hub/normal sequence numbers, in scoped order
-	has  map[entRef]bool // what has entered the site
+	refs []uint64 // hub/normal sequence numbers, in scoped order
 }
 
 // scopeIndex is the scoped logs of every site, and what it takes to extend
@@ -91,7 +90,7 @@ func (x *scopeIndex) noteHub(ds []replication.Delta) {
 func (x *scopeIndex) site(site string) *siteScope {
 	sc := x.sites[site]
 	if sc == nil {
-		sc = &siteScope{has: map[entRef]bool{}}
+		sc = &siteScope{}
 		x.sites[site] = sc
 	}
 	return sc
@@ -99,9 +98,8 @@ func (x *scopeIndex) site(site string) *siteScope {
 
 // enter records that e entered site.
 func (x *scopeIndex) enter(site string, e entRef) {
-	sc := x.site(site)
-	if !sc.has[e] {
-		sc.has[e] = true
+	x.site(site)
+	if !slices.Contains(x.sitesOf[e], site) {
 		x.sitesOf[e] = append(x.sitesOf[e], site)
 	}
 }
@@ -204,29 +202,42 @@ type scopePlan struct {
 	x       *scopeIndex
 	refs    map[string][]uint64
 	order   []string // sites in the order first extended
-	entered map[string]map[entRef]bool
 	sitesOf map[entRef][]string
 	byEnt   map[entRef][]uint64
 	cards   map[access.ID][]access.CardNumber // bindings made by this write
-	fields  map[entRef]map[string]string      // "site" and "visitor" set by this write
+	fields  map[entRef]refFields              // "site", "visitor" and "host" set by this write
 }
 
 // planScope returns the scoped records that ds (the hub's new hub/normal
 // deltas, in order) add. s.mu must be held.
 func (s *State) planScope(ds []replication.Delta) *scopePlan {
-	p := &scopePlan{s: s, x: s.scope, refs: map[string][]uint64{}, entered: map[string]map[entRef]bool{},
-		sitesOf: map[entRef][]string{}, byEnt: map[entRef][]uint64{}, cards: map[access.ID][]access.CardNumber{},
-		fields: map[entRef]map[string]string{}}
+	p := &scopePlan{s: s, x: s.scope, refs: map[string][]uint64{},
+		sitesOf: make(map[entRef][]string, len(ds)), byEnt: make(map[entRef][]uint64, len(ds)), cards: map[access.ID][]access.CardNumber{},
+		fields: map[entRef]refFields{}}
 	for _, d := range ds {
 		p.add(d)
 	}
 	return p
 }
 
-// field returns an entity's field as of this point of the write.
+// refFields are the fields scoping reads that a write set.
+type refFields struct {
+	site, visitor, host string
+	set                 uint8 // which are set: 1 site, 2 visitor, 4 host
+}
+
+// field returns an entity's field ("site", "visitor" or "host") as of this
+// point of the write.
 func (p *scopePlan) field(e entRef, name string) string {
-	if v, ok := p.fields[e][name]; ok {
-		return v
+	if f, ok := p.fields[e]; ok {
+		switch {
+		case name == "site" && f.set&1 != 0:
+			return f.site
+		case name == "visitor" && f.set&2 != 0:
+			return f.visitor
+		case name == "host" && f.set&4 != 0:
+			return f.host
+		}
 	}
 	v, _ := p.s.rep.Field(e.kind, e.id, name)
 	return v
@@ -234,15 +245,17 @@ func (p *scopePlan) field(e entRef, name string) string {
 
 // has reports whether e has entered site.
 func (p *scopePlan) has(site string, e entRef) bool {
-	if sc := p.x.sites[site]; sc != nil && sc.has[e] {
-		return true
-	}
-	return p.entered[site][e]
+	return slices.Contains(p.x.sitesOf[e], site) || slices.Contains(p.sitesOf[e], site)
 }
 
-// sites returns the sites e has entered.
+// sites returns the sites e has entered. The result may be the index's
+// own slice: do not change it.
 func (p *scopePlan) sites(e entRef) []string {
-	return append(slices.Clone(p.x.sitesOf[e]), p.sitesOf[e]...)
+	base, added := p.x.sitesOf[e], p.sitesOf[e]
+	if len(added) == 0 {
+		return base
+	}
+	return append(slices.Clone(base), added...)
 }
 
 // appendRef adds seq to site's scoped log.
@@ -259,10 +272,6 @@ func (p *scopePlan) enter(site string, e entRef) {
 	if site == "" || p.has(site, e) {
 		return
 	}
-	if p.entered[site] == nil {
-		p.entered[site] = map[entRef]bool{}
-	}
-	p.entered[site][e] = true
 	p.sitesOf[e] = append(p.sitesOf[e], site)
 	for _, seq := range p.x.byEnt[e] {
 		p.appendRef(site, seq)
@@ -298,14 +307,25 @@ func (p *scopePlan) holder(id access.ID) entRef {
 func (p *scopePlan) add(d replication.Delta) {
 	e := entRef{d.Kind, d.ID}
 	for _, op := range d.Ops {
-		if op.Type == replication.OpSet && (op.Field == "site" || op.Field == "visitor") {
-			if p.fields[e] == nil {
-				p.fields[e] = map[string]string{}
-			}
-			p.fields[e][op.Field] = op.Value
+		if op.Type != replication.OpSet {
+			continue
 		}
+		f, ok := p.fields[e]
+		switch op.Field {
+		case "site":
+			f.site, f.set = op.Value, f.set|1
+		case "visitor":
+			f.visitor, f.set = op.Value, f.set|2
+		case "host":
+			f.host, f.set = op.Value, f.set|4
+		default:
+			if !ok {
+				continue
+			}
+		}
+		p.fields[e] = f
 	}
-	targets := p.sites(e)
+	targets := slices.Clone(p.sites(e))
 	var follow []entRef // holders that enter the targets with d
 	switch d.Kind {
 	case replication.KindSite:
@@ -397,8 +417,8 @@ func (p *scopePlan) merge() {
 		sc := p.x.site(site)
 		sc.refs = append(sc.refs, p.refs[site]...)
 	}
-	for site, es := range p.entered {
-		for e := range es {
+	for e, sites := range p.sitesOf {
+		for _, site := range sites {
 			p.x.enter(site, e)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/gatehouse/gatehouse/sim/bench"
@@ -17,7 +18,10 @@ type BenchMain struct {
 	Dir      string
 	Markdown string
 	LogLevel string
-	Names    []string
+	// CPUProfile, when set, is the file a CPU profile of the whole run is
+	// written to (read it with go tool pprof).
+	CPUProfile string
+	Names      []string
 }
 
 // ParseFlags reads the benchmark names and flags.
@@ -28,6 +32,7 @@ func (m *BenchMain) ParseFlags(args []string) error {
 	fs.StringVar(&m.Dir, "dir", "", "scratch directory on the filesystem to measure (default: a new temporary directory)")
 	fs.StringVar(&m.Markdown, "markdown", "", "also write the results as a Markdown report to this file (e.g. BENCHMARKS.md)")
 	fs.StringVar(&m.LogLevel, "log-level", "warn", "log level for progress on stderr: debug, info, warn, error")
+	fs.StringVar(&m.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: gatehouse bench [flags] NAME... (or all)\n\nBenchmarks:\n")
 		for _, n := range bench.Default.Names() {
@@ -66,6 +71,17 @@ func (m *BenchMain) Run(ctx context.Context) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
+	}
+	if m.CPUProfile != "" {
+		f, err := os.Create(m.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	results, runErr := bench.Default.Run(ctx, m.Names, bench.Options{Quick: m.Quick, Dir: dir, Log: log}, m.stdout)
 	if m.Markdown != "" && len(results) > 0 {
