@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -112,7 +113,7 @@ func syncClient(base string, tc *tls.Config) syncv1connect.SyncServiceClient {
 // the hub's record of verified sites shows only the demo site's own
 // certificate afterwards.
 func TestDemoSiteLinkRefusals(t *testing.T) {
-	consoleURL, _, stop, banner := runDemo(t, 1)
+	consoleURL, nodes, stop, banner := runDemo(t, 1)
 	defer func() {
 		if err := stop(); err != nil {
 			t.Errorf("demo stopped with %v", err)
@@ -239,6 +240,31 @@ func TestDemoSiteLinkRefusals(t *testing.T) {
 	} else {
 		res.Body.Close()
 	}
+
+	// Revoking the site (`gatehouse cloud site revoke` on the demo's PKI)
+	// cuts its link: the hub re-reads the revocation list, refuses the
+	// next batch of the running stream and every handshake after.
+	pkiDir := filepath.Dir(caPath)
+	if code, out, errs := run(t, "cloud", "site", "revoke", "--pki-dir", pkiDir, "--id", demoSiteID, "--reason", "test"); code != 0 {
+		t.Fatalf("cloud site revoke: exit %d\n%s\n%s", code, out, errs)
+	}
+	waitFor(t, "the revoked site's uplink cut off", 30*time.Second, func() (bool, string) {
+		st := nodes[0].Uplink().Status()
+		refused := strings.Contains(st.LastError, "revoked") || strings.Contains(st.LastError, "bad certificate")
+		return !st.Connected && refused, fmt.Sprintf("%+v", st)
+	})
+	if err := syncPull(syncClient(linkURL, loadTLS(siteDir))); err == nil {
+		t.Fatal("a pull with the revoked certificate answered")
+	}
+
+}
+
+// syncPull makes one Pull of the demo site's origin.
+func syncPull(c syncv1connect.SyncServiceClient) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.Pull(ctx, connect.NewRequest(&syncv1.PullRequest{Origin: demoSiteID}))
+	return err
 }
 
 // TestDemoLinkKeptInDataDir opens the demo's link twice in one data dir:
