@@ -132,3 +132,83 @@ func applyResult(t *testing.T, f *fixture, c *raftv1.Command) *edgev1.CommandRes
 	}
 	return res
 }
+
+// TestPruneWaysAgree: pruning from the committed records (the fast way)
+// deletes exactly the records that iterating the transaction does, over
+// entries of many sizes, retries, commands stamped out of order (older
+// than the window before a later command of the same entry, which makes
+// the fast way step aside), jumps in time after which the budget of each
+// command binds, and entries applied a second time after a discarded first
+// attempt.
+func TestPruneWaysAgree(t *testing.T) {
+	t.Cleanup(func() { pruneFromCommitted = true })
+	t0 := time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)
+	fast, slow := newFixture(t), newFixture(t)
+	for _, f := range []*fixture{fast, slow} {
+		f.m.SetDedupWindow(time.Minute)
+		if err := f.m.Load(f.db); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply := func(f *fixture, useFast, discardFirst bool, cmds []*raftv1.Command) {
+		t.Helper()
+		pruneFromCommitted = useFast
+		if discardFirst {
+			txn := f.db.NewTransaction(true)
+			for _, c := range cmds {
+				if _, err := f.m.Apply(txn, f.index+1, c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			txn.Discard()
+		}
+		f.index++
+		txn := f.db.NewTransaction(true)
+		defer txn.Discard()
+		results := make([]*edgev1.CommandResult, len(cmds))
+		for i, c := range cmds {
+			res, err := f.m.Apply(txn, f.index, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			results[i] = res
+		}
+		if err := txn.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		f.m.Committed(f.index, cmds, results)
+	}
+	wall, n := t0, 0
+	sizes := []int{1, 5, 40, 2, 17, 64, 3, 1, 30, 9}
+	for round := range 30 {
+		size := sizes[round%len(sizes)]
+		if round%6 == 5 {
+			// Everything so far expires: the budget of 8 per command binds.
+			wall = wall.Add(10 * time.Minute)
+		}
+		var cmds []*raftv1.Command
+		for i := range size {
+			wall = wall.Add(time.Duration(1+(i*7)%5) * time.Second)
+			at := wall
+			if round%7 == 3 && i == size/2 {
+				at = wall.Add(-2 * time.Minute) // stamped out of order
+			}
+			rid := fmt.Sprintf("r-%04d", n)
+			if round%5 == 4 && i == 0 && n > 3 {
+				rid = fmt.Sprintf("r-%04d", n-3) // a retry
+			}
+			n++
+			cmds = append(cmds, tapCmd(rid, at))
+		}
+		apply(fast, true, round%4 == 1, cmds)
+		apply(slow, false, round%4 == 1, cmds)
+		got, want := requestIDs(t, fast.db), requestIDs(t, slow.db)
+		if !slices.Equal(got, want) {
+			t.Fatalf("round %d: pruning from the committed records left %d records, iterating left %d:\n%v\n%v",
+				round, len(got), len(want), got, want)
+		}
+		if round == 29 && len(got) >= n {
+			t.Fatalf("nothing was pruned (%d records of %d commands)", len(got), n)
+		}
+	}
+}

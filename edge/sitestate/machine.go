@@ -104,10 +104,12 @@ type Machine struct {
 	// window is the dedup window; rtOldest a lower bound of the stamp of
 	// the oldest request-ID record (pruning is skipped while nothing can
 	// be expired); rtRaise asks Committed to re-read it from db after a
-	// pruning (dedup.go).
+	// pruning; prune is where pruning got to in the transaction being
+	// applied (dedup.go).
 	window   time.Duration
 	rtOldest int64
 	rtRaise  bool
+	prune    pruneState
 	db       *badger.DB
 }
 
@@ -228,7 +230,7 @@ func (m *Machine) Load(db *badger.DB) error {
 		if rep, last, err = loadReplica(txn, string(m.site)); err != nil {
 			return err
 		}
-		if rtOldest, err = loadRequestOldest(txn); err != nil {
+		if rtOldest, err = loadRequestOldest(txn, 0); err != nil {
 			return err
 		}
 		if item, err := txn.Get([]byte(keySeq)); err == nil {
