@@ -153,6 +153,9 @@ func pruneIterating(txn *badger.Txn, c *pruneState, cutoff, oldest int64) error 
 // pruneCommitted deletes the same records as pruneIterating, reading the
 // committed records after the last one txn deleted (see pruneState). It
 // may be used only while every record txn added is at or after cutoff.
+// The read-only view sees what txn sees below its own writes: only the
+// state machine writes to db, one transaction at a time, so nothing
+// commits while txn is open.
 func (m *Machine) pruneCommitted(txn *badger.Txn, c *pruneState, cutoff int64) error {
 	ro := m.db.NewTransaction(false)
 	defer ro.Discard()
