@@ -48,7 +48,9 @@ type DemoConfig struct {
 }
 
 // DemoMain runs the whole system on this machine: a hub and a site of
-// Nodes edge nodes, all on loopback, with a small site configured.
+// Nodes edge nodes, all on loopback, with a small site configured. The
+// site's link to the hub is mutual TLS with the demo's own CA
+// (demo_link.go); the console stays plain HTTP for the browser.
 type DemoMain struct {
 	env
 	Config DemoConfig
