@@ -321,7 +321,10 @@ func (m *Machine) replicateLocal(txn *badger.Txn, cmd *raftv1.Command) error {
 	}
 	vec := m.rep.Vector()
 	last := m.last
-	var made []replication.Delta
+	var (
+		made    []replication.Delta
+		encoded [][]byte // made's binary forms
+	)
 	for _, r := range refs {
 		ops := m.deskOps(cmd, r, m.diff(r))
 		if len(ops) == 0 {
@@ -366,7 +369,10 @@ func (m *Machine) replicateLocal(txn *badger.Txn, cmd *raftv1.Command) error {
 			}
 			d.Seq = vec[d.Source()] + 1
 			d.Stamp = nextStamp(cmd, d.Origin, last)
-			if err := d.Validate(); err != nil {
+			// MarshalBinary validates the delta, and its bytes are what
+			// is stored: one validation fewer than validating apart.
+			enc, err := d.MarshalBinary()
+			if err != nil {
 				// The command passed the domain's validation but its change
 				// does not fit the replication schema: a bug, not the
 				// caller's fault. The site keeps the change; the hub will
@@ -377,6 +383,7 @@ func (m *Machine) replicateLocal(txn *badger.Txn, cmd *raftv1.Command) error {
 			vec.Advance(d.Source(), d.Seq)
 			last = d.Stamp
 			made = append(made, d)
+			encoded = append(encoded, enc)
 			pending = append(pending, d)
 		}
 	}
@@ -384,12 +391,8 @@ func (m *Machine) replicateLocal(txn *badger.Txn, cmd *raftv1.Command) error {
 		return nil
 	}
 	e := &repEffect{}
-	for _, d := range made {
-		b, err := d.MarshalBinary()
-		if err != nil {
-			return err
-		}
-		e.set(deltaKey(d.Source(), d.Seq), b)
+	for i, d := range made {
+		e.set(deltaKey(d.Source(), d.Seq), encoded[i])
 	}
 	vb, err := vec.MarshalBinary()
 	if err != nil {
