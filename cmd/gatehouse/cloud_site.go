@@ -252,7 +252,7 @@ func (m *CloudPKIMain) printBundle(b *pki.SiteBundle) {
 		fmt.Fprintf(w, "Once every node has it, revoke the old certificate: gatehouse cloud site revoke --pki-dir %s --serial OLD_SERIAL (see \"site list\").\n", c.PKIDir)
 	}
 	snippet, _ := json.MarshalIndent(map[string]any{"uplink": map[string]string{"hub_url": c.HubURL, "tls_dir": dest}}, "", "  ")
-	fmt.Fprintf(w, "\nEdge configuration (the uplink that reads it is being built; docs/security.md):\n%s\n", snippet)
+	fmt.Fprintf(w, "\nEdge configuration (each node's --config; or --uplink-tls-dir; docs/security.md):\n%s\nThe hub serves sites with: gatehouse cloud --site-link :8443 --pki-dir %s\n", snippet, c.PKIDir)
 }
 
 // Close does nothing: the PKI verbs leave nothing running.
