@@ -9,7 +9,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/gatehouse/gatehouse/access"
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
 	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1/syncv1connect"
@@ -107,6 +106,7 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 		OnSkew:     s.skews.hook(s.log, site),
 		Durable:    s.visibleVector(site, state.SyncVector()),
 		MaxBatch:   s.cfg.MaxBatch,
+		Window:     sendWindow,
 		// Digests are computed over every source the hub holds (the
 		// scoped log leaves out the site's own), the hub's normal lane as
 		// the site's scoped log.
@@ -122,7 +122,7 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 
 	// Receive on a goroutine of its own: Send and Receive may run
 	// concurrently on a bidi stream, and the session is driven here only.
-	in := make(chan *syncv1.SessionMessage)
+	in := make(chan *syncv1.SessionMessage, inQueue)
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
@@ -167,9 +167,13 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 			}
 			return err
 		case pm := <-in:
-			if pm.GetBatch() != nil {
-				// Check the site again before each batch, so that revoking a
-				// site's credential cuts a stream that is already open.
+			// Group commit: take every message already queued behind this
+			// one, and apply the site's consecutive batches in one store
+			// commit, acknowledged together (group.go).
+			pms := drain(pm, in)
+			if hasBatch(pms) {
+				// Check the site again before its batches, so that revoking
+				// a site's credential cuts a stream that is already open.
 				again, err := s.authenticate(ctx, bs.RequestHeader())
 				if err == nil && again != site {
 					err = connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: the stream's credential now names site %s", ErrUnauthenticated, again))
@@ -180,10 +184,11 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 				}
 			}
 			before := state.Vector()
-			if err := s.receive(ctx, log, site, sess, pm); err != nil {
+			err := s.receiveGroup(ctx, log, site, sess, pms)
+			s.suspendClaims(ctx, log, authz, before)
+			if err != nil {
 				return err
 			}
-			s.suspendClaims(ctx, log, authz, before)
 		case <-digestTick:
 			sess.QueueDigest()
 		case <-changed:
@@ -211,28 +216,3 @@ func (s *Server) flush(sess *replication.Session, bs *connect.BidiStream[syncv1.
 	}
 }
 
-// receive hands one message of the site to the session. A refused batch
-// ends the stream with the refusal's code: nothing of it was applied.
-func (s *Server) receive(ctx context.Context, log interface {
-	Warn(string, ...any)
-}, site string, sess *replication.Session, pm *syncv1.SessionMessage) error {
-	m, err := syncwire.FromWire(site, pm)
-	if err == nil && (m.Type == replication.MsgHello || m.Type == replication.MsgAck) {
-		err = s.checkScope(site, m.Vector)
-	}
-	if err != nil {
-		log.Warn("sync message refused", "code", access.ErrorCode(err), "err", err)
-		return connectError(err)
-	}
-	if err := sess.Receive(m); err != nil {
-		log.Warn("sync batch refused", "code", access.ErrorCode(err), "source", m.Source.String(), "deltas", len(m.Deltas), "err", err)
-		return connectError(err)
-	}
-	switch m.Type {
-	case replication.MsgHello, replication.MsgAck:
-		if err := s.cfg.State.RecordAck(ctx, site, m.Vector); err != nil && ctx.Err() == nil {
-			log.Warn("recording the site's ack failed", "err", err)
-		}
-	}
-	return nil
-}

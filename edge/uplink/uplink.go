@@ -8,11 +8,13 @@
 // access events: the site's event log presented as its events lane
 // (replication.LaneEvents, EventDelta), numbered by the event sequence, so
 // nothing new is written at the site for it. What it receives it proposes
-// through Raft (one ApplyDeltas command per batch, or per run of the
-// hub's batches queued back to back, merged up to MaxMergeDeltas; every
-// node applies the hub's changes in the same order) and acknowledges only
-// once the command has committed and applied: the vector it reports as
-// durable is the site's applied vector, which a Raft majority holds. When leadership
+// through Raft on a goroutine of its own (applier.go), so that the site's
+// sending and the hub's acknowledgements never wait for a Raft commit: one
+// ApplyDeltas command per run of the hub's queued batches, merged up to
+// MaxMergeDeltas, the priority lane's first; every node applies the hub's
+// changes in the same order. It acknowledges them only once the command
+// has committed and applied: the vector it reports as durable is the
+// site's applied vector, which a Raft majority holds. When leadership
 // moves, the old leader's session ends and the new leader opens one from
 // its own applied vector, which is the durable one; the hub sends again
 // whatever that vector lacks and ignores what it receives twice.
@@ -49,6 +51,11 @@ import (
 
 // HubOrigin is the origin of the hub's own messages.
 const HubOrigin = "hub"
+
+// DefaultWindow is Config.Window's default: while the hub commits one
+// group of the site's batches (cloud/syncserver commits up to 4096 deltas
+// at once), the next group is already on its way.
+const DefaultWindow = 8192
 
 // Site is what the uplink needs of the site it serves. The edge node
 // implements it over its Raft member and state machine. Every method must
@@ -105,6 +112,9 @@ type Config struct {
 	MaxSkew time.Duration
 	// MaxBatch is the most deltas per batch sent (default 256).
 	MaxBatch int
+	// Window is the most deltas of one source sent to the hub ahead of
+	// its acknowledgements (default DefaultWindow).
+	Window int
 	// MinBackoff and MaxBackoff bound the wait before reconnecting
 	// (defaults 100 ms and 30 s); a refused batch waits MaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
@@ -188,6 +198,9 @@ func New(cfg Config, site Site) (*Uplink, error) {
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 256
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultWindow
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 100 * time.Millisecond
@@ -332,20 +345,15 @@ func (l siteLog) Deltas(src replication.Source, after uint64, max int) ([]replic
 	return l.site.Deltas(src, after, max)
 }
 
-// siteStore applies the hub's batches through Raft.
-type siteStore struct {
-	ctx  context.Context
-	u    *Uplink
-	site Site
-}
+// siteStore is a session's Store: it hands the hub's accepted batches to
+// the applier, which commits them through Raft (applier.go); its vector is
+// the applied one with what is queued on top. The session acknowledges only
+// what the applier reports committed (MarkDurable).
+type siteStore struct{ ap *applier }
 
-func (s siteStore) Vector() replication.Vector { return s.site.Vector() }
-func (s siteStore) ApplyBatch(_ replication.Source, ds []replication.Delta) error {
-	if err := s.site.ApplyDeltas(s.ctx, ds); err != nil {
-		return err
-	}
-	s.u.update(func(st *Status) { st.Applied++ })
-	return nil
+func (s siteStore) Vector() replication.Vector { return s.ap.vector() }
+func (s siteStore) ApplyBatch(src replication.Source, ds []replication.Delta) error {
+	return s.ap.enqueue(src, ds)
 }
 
 // durable returns the site's applied vector without its local-only
@@ -377,9 +385,11 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	ap := newApplier(ctx, u)
+	defer ap.stop()
 	sess, err := replication.NewSession(replication.SessionConfig{
 		Log:   siteLog{u.site},
-		Store: siteStore{ctx: ctx, u: u, site: u.site},
+		Store: siteStore{ap},
 		Authorizer: func(origin string, d replication.Delta) error {
 			if d.Origin == site || strings.HasPrefix(d.Origin, site+".") {
 				return fmt.Errorf("the hub sent a delta of this site's own origin %s", d.Origin)
@@ -392,6 +402,7 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 		Clock:        clock,
 		Durable:      u.durable(),
 		MaxBatch:     u.cfg.MaxBatch,
+		Window:       u.cfg.Window,
 		DigestLog:    digestLog{u.site},
 		OnDivergence: u.diverged,
 	})
@@ -547,6 +558,11 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 			case <-evTick:
 			case <-digestTick:
 				sess.QueueDigest()
+			case <-ap.done:
+				if err := u.applied(sess, ap); err != nil {
+					return progress, err
+				}
+				progress = true
 			}
 			continue
 		}
@@ -572,9 +588,14 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 			return progress, err
 		}
 		if m.Type == replication.MsgBatch {
-			// Applied through Raft: committed, so durable.
-			sess.MarkDurable(u.durable())
-			progress = true
+			progress = true // accepted; acknowledged once the applier committed it
+		}
+		select {
+		case <-ap.done:
+			if err := u.applied(sess, ap); err != nil {
+				return progress, err
+			}
+		default:
 		}
 		acked := sess.PeerAcked()
 		synced := sess.Synced()
@@ -590,6 +611,17 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 		}
 		u.mu.Unlock()
 	}
+}
+
+// applied takes the applier's result after a commit: the applied vector,
+// which the session acknowledges (committed through Raft, so durable), or
+// the error of the commit that failed, which ends the session.
+func (u *Uplink) applied(sess *replication.Session, ap *applier) error {
+	v, err := ap.result()
+	if v != nil {
+		sess.MarkDurable(v)
+	}
+	return err
 }
 
 // The files of a site's PKI directory, as `gatehouse cloud site add`
