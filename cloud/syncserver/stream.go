@@ -215,4 +215,3 @@ func (s *Server) flush(sess *replication.Session, bs *connect.BidiStream[syncv1.
 		}
 	}
 }
-
