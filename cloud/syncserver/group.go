@@ -27,13 +27,16 @@ const (
 )
 
 // drain returns first and the messages queued behind it in in, without
-// waiting.
+// waiting, until they hold groupMaxDeltas deltas: what one group commit
+// takes (the rest stays queued for the next).
 func drain(first *syncv1.SessionMessage, in <-chan *syncv1.SessionMessage) []*syncv1.SessionMessage {
 	pms := []*syncv1.SessionMessage{first}
-	for len(pms) < inQueue+1 {
+	n := len(first.GetBatch().GetDeltas())
+	for n < groupMaxDeltas {
 		select {
 		case pm := <-in:
 			pms = append(pms, pm)
+			n += len(pm.GetBatch().GetDeltas())
 		default:
 			return pms
 		}
