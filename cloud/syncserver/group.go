@@ -3,6 +3,7 @@ package syncserver
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/gatehouse/gatehouse/access"
 	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
@@ -118,6 +119,7 @@ func (s *Server) receiveGroup(ctx context.Context, log *slog.Logger, site string
 		}
 	}
 	for _, m := range groupBatches(ms) {
+		start := time.Now()
 		if err := sess.Receive(m); err != nil {
 			log.Warn("sync batch refused", "code", access.ErrorCode(err), "source", m.Source.String(), "deltas", len(m.Deltas), "err", err)
 			record()
@@ -125,6 +127,10 @@ func (s *Server) receiveGroup(ctx context.Context, log *slog.Logger, site string
 		}
 		if m.Type == replication.MsgHello || m.Type == replication.MsgAck {
 			acked = acked.Merge(m.Vector)
+		}
+		if m.Type == replication.MsgBatch {
+			log.Debug("site batches committed", "source", m.Source.String(), "deltas", len(m.Deltas),
+				"last", m.Deltas[len(m.Deltas)-1].Seq, "took", time.Since(start))
 		}
 	}
 	record()

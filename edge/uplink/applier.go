@@ -3,6 +3,7 @@ package uplink
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/gatehouse/gatehouse/replication"
 )
@@ -145,7 +146,12 @@ func (a *applier) run() {
 			}
 			continue
 		}
+		start := time.Now()
 		err := a.u.site.ApplyDeltas(a.ctx, run.Deltas)
+		if err == nil {
+			a.u.log.Debug("hub deltas committed", "source", run.Source.String(), "deltas", len(run.Deltas),
+				"batches", n, "last", run.Deltas[len(run.Deltas)-1].Seq, "took", time.Since(start))
+		}
 		a.mu.Lock()
 		if err != nil {
 			a.err = err
