@@ -609,7 +609,10 @@ func (m *Machine) applyDeltas(txn *badger.Txn, cmd *raftv1.Command, op *raftv1.A
 	}
 	vec := m.rep.Vector()
 	next := map[replication.Source]uint64{}
-	var fresh []replication.Delta
+	var (
+		fresh    []replication.Delta
+		freshRaw [][]byte // fresh's encodings: canonical, so stored as received
+	)
 	for i, b := range raw {
 		var d replication.Delta
 		if err := d.UnmarshalBinary(b); err != nil {
@@ -633,17 +636,16 @@ func (m *Machine) applyDeltas(txn *badger.Txn, cmd *raftv1.Command, op *raftv1.A
 		}
 		next[src] = n + 1
 		fresh = append(fresh, d)
+		freshRaw = append(freshRaw, b)
 	}
 	if len(fresh) == 0 {
 		return nil
 	}
 	e := &repEffect{}
-	for _, d := range fresh {
-		b, err := d.MarshalBinary()
-		if err != nil {
-			return err
-		}
-		e.set(deltaKey(d.Source(), d.Seq), b)
+	for i, d := range fresh {
+		// The delta codec is canonical (decoding accepted only the one
+		// encoding of d), so the received bytes are MarshalBinary's.
+		e.set(deltaKey(d.Source(), d.Seq), freshRaw[i])
 		vec.Advance(d.Source(), d.Seq)
 	}
 	vb, err := vec.MarshalBinary()
