@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/gatehouse/gatehouse/access"
@@ -159,13 +160,22 @@ func runDoor(ctx context.Context, opt Options, emit func(Result)) error {
 		return err
 	}
 	opt.Log.Info("door: load", "readers", p.readers, "rate", p.rate, "duration", p.dur, "broker", leader.MQTTAddr())
+	// Garbage collections that end during the load are logged: with 100k
+	// credentials the three nodes' heap takes seconds to mark, and a
+	// collection overlapping the load shows in the tail (docs/edge.md,
+	// "Door taps").
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	gcBefore := ms.NumGC
 	run := doorRunLoad(ctx, readers, p, data.cardBase, data.creds)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	runtime.ReadMemStats(&ms)
 	opt.Log.Info("door: load done", "sent", run.sent, "answered", len(run.lat), "missing", run.missing,
 		"wrong", run.wrong, "offline", run.offline, "publish_errors", run.pubErrs, "undecodable", run.decErrs,
-		"send_lag_p99", Percentile(run.lag, 0.99), "send_lag_max", Percentile(run.lag, 1))
+		"send_lag_p99", Percentile(run.lag, 0.99), "send_lag_max", Percentile(run.lag, 1),
+		"gc_cycles_ended", ms.NumGC-gcBefore, "heap_alloc_mb", ms.HeapAlloc>>20)
 
 	emit(NewResult("door", "tap_p50_us", Micros(Percentile(run.lat, 0.50)), "us", echoP50))
 	emit(NewResult("door", "tap_p99_us", Micros(Percentile(run.lat, 0.99)), "us", echoP99))
