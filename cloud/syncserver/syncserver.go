@@ -139,7 +139,11 @@ func (s *Server) Handler() (string, http.Handler) {
 // Close ends every stream, releases the leases and waits for the stream
 // handlers to return. It is idempotent.
 func (s *Server) Close() error {
+	// Under mu: a stream registering (register) either counts itself
+	// before this cancel, or sees it and never adds to wg after Wait began.
+	s.mu.Lock()
 	s.cancel()
+	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
 }
@@ -156,10 +160,29 @@ type siteLease struct {
 
 // holdLease takes site's lease for this process, or shares the hold this
 // process already has. It fails with ErrLeaseHeld (Unavailable) when
-// another hub process owns the site's stream.
+// another hub process owns the site's stream. A hold being released (its
+// last holder dropped it) is waited for first: acquiring meanwhile could
+// get the same token back, which that release would then end.
 func (s *Server) holdLease(ctx context.Context, site string) (*siteLease, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for {
+		sl := s.leases[site]
+		if sl == nil || sl.refs > 0 {
+			break
+		}
+		s.mu.Unlock()
+		select {
+		case <-sl.done:
+		case <-ctx.Done():
+			s.mu.Lock()
+			return nil, ctx.Err()
+		}
+		s.mu.Lock()
+		if s.leases[site] == sl {
+			delete(s.leases, site)
+		}
+	}
 	if sl := s.leases[site]; sl != nil {
 		select {
 		case <-sl.lost:
@@ -213,13 +236,15 @@ func (s *Server) dropLease(site string, sl *siteLease) {
 	s.mu.Lock()
 	sl.refs--
 	last := sl.refs == 0
-	if last && s.leases[site] == sl {
-		delete(s.leases, site)
-	}
 	s.mu.Unlock()
 	if last {
 		close(sl.stop)
 		<-sl.done
+		s.mu.Lock()
+		if s.leases[site] == sl {
+			delete(s.leases, site) // (holdLease waited for it while refs was 0)
+		}
+		s.mu.Unlock()
 	}
 }
 
