@@ -146,6 +146,22 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 		defer t.Stop()
 		digestTick = t.C
 	}
+	// recheck authenticates the stream's credential again, so that revoking
+	// a site's credential cuts a stream that is already open: before each
+	// group of the site's batches, and every ReauthInterval while the hub
+	// only sends (an idle or receive-only site).
+	recheck := func() error {
+		again, err := s.authenticate(ctx, bs.RequestHeader())
+		if err == nil && again != site {
+			err = connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: the stream's credential now names site %s", ErrUnauthenticated, again))
+		}
+		if err != nil {
+			log.Warn("sync stream no longer authenticated", "err", err)
+		}
+		return err
+	}
+	reauth := time.NewTicker(s.cfg.ReauthInterval)
+	defer reauth.Stop()
 	for {
 		changed := state.Changed()
 		// Everything the state holds is durable: acknowledge it, so the
@@ -172,14 +188,7 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 			// commit, acknowledged together (group.go).
 			pms := drain(pm, in)
 			if hasBatch(pms) {
-				// Check the site again before its batches, so that revoking
-				// a site's credential cuts a stream that is already open.
-				again, err := s.authenticate(ctx, bs.RequestHeader())
-				if err == nil && again != site {
-					err = connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%w: the stream's credential now names site %s", ErrUnauthenticated, again))
-				}
-				if err != nil {
-					log.Warn("sync stream no longer authenticated", "err", err)
+				if err := recheck(); err != nil {
 					return err
 				}
 			}
@@ -191,6 +200,10 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 			}
 		case <-digestTick:
 			sess.QueueDigest()
+		case <-reauth.C:
+			if err := recheck(); err != nil {
+				return err
+			}
 		case <-changed:
 			if state.Closed() {
 				return connect.NewError(connect.CodeUnavailable, errEnded)

@@ -35,6 +35,8 @@ const (
 	DefaultLeaseTTL        = 30 * time.Second
 	DefaultMaxMessageBytes = 8 << 20
 	DefaultMaxBatch        = 256
+	// DefaultReauthInterval is Config.ReauthInterval's default.
+	DefaultReauthInterval = 30 * time.Second
 	// DefaultDigestInterval is Config.DigestInterval's default.
 	DefaultDigestInterval = 5 * time.Minute
 )
@@ -64,6 +66,11 @@ type Config struct {
 	// a mismatch is narrowed to the first differing delta and reported
 	// (Divergences). Default DefaultDigestInterval; negative: never.
 	DigestInterval time.Duration
+	// ReauthInterval is how often an open stream's credential is checked
+	// again while the site sends no batch (it is also checked before each
+	// group of batches): a revoked certificate or token cuts the stream
+	// within it. Default DefaultReauthInterval.
+	ReauthInterval time.Duration
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -113,6 +120,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.ReauthInterval <= 0 {
+		cfg.ReauthInterval = DefaultReauthInterval
 	}
 	if cfg.DigestInterval == 0 {
 		cfg.DigestInterval = DefaultDigestInterval

@@ -603,6 +603,38 @@ func TestRevokedCredentialCutsStream(t *testing.T) {
 	}
 }
 
+// TestRevokedCredentialCutsIdleStream: a site that sends nothing more is
+// still cut once its credential is revoked (ReauthInterval), and receives
+// nothing the hub makes after that.
+func TestRevokedCredentialCutsIdleStream(t *testing.T) {
+	var revoked atomic.Bool
+	checked := make(chan struct{}, 1)
+	h := MustOpenHub(t, t.TempDir(), func(c *syncserver.Config) {
+		c.ReauthInterval = 50 * time.Millisecond
+		inner := c.Authenticate
+		c.Authenticate = func(ctx context.Context, hd http.Header, conn *tls.ConnectionState) (string, error) {
+			if revoked.Load() {
+				select {
+				case checked <- struct{}{}:
+				default:
+				}
+				return "", errors.New("credential revoked")
+			}
+			return inner(ctx, hd, conn)
+		}
+	})
+	a := newSite(t, siteA, tokenA)
+	seedSite(t, a)
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx, h.client()) }()
+	converged(t, h, a)
+	revoked.Store(true)
+	<-checked // the hub checked the credential again with no batch from the site
+	if err := <-done; connectCode(err) != connect.CodeUnauthenticated {
+		t.Fatalf("idle stream after revocation ended with %v, want Unauthenticated", err)
+	}
+}
+
 // TestCardClaimedAtSite: a number the hub homes (bound to its cardholder)
 // is bound at the site to a visitor of the site, as during a partition.
 // The hub takes the site's batch as a conflicting claim instead of
