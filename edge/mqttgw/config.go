@@ -27,13 +27,12 @@ const (
 	// DefaultEventFlushInterval is the longest pause between two attempts
 	// to record queued events (the cap of the retry backoff).
 	DefaultEventFlushInterval = time.Second
-	// DefaultEventLinger is the default Config.EventLinger. At 500 taps/s
-	// it makes about 9 event commits a second instead of about 30 with
-	// 20 ms: each commit is a burst of work on every node (a bolt fsync,
-	// a Badger commit, AppendEntries, Apply) that delays the taps being
-	// answered meanwhile on the node's CPUs (docs/edge.md, "Door taps:
-	// what competes with them"). A tap's own answer never waits for it.
-	DefaultEventLinger = 100 * time.Millisecond
+	// DefaultEventLinger is the default Config.EventLinger. 100 ms makes
+	// about 9 event commits a second at 500 taps/s instead of about 30,
+	// but showed no tap-latency gain above the test machine's noise, and
+	// delays anti-passback and shutdown flushing (docs/edge.md, "Door
+	// taps: what competes with them"): 20 ms is kept.
+	DefaultEventLinger = 20 * time.Millisecond
 	// DefaultEventQueue is how many access events may wait to be recorded
 	// before the oldest are dropped.
 	DefaultEventQueue = 100_000
