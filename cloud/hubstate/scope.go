@@ -42,8 +42,9 @@ import (
 // care about order, so a backfilled delta is merged like any other.
 //
 // Scoped logs are durable: each is a store log named "scope/SITE" whose
-// records hold the hub sequence numbers, appended in the same commit as
-// the hub deltas they list. What S has been sent is therefore fixed once
+// records hold the hub sequence numbers (uvarints, up to scopeChunk per
+// record, one record per write), appended in the same commit as the hub
+// deltas they list. What S has been sent is therefore fixed once
 // committed, across restarts, and never depends on later state.
 
 // scopeLogPrefix starts the store name of a site's scoped log.
@@ -63,7 +64,8 @@ type entRef struct {
 
 // siteScope is one site's scoped log.
 type siteScope struct {
-	refs []uint64 // hub/normal sequence numbers, in scoped order
+	refs   []uint64 // hub/normal sequence numbers, in scoped order
+	chunks uint64   // store records of the scoped log (each holds up to scopeChunk refs)
 }
 
 // scopeIndex is the scoped logs of every site, and what it takes to extend
@@ -114,7 +116,7 @@ func (s *State) loadScopes(ctx context.Context, vec map[string]uint64) error {
 			continue
 		}
 		sc := s.scope.site(site)
-		for after := uint64(len(sc.refs)); after < head; {
+		for after := sc.chunks; after < head; {
 			recs, err := s.st.Read(ctx, name, after, store.MaxLimit, store.AllLanes)
 			if err != nil {
 				return fmt.Errorf("hubstate: load %s: %w", name, err)
@@ -123,16 +125,23 @@ func (s *State) loadScopes(ctx context.Context, vec map[string]uint64) error {
 				break
 			}
 			for _, r := range recs {
-				seq, n := binary.Uvarint(r.Data)
-				if n <= 0 || n != len(r.Data) || r.Seq != after+1 {
+				if r.Seq != after+1 || len(r.Data) == 0 {
 					return access.Errorf(access.Invalid, "hubstate: load %s/%d: malformed scoped record", name, r.Seq)
 				}
-				ds, _ := s.rep.Deltas(hubNormal, seq-1, 1)
-				if seq == 0 || len(ds) == 0 {
-					return access.Errorf(access.Invalid, "hubstate: load %s/%d: names hub delta %d, which the hub does not hold", name, r.Seq, seq)
+				for b := r.Data; len(b) > 0; {
+					seq, n := binary.Uvarint(b)
+					if n <= 0 {
+						return access.Errorf(access.Invalid, "hubstate: load %s/%d: malformed scoped record", name, r.Seq)
+					}
+					b = b[n:]
+					ds, _ := s.rep.Deltas(hubNormal, seq-1, 1)
+					if seq == 0 || len(ds) == 0 {
+						return access.Errorf(access.Invalid, "hubstate: load %s/%d: names hub delta %d, which the hub does not hold", name, r.Seq, seq)
+					}
+					sc.refs = append(sc.refs, seq)
+					s.scope.enter(site, entRef{ds[0].Kind, ds[0].ID})
 				}
-				sc.refs = append(sc.refs, seq)
-				s.scope.enter(site, entRef{ds[0].Kind, ds[0].ID})
+				sc.chunks = r.Seq
 				after = r.Seq
 			}
 		}
@@ -400,22 +409,34 @@ func (p *scopePlan) appends() []store.Append {
 	for _, site := range p.order {
 		base := uint64(0)
 		if sc := p.x.sites[site]; sc != nil {
-			base = uint64(len(sc.refs))
+			base = sc.chunks
 		}
-		a := store.Append{Origin: scopeLogName(site), Records: make([]store.Record, len(p.refs[site]))}
-		for i, seq := range p.refs[site] {
-			a.Records[i] = store.Record{Seq: base + uint64(i) + 1, Lane: store.Normal, Data: binary.AppendUvarint(nil, seq)}
+		refs := p.refs[site]
+		a := store.Append{Origin: scopeLogName(site)}
+		for i := 0; i < len(refs); i += scopeChunk {
+			var data []byte
+			for _, seq := range refs[i:min(i+scopeChunk, len(refs))] {
+				data = binary.AppendUvarint(data, seq)
+			}
+			a.Records = append(a.Records, store.Record{Seq: base + uint64(len(a.Records)) + 1, Lane: store.Normal, Data: data})
 		}
 		out = append(out, a)
 	}
 	return out
 }
 
+// scopeChunk is the most hub sequence numbers one scoped record holds (a
+// uvarint each: at most 10 bytes, so a record stays below
+// store.MaxRecordSize). A write appends one record per site it concerns,
+// or a few for a bulk import, so scoping adds few store items to it.
+const scopeChunk = 65_536
+
 // merge applies the plan to the index once its write is committed.
 func (p *scopePlan) merge() {
 	for _, site := range p.order {
 		sc := p.x.site(site)
 		sc.refs = append(sc.refs, p.refs[site]...)
+		sc.chunks += uint64((len(p.refs[site]) + scopeChunk - 1) / scopeChunk)
 	}
 	for e, sites := range p.sitesOf {
 		for _, site := range sites {

@@ -252,7 +252,7 @@ func TestScopedLogsBuiltForOldStore(t *testing.T) {
 	if got := scopedEntities(t, s, scopeA); !reflect.DeepEqual(got, want) {
 		t.Fatalf("built scoped log: %v, want %v", got, want)
 	}
-	if v, err := st.Vector(ctx); err != nil || v["scope/"+scopeA] != 3 {
+	if v, err := st.Vector(ctx); err != nil || v["scope/"+scopeA] != 1 {
 		t.Fatalf("stored scoped log: %v, %v", v, err)
 	}
 }

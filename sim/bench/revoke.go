@@ -92,6 +92,14 @@ func runRevoke(ctx context.Context, opt Options, emit func(Result)) error {
 	if _, err := site.Propose(ctx, cmds...); err != nil {
 		return err
 	}
+	// The hub grants only a group it knows (as its people API does): the
+	// grant's site is what scopes it to the site (docs/sync.md §4).
+	if err := partition.Wait(ctx, partition.WaitTimeout, "the hub to know the site's group", func() bool {
+		_, ok := hub.State().Facts().Field(replication.KindGroup, group, "site")
+		return ok
+	}); err != nil {
+		return err
+	}
 	people := make([]string, p.people)
 	if _, err := hub.Write(ctx, func(tx *hubstate.Tx) {
 		r := tx.Replica()
