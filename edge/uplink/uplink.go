@@ -589,6 +589,11 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 		}
 		if m.Type == replication.MsgBatch {
 			progress = true // accepted; acknowledged once the applier committed it
+			// A batch this node had applied already (resent after a
+			// leader change whose last commit's outcome was unknown) is
+			// not queued, so no commit will acknowledge it: acknowledge
+			// what this node has applied (committed, so durable) now.
+			sess.MarkDurable(u.durable())
 		}
 		select {
 		case <-ap.done:
