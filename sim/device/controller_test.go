@@ -699,6 +699,12 @@ func (s *canSite) HandleEvent(ctx context.Context, from canbus.Addr, e mqttproto
 	}
 	last := uint64(len(s.recorded))
 	s.mu.Unlock()
+	if e.Seq > last+1 {
+		// A gap (events sent while deaf were lost): ask for a resend
+		// from the last recorded, as the site's door manager does.
+		return s.gw.Send(ctx, from, mqttproto.DoorCmd{Type: mqttproto.DoorAck, RequestID: "resend-" + itoa(last) + "-" + itoa(e.Seq),
+			Seq: last, Resend: true})
+	}
 	if last == 0 {
 		return nil
 	}
