@@ -162,6 +162,7 @@ type Controller struct {
 	history   []EventRecord         // every event made since this Controller started
 	lastHeard time.Time
 	sentTo    uint64 // events up to this seq were sent since the link came up
+	rewinds   uint64 // times sentTo was moved back (a connect, a resend, the site heard again)
 	linkUp    bool
 	everUp    bool     // the link has been up since the controller started
 	ups       int      // times the link came up
@@ -272,7 +273,7 @@ func (c *Controller) onUp() {
 	c.mu.Lock()
 	c.linkUp, c.everUp = true, true
 	c.ups++
-	c.sentTo = c.meta.Acked
+	c.rewindLocked(c.meta.Acked)
 	c.mu.Unlock()
 	c.log.Debug("door controller link up")
 	c.poke()
@@ -345,7 +346,7 @@ func (c *Controller) check() time.Duration {
 		// while the site was not listening is sent again (after a
 		// reconnect it was, already). The site records each seq once.
 		if c.ups == c.upsAtCut {
-			c.sentTo = c.meta.Acked
+			c.rewindLocked(c.meta.Acked)
 		}
 		c.log.Info("door controller has its site again")
 		c.emitLocked(mqttproto.DoorEvent{Type: mqttproto.DoorOfflineEnded})
@@ -435,6 +436,7 @@ func (c *Controller) pump() {
 			l := c.link()
 			c.mu.Lock()
 			var next *mqttproto.DoorEvent
+			rewinds := c.rewinds
 			if c.linkUp && l != nil {
 				for i := range c.buffered {
 					if c.buffered[i].Seq > c.sentTo {
@@ -459,7 +461,7 @@ func (c *Controller) pump() {
 				break // the next onUp sends it again
 			}
 			c.mu.Lock()
-			if next.Seq > c.sentTo {
+			if next.Seq > c.sentTo && c.rewinds == rewinds {
 				c.sentTo = next.Seq
 			}
 			c.mu.Unlock()
@@ -544,7 +546,7 @@ func (c *Controller) ackLocked(seq uint64, resend bool) {
 		}
 	}
 	if resend {
-		c.sentTo = seq
+		c.rewindLocked(seq)
 		c.log.Info("site asked for events again", "after", seq)
 	} else if c.sentTo < seq {
 		c.sentTo = seq
@@ -553,6 +555,14 @@ func (c *Controller) ackLocked(seq uint64, resend bool) {
 	case c.pumpKick <- struct{}{}:
 	default:
 	}
+}
+
+// rewindLocked makes the pump send every event after seq again. A send
+// in flight when this happens does not move sentTo past seq once it
+// returns: the rewind asked for that event again too.
+func (c *Controller) rewindLocked(seq uint64) {
+	c.sentTo = seq
+	c.rewinds++
 }
 
 // cachePartLocked collects one part of an offline cache version and

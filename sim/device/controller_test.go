@@ -673,8 +673,9 @@ func TestControllerMQTT(t *testing.T) {
 // canSite is the site's end of a CAN bus for TestControllerCAN: it answers
 // taps and records and acks events unless deaf.
 type canSite struct {
-	gw   *canbus.Gateway
-	deaf atomic.Bool
+	gw      *canbus.Gateway
+	deaf    atomic.Bool
+	resends atomic.Uint64
 
 	mu       sync.Mutex
 	recorded []mqttproto.DoorEvent
@@ -702,7 +703,7 @@ func (s *canSite) HandleEvent(ctx context.Context, from canbus.Addr, e mqttproto
 	if e.Seq > last+1 {
 		// A gap (events sent while deaf were lost): ask for a resend
 		// from the last recorded, as the site's door manager does.
-		return s.gw.Send(ctx, from, mqttproto.DoorCmd{Type: mqttproto.DoorAck, RequestID: "resend-" + itoa(last) + "-" + itoa(e.Seq),
+		return s.gw.Send(ctx, from, mqttproto.DoorCmd{Type: mqttproto.DoorAck, RequestID: "resend-" + itoa(s.resends.Add(1)),
 			Seq: last, Resend: true})
 	}
 	if last == 0 {

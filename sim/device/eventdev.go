@@ -47,6 +47,7 @@ type eventDevice struct {
 	seq      uint64
 	acked    uint64
 	sentTo   uint64 // events up to this seq were sent since the link came up
+	rewinds  uint64 // times sentTo was moved back (a connect, a resend)
 	linkUp   bool
 	buf      []mqttproto.Message // unacknowledged, in seq order
 	history  []mqttproto.Message // every event made
@@ -124,7 +125,7 @@ func (d *eventDevice) await(ctx context.Context, cond func() bool) error {
 func (d *eventDevice) onUp() {
 	d.mu.Lock()
 	d.linkUp = true
-	d.sentTo = d.acked
+	d.rewindLocked(d.acked)
 	d.notifyLocked()
 	d.mu.Unlock()
 	d.poke()
@@ -163,12 +164,20 @@ func (d *eventDevice) ackLocked(seq uint64, resend bool) {
 		d.buf = slices.Delete(d.buf, 0, i)
 	}
 	if resend {
-		d.sentTo = seq
+		d.rewindLocked(seq)
 	} else {
 		d.sentTo = max(d.sentTo, seq)
 	}
 	d.notifyLocked()
 	d.poke()
+}
+
+// rewindLocked makes the pump send every event after seq again. A send
+// in flight when this happens does not move sentTo past seq once it
+// returns: the rewind asked for that event again too; d.mu is held.
+func (d *eventDevice) rewindLocked(seq uint64) {
+	d.sentTo = seq
+	d.rewinds++
 }
 
 // seenLocked reports whether a command with key was acted on already, and
@@ -269,6 +278,7 @@ func (d *eventDevice) pump() {
 		for {
 			d.mu.Lock()
 			var next mqttproto.Message
+			rewinds := d.rewinds
 			if d.linkUp {
 				for _, m := range d.buf {
 					if seqOf(m) > d.sentTo {
@@ -289,7 +299,9 @@ func (d *eventDevice) pump() {
 				break
 			}
 			d.mu.Lock()
-			d.sentTo = max(d.sentTo, seqOf(next))
+			if d.rewinds == rewinds {
+				d.sentTo = max(d.sentTo, seqOf(next))
+			}
 			d.notifyLocked()
 			d.mu.Unlock()
 		}
