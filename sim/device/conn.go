@@ -180,6 +180,11 @@ type Conn struct {
 	refused  atomic.Uint64 // messages received that did not decode
 	setUp    atomic.Bool   // set up (subscribed, state published) since the last connect
 
+	// pubMu orders publications: a state is read and handed to the client
+	// in one step, so it never reaches the site after an event newer than
+	// the last_seq it reports (the site holds the counter to never go back).
+	pubMu sync.Mutex
+
 	closeOnce sync.Once
 	closed    chan struct{}
 }
@@ -305,6 +310,7 @@ func (c *Conn) setup(cl paho.Client) error {
 
 // publishState publishes the device's current state, retained.
 func (c *Conn) publishState(cl paho.Client) error {
+	c.pubMu.Lock()
 	st := c.status()
 	st.Online = true
 	if st.Firmware == "" {
@@ -313,9 +319,12 @@ func (c *Conn) publishState(cl paho.Client) error {
 	st.Time = time.Now()
 	b, err := st.Marshal()
 	if err != nil {
+		c.pubMu.Unlock()
 		return err
 	}
-	return c.wait(cl.Publish(c.dev.Topic(mqttproto.ChannelState).String(), mqttproto.QoS, true, b), "publish state")
+	tok := cl.Publish(c.dev.Topic(mqttproto.ChannelState).String(), mqttproto.QoS, true, b)
+	c.pubMu.Unlock()
+	return c.wait(tok, "publish state")
 }
 
 // PublishState publishes the device's current state (retained) and waits
@@ -419,6 +428,8 @@ func (c *Conn) PublishAsync(ch mqttproto.Channel, m mqttproto.Message) (paho.Tok
 	if err != nil {
 		return nil, err
 	}
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
 	return c.client.Publish(c.dev.Topic(ch).String(), mqttproto.QoS, ch.Retained(), b), nil
 }
 
