@@ -92,7 +92,10 @@ type consoleService struct{ hub *Hub }
 
 var _ consolev1connect.ConsoleServiceHandler = (*consoleService)(nil)
 
-func (s *consoleService) ListDecisions(_ context.Context, req *connect.Request[consolev1.ListDecisionsRequest]) (*connect.Response[consolev1.ListDecisionsResponse], error) {
+func (s *consoleService) ListDecisions(ctx context.Context, req *connect.Request[consolev1.ListDecisionsRequest]) (*connect.Response[consolev1.ListDecisionsResponse], error) {
+	if _, err := s.hub.authorizeConsole(ctx, req.Header()); err != nil {
+		return nil, err
+	}
 	m := req.Msg
 	limit := int(m.GetLimit())
 	switch {

@@ -11,6 +11,8 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/gatehouse/gatehouse/cloud/auth"
+
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
 	consolev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1/consolev1connect"
@@ -74,12 +76,13 @@ func openFeedHub(t *testing.T, sites ...SiteEndpoint) consolev1connect.ConsoleSe
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Sites = sites
 	cfg.EventPoll = Duration(5 * time.Millisecond)
+	cfg.APIKeys = []auth.Key{{ID: "sec", SHA256: auth.HashKey(keySecurity), Role: auth.Security}}
 	h := New(cfg, testLogger(t))
 	if err := h.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.Close() })
-	return consolev1connect.NewConsoleServiceClient(http.DefaultClient, "http://"+h.Addr())
+	return consolev1connect.NewConsoleServiceClient(http.DefaultClient, "http://"+h.Addr(), connect.WithInterceptors(auth.Bearer(keySecurity)))
 }
 
 // awaitDecisions polls the console API until cond holds for an answer.

@@ -17,12 +17,16 @@ import (
 
 // ListDivergences serves the divergences the hub's digest exchanges found
 // with each site (syncserver.Server.Divergences; docs/replication.md §11).
-// Like ListDecisions it needs no API key. A site that is neither one of
+// The caller must present an API key of role admin or security. A site that is neither one of
 // the hub's sync_sites nor one of its sites is NotFound; a hub without a
 // store (which replicates nothing) answers FailedPrecondition. It is safe
 // for concurrent use.
 func (s *consoleService) ListDivergences(ctx context.Context, req *connect.Request[consolev1.ListDivergencesRequest]) (*connect.Response[consolev1.ListDivergencesResponse], error) {
 	h := s.hub
+	ctx, err := h.authorizeConsole(ctx, req.Header())
+	if err != nil {
+		return nil, err
+	}
 	if h.sync == nil {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("this hub has no store: it replicates with no site, so it digests nothing"))
 	}

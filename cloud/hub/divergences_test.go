@@ -10,15 +10,17 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/gatehouse/gatehouse/cloud/auth"
 	"github.com/gatehouse/gatehouse/cloud/synctest"
 	consolev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1/consolev1connect"
 	"github.com/gatehouse/gatehouse/replication"
 )
 
-// divergences calls ListDivergences over the hub's listener, with no key.
+// divergences calls ListDivergences over the hub's listener with the
+// security key.
 func divergences(h *Hub, site string) (*consolev1.ListDivergencesResponse, error) {
-	c := consolev1connect.NewConsoleServiceClient(http.DefaultClient, "http://"+h.Addr())
+	c := consolev1connect.NewConsoleServiceClient(http.DefaultClient, "http://"+h.Addr(), connect.WithInterceptors(auth.Bearer(keySecurity)))
 	res, err := c.ListDivergences(context.Background(), connect.NewRequest(&consolev1.ListDivergencesRequest{SiteId: site}))
 	if err != nil {
 		return nil, err
@@ -130,4 +132,46 @@ func TestDivergencesRefusals(t *testing.T) {
 			t.Fatalf("metric without a store:\n%s", m)
 		}
 	})
+}
+
+// TestConsoleNeedsKey: every ConsoleService call refuses a caller without
+// an API key, with an unknown key, or with a role other than admin or
+// security, and answers those two roles.
+func TestConsoleNeedsKey(t *testing.T) {
+	h := mustOpenPendingHub(t, t.TempDir())
+	calls := map[string]func(c consolev1connect.ConsoleServiceClient) error{
+		"ListDecisions": func(c consolev1connect.ConsoleServiceClient) error {
+			_, err := c.ListDecisions(context.Background(), connect.NewRequest(&consolev1.ListDecisionsRequest{}))
+			return err
+		},
+		"ListDivergences": func(c consolev1connect.ConsoleServiceClient) error {
+			_, err := c.ListDivergences(context.Background(), connect.NewRequest(&consolev1.ListDivergencesRequest{}))
+			return err
+		},
+		"ListPendingRevocations": func(c consolev1connect.ConsoleServiceClient) error {
+			_, err := c.ListPendingRevocations(context.Background(), connect.NewRequest(&consolev1.ListPendingRevocationsRequest{}))
+			return err
+		},
+	}
+	for name, call := range calls {
+		for _, tc := range []struct {
+			key  string
+			want connect.Code
+		}{
+			{"", connect.CodeUnauthenticated},
+			{"not-a-key-0123456789abcdef", connect.CodeUnauthenticated},
+			{keyHost, connect.CodePermissionDenied},
+			{keySecurity, 0},
+			{keyAdmin, 0},
+		} {
+			var opts []connect.ClientOption
+			if tc.key != "" {
+				opts = append(opts, connect.WithInterceptors(auth.Bearer(tc.key)))
+			}
+			c := consolev1connect.NewConsoleServiceClient(http.DefaultClient, "http://"+h.Addr(), opts...)
+			if err := call(c); connect.CodeOf(err) != tc.want && (tc.want != 0 || err != nil) {
+				t.Errorf("%s with key %q: err = %v, want %v", name, tc.key, err, tc.want)
+			}
+		}
+	}
 }

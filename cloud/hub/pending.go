@@ -9,7 +9,6 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/gatehouse/gatehouse/access"
-	"github.com/gatehouse/gatehouse/cloud/auth"
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
 	consolev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1"
 	"github.com/gatehouse/gatehouse/replication"
@@ -21,16 +20,8 @@ import (
 // that is not one of the hub's sync_sites is NotFound; a hub without a
 // store (which replicates nothing) answers FailedPrecondition.
 func (s *consoleService) ListPendingRevocations(ctx context.Context, req *connect.Request[consolev1.ListPendingRevocationsRequest]) (*connect.Response[consolev1.ListPendingRevocationsResponse], error) {
-	keys, err := auth.NewKeyring(s.hub.cfg.APIKeys) // checked by Validate
+	ctx, err := s.hub.authorizeConsole(ctx, req.Header())
 	if err != nil {
-		return nil, connect.NewError(connect.CodeInternal, err)
-	}
-	p, err := keys.Authenticate(req.Header().Get("Authorization"))
-	if err != nil {
-		return nil, err
-	}
-	ctx = auth.WithPrincipal(ctx, p)
-	if _, err := auth.Require(ctx, auth.Admin, auth.Security); err != nil {
 		return nil, err
 	}
 	m := req.Msg

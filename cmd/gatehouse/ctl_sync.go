@@ -32,8 +32,8 @@ const ctlSyncUsage = `Usage:
 Lists, per site the hub knows, the sources (origin/lane) from whose first
 differing sequence number the hub and the site hold different deltas, as
 found by the hub's digest exchanges since the hub process started. Nothing
-is repaired automatically: see docs/replication.md §11. The API needs no
-key; one given with --api-key is sent.
+is repaired automatically: see docs/replication.md §11. The API key
+(admin or security) is read from --api-key.
 
 Flags:
 `
@@ -43,7 +43,7 @@ func (m *CtlSyncMain) ParseFlags(args []string) error {
 	fs := flag.NewFlagSet("gatehouse ctl sync", flag.ContinueOnError)
 	fs.SetOutput(m.stderr)
 	fs.StringVar(&m.Hub, "hub", "http://127.0.0.1:8080", "base URL of the hub")
-	fs.StringVar(&m.APIKey, "api-key", "", "a hub API key to send (env:NAME, file:PATH or the key itself; optional)")
+	fs.StringVar(&m.APIKey, "api-key", "env:GATEHOUSE_API_KEY", "the hub API key: env:NAME, file:PATH or the key itself")
 	fs.StringVar(&m.Site, "site", "", "only this site (empty: every site the hub knows)")
 	fs.BoolVar(&m.JSON, "json", false, "print the API's JSON answer instead of a table")
 	fs.DurationVar(&m.Timeout, "timeout", 30*time.Second, "how long to wait for the hub")
@@ -64,12 +64,9 @@ func (m *CtlSyncMain) ParseFlags(args []string) error {
 
 // Run asks the hub and prints the answer.
 func (m *CtlSyncMain) Run(ctx context.Context) error {
-	var key string
-	if m.APIKey != "" {
-		var err error
-		if key, err = secret(m.APIKey); err != nil {
-			return err
-		}
+	key, err := secret(m.APIKey)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
 	defer cancel()

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/gatehouse/gatehouse/cloud/auth"
 	"github.com/gatehouse/gatehouse/cloud/hub"
 	"github.com/gatehouse/gatehouse/cloud/synctest"
 	consolev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1"
@@ -24,12 +25,15 @@ func TestCtlSyncDivergences(t *testing.T) {
 	const (
 		siteA, siteB = "01JBX00000000000000000DA01", "01JBX00000000000000000DB01"
 		tokenA       = "sync-token-of-site-a-div-0"
+		key          = "security-key-of-the-div-test"
 	)
+	t.Setenv("GATEHOUSE_API_KEY", key)
 	cfg := hub.DefaultConfig()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.Store.Dir = filepath.Join(t.TempDir(), "store")
 	cfg.SyncSites = []hub.SyncSite{{ID: siteA, Token: tokenA}, {ID: siteB, Token: "sync-token-of-site-b-div-0"}}
 	cfg.Sites = []hub.SiteEndpoint{{ID: siteA, Name: "Harbour", Nodes: []string{"http://127.0.0.1:1"}}}
+	cfg.APIKeys = []auth.Key{{ID: "sec", SHA256: auth.HashKey(key), Role: auth.Security}}
 	h := hub.New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err := h.Open(context.Background()); err != nil {
 		t.Fatal(err)
@@ -105,6 +109,8 @@ func TestCtlSyncDivergences(t *testing.T) {
 	}{
 		{"ErrUnknownSite", []string{"divergences", "--site", "01JBX00000000000000000DZ99"}, 1, "not one of this hub's sites"},
 		{"ErrVerb", []string{"repair"}, 2, "unknown verb"},
+		{"ErrNoKey", []string{"divergences", "--api-key", "env:GATEHOUSE_NO_SUCH_KEY"}, 1, "GATEHOUSE_NO_SUCH_KEY"},
+		{"ErrWrongKey", []string{"divergences", "--api-key", "not-the-key-0123456789abc"}, 1, "unauthenticated"},
 		{"ErrNoVerb", nil, 2, "unknown verb"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

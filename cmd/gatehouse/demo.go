@@ -226,6 +226,7 @@ func (m *DemoMain) Run(ctx context.Context) error {
 	fmt.Fprintf(m.stdout, "\n  Site status: gatehouse ctl site status --node %s\n  API token:   %s (bearer token of the sites' local API)\n  Data:        %s\n", urls[0], m.apiToken, dir)
 	hubURL := strings.TrimSuffix(m.hub.URL(), "/")
 	fmt.Fprintf(m.stdout, "  Hub API key: %s (admin)\n", hubKey)
+	fmt.Fprintf(m.stdout, "  Sign in:     %s#key=%s  (opens the console with this key; the fragment never leaves the browser)\n", m.hub.URL(), hubKey)
 	fmt.Fprintf(m.stdout, "  People:      gatehouse ctl people list --hub %s --api-key %s\n", hubURL, hubKey)
 	if err := m.startDevices(ctx, urls, log); err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/cloud/auth"
 	"github.com/gatehouse/gatehouse/edge/node"
 	consolev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/console/v1/consolev1connect"
@@ -347,7 +348,17 @@ func TestDemo(t *testing.T) {
 
 	// The console's live decisions: the hub tails the site's events, with
 	// a realistic mix of grants and denies from the simulated readers.
-	console := consolev1connect.NewConsoleServiceClient(http.DefaultClient, strings.TrimSuffix(url, "/"), connect.WithProtoJSON())
+	// It needs the hub's API key, which the banner prints.
+	key := bannerHubKey.FindStringSubmatch(banner.String())
+	if key == nil {
+		t.Fatalf("the banner prints no API key:\n%s", banner.String())
+	}
+	console := consolev1connect.NewConsoleServiceClient(http.DefaultClient, strings.TrimSuffix(url, "/"), connect.WithProtoJSON(),
+		connect.WithInterceptors(auth.Bearer(key[1])))
+	if _, err := consolev1connect.NewConsoleServiceClient(http.DefaultClient, strings.TrimSuffix(url, "/")).ListDecisions(context.Background(),
+		connect.NewRequest(&consolev1.ListDecisionsRequest{})); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("the console's decisions without a key: %v, want Unauthenticated", err)
+	}
 	waitFor(t, "grants and denies in the console's live decisions", 30*time.Second, func() (bool, string) {
 		res, err := console.ListDecisions(context.Background(), connect.NewRequest(&consolev1.ListDecisionsRequest{Limit: 500}))
 		if err != nil {

@@ -4,6 +4,52 @@
 
 const STATUS_URL = "/gatehouse.status.v1.StatusService/GetStatus";
 
+// The console's own calls (decisions, divergences) need an API key of role
+// admin or security. It is kept for this tab only (sessionStorage); a key
+// handed over in the address's fragment (#key=..., which a browser never
+// sends to a server) is taken and removed from the address bar.
+const KEY_STORE = "gatehouse.apiKey";
+
+(function takeKeyFromFragment() {
+  const m = /(?:^#|&)key=([^&]+)/.exec(location.hash);
+  if (m) {
+    sessionStorage.setItem(KEY_STORE, decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+})();
+
+// NeedKey is thrown when the hub refuses the console's key (or its lack).
+class NeedKey extends Error {}
+
+function showKeyForm(why) {
+  document.getElementById("keywhy").textContent = why || "";
+  document.getElementById("keyform").hidden = false;
+}
+
+document.getElementById("keyform").addEventListener("submit", ev => {
+  ev.preventDefault();
+  sessionStorage.setItem(KEY_STORE, document.getElementById("keyinput").value.trim());
+  document.getElementById("keyinput").value = "";
+  document.getElementById("keyform").hidden = true;
+  refreshAll();
+});
+
+// consoleCall posts body to a ConsoleService method with the tab's key
+// and returns the response and its JSON; it throws NeedKey when the hub
+// refuses the key.
+async function consoleCall(url, body) {
+  const headers = { "Content-Type": "application/json", "Connect-Protocol-Version": "1" };
+  const key = sessionStorage.getItem(KEY_STORE);
+  if (key) headers["Authorization"] = "Bearer " + key;
+  const res = await fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
+  const msg = await res.json();
+  if (msg.code === "unauthenticated" || msg.code === "permission_denied") {
+    showKeyForm(key ? "The hub refused this key: " + msg.message : "");
+    throw new NeedKey(msg.message);
+  }
+  return { res, msg };
+}
+
 function cell(text, cls) {
   const td = document.createElement("td");
   td.textContent = text === undefined || text === null ? "" : String(text);
@@ -111,12 +157,7 @@ function reasonText(r) {
 }
 
 async function refreshDecisions() {
-  const res = await fetch(DECISIONS_URL, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", "Connect-Protocol-Version": "1" },
-    body: JSON.stringify({ afterCursor: String(decisionCursor), limit: MAX_DECISION_ROWS }),
-  });
-  const msg = await res.json();
+  const { res, msg } = await consoleCall(DECISIONS_URL, { afterCursor: String(decisionCursor), limit: MAX_DECISION_ROWS });
   if (!res.ok) throw new Error(msg.message || res.statusText);
   const body = document.querySelector("#decisions tbody");
   const fresh = msg.decisions || [];
@@ -139,12 +180,7 @@ const DIVERGENCES_URL = "/gatehouse.console.v1.ConsoleService/ListDivergences";
 // between the hub and a site (docs/replication.md §11): one row each, or one
 // row per site saying none. A hub without a store replicates nothing.
 async function refreshDivergences() {
-  const res = await fetch(DIVERGENCES_URL, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", "Connect-Protocol-Version": "1" },
-    body: "{}",
-  });
-  const msg = await res.json();
+  const { res, msg } = await consoleCall(DIVERGENCES_URL, {});
   const body = document.querySelector("#divergences tbody");
   if (msg.code === "failed_precondition") {
     body.replaceChildren(row([cell("This hub replicates with no site.", "muted")]));
@@ -177,6 +213,7 @@ async function refreshAll() {
   try {
     await refreshDecisions();
   } catch (e) {
+    if (e instanceof NeedKey) return;
     const err = document.getElementById("error");
     err.textContent = "Cannot read decisions: " + e.message;
     err.hidden = false;
@@ -184,6 +221,7 @@ async function refreshAll() {
   try {
     await refreshDivergences();
   } catch (e) {
+    if (e instanceof NeedKey) return;
     const err = document.getElementById("error");
     err.textContent = "Cannot read divergences: " + e.message;
     err.hidden = false;
