@@ -569,14 +569,26 @@ func TestVisitorDesk(t *testing.T) {
 				t.Errorf("checkout %v: %v", req, err)
 			}
 		}
-		if _, err := s.api.CheckOutVisit(s.ctx, connect.NewRequest(&edgev1.CheckOutVisitRequest{VisitId: id(t)})); connect.CodeOf(err) != connect.CodeNotFound {
+		// These go through Raft; a leader change mid-commit answers
+		// Unavailable ("retry"), and a caller retries, as here.
+		unknown := id(t)
+		if err := retryUnavailable(func() error {
+			_, err := s.api.CheckOutVisit(s.ctx, connect.NewRequest(&edgev1.CheckOutVisitRequest{VisitId: unknown}))
+			return err
+		}); connect.CodeOf(err) != connect.CodeNotFound {
 			t.Errorf("checkout of an unknown visit: %v", err)
 		}
-		if _, err := s.api.ConfirmPickup(s.ctx, connect.NewRequest(&edgev1.ConfirmPickupRequest{VisitId: id(t)})); connect.CodeOf(err) != connect.CodeNotFound {
+		if err := retryUnavailable(func() error {
+			_, err := s.api.ConfirmPickup(s.ctx, connect.NewRequest(&edgev1.ConfirmPickupRequest{VisitId: unknown}))
+			return err
+		}); connect.CodeOf(err) != connect.CodeNotFound {
 			t.Errorf("pickup of an unknown visit: %v", err)
 		}
 		v, _, _ := s.invite("Meyer, Peter", accessv1.VisitState_VISIT_STATE_INVITED, false, now.Add(-time.Hour), now.Add(2*time.Hour))
-		if _, err := s.api.ConfirmPickup(s.ctx, connect.NewRequest(&edgev1.ConfirmPickupRequest{VisitId: string(v)})); connect.CodeOf(err) != connect.CodeAborted {
+		if err := retryUnavailable(func() error {
+			_, err := s.api.ConfirmPickup(s.ctx, connect.NewRequest(&edgev1.ConfirmPickupRequest{VisitId: string(v)}))
+			return err
+		}); connect.CodeOf(err) != connect.CodeAborted {
 			t.Errorf("pickup before check-in: %v", err)
 		}
 	})
@@ -748,5 +760,19 @@ func TestVisitsConfig(t *testing.T) {
 	c.Visits = &VisitsConfig{CardRange: "900000-900999", EarlyArrival: "15m", Refresh: "5m", Sweep: "30s", Dispensers: map[string]string{"k1": "d1"}}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// retryUnavailable repeats call while it fails Unavailable, as the local
+// API asks its callers to (a leader change during a commit leaves its
+// outcome unknown), for at most 30 s, and returns the last error.
+func retryUnavailable(call func() error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := call()
+		if connect.CodeOf(err) != connect.CodeUnavailable || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond) // a retry's back-off, not a wait for an event
 	}
 }
