@@ -114,6 +114,22 @@ type State struct {
 	revocationsOnce sync.Once
 	// scope is the site-scoped logs of the hub's own changes (scope.go).
 	scope *scopeIndex
+	// scopeStale: the scoped records of an arrival failed to commit
+	// (arrival.go); the next Apply or Write reconciles first.
+	scopeStale bool
+}
+
+// reconcileIfStale runs reconcileScopes when an arrival's scoped records
+// failed to commit. s.mu must be held.
+func (s *State) reconcileIfStale(ctx context.Context) error {
+	if !s.scopeStale {
+		return nil
+	}
+	if err := s.reconcileScopes(ctx); err != nil {
+		return err
+	}
+	s.scopeStale = false
+	return nil
 }
 
 // noteCards records in cardsOf the card bindings of applied deltas.
@@ -171,6 +187,9 @@ func Open(ctx context.Context, st store.Store, opts Options) (*State, error) {
 		return nil, err
 	}
 	if err := s.migrateScopes(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.reconcileScopes(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -463,6 +482,9 @@ func (s *State) Apply(ctx context.Context, src replication.Source, deltas []repl
 	if events {
 		next = s.events.head(src.Origin) + 1
 	}
+	if err := s.reconcileIfStale(ctx); err != nil {
+		return err
+	}
 	start := len(deltas)
 	for i, d := range deltas {
 		if err := d.Validate(); err != nil {
@@ -508,6 +530,22 @@ func (s *State) Apply(ctx context.Context, src replication.Source, deltas []repl
 			n++
 		}
 		b := store.Batch{Fence: fence, Appends: []store.Append{{Origin: StoreOrigin(src), Records: recs[:n]}}}
+		// What the batch's groups and visits bring into the sites' scoped
+		// logs (arrival.go), in the same commit when it fits.
+		var arrival *scopePlan
+		apart := false
+		if !events && src.Origin != Origin {
+			arrival = s.planArrival(fresh[:n])
+			if len(arrival.order) > 0 {
+				withScope := b
+				withScope.Appends = append(slices.Clip(b.Appends), arrival.appends()...)
+				if fitsOne(withScope) {
+					b = withScope
+				} else {
+					apart = true
+				}
+			}
+		}
 		if err := s.st.Commit(ctx, b); err != nil {
 			return fmt.Errorf("hubstate: commit %s/%d..%d: %w", src, recs[0].Seq, recs[n-1].Seq, err)
 		}
@@ -521,6 +559,20 @@ func (s *State) Apply(ctx context.Context, src replication.Source, deltas []repl
 			return fmt.Errorf("hubstate: apply %s after commit: %w", src, err)
 		}
 		s.noteCards(fresh[:n])
+		if arrival != nil && len(arrival.order) > 0 {
+			if apart {
+				// Too large to ride with the batch: its own commit. A crash
+				// before it is repaired on open (reconcileScopes), a failure
+				// by the next Apply or Write.
+				if err := s.commit(ctx, store.Batch{Fence: fence, Appends: arrival.appends()}); err != nil {
+					s.scopeStale = true
+					s.log.Error("hubstate: scoping what a site's batch brought failed; retried before the next write",
+						"source", src.String(), "err", err)
+					return fmt.Errorf("hubstate: commit the scoped records of %s/%d..%d: %w", src, recs[0].Seq, recs[n-1].Seq, err)
+				}
+			}
+			arrival.merge()
+		}
 		for _, d := range fresh[:n] {
 			_ = s.clock.Observe(d.Stamp) // skew is judged by the session before Apply
 		}
@@ -666,6 +718,9 @@ func (s *State) Write(ctx context.Context, fn func(tx *Tx) error) ([]replication
 		if _, err := s.load(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.reconcileIfStale(ctx); err != nil {
+		return nil, err
 	}
 	tx := &Tx{rep: s.rep}
 	if err := fn(tx); err != nil {

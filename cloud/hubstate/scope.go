@@ -74,17 +74,42 @@ type scopeIndex struct {
 	sites   map[string]*siteScope
 	sitesOf map[entRef][]string // the sites each entity has entered
 	byEnt   map[entRef][]uint64 // each entity's hub/normal sequence numbers
+	// The hub's grants (made by hub/normal deltas), by group and by
+	// holder, so that a group or visit arriving from a site later brings
+	// the hub's grants of it into the site's scoped log (arrive).
+	grantsOf   map[string][]hubGrant // group ID → grants
+	grantsHeld map[string][]hubGrant // holder ID → grants
+}
+
+// hubGrant is one grant the hub made.
+type hubGrant struct {
+	id            string
+	holder, group access.ID
 }
 
 func newScopeIndex() *scopeIndex {
-	return &scopeIndex{sites: map[string]*siteScope{}, sitesOf: map[entRef][]string{}, byEnt: map[entRef][]uint64{}}
+	return &scopeIndex{sites: map[string]*siteScope{}, sitesOf: map[entRef][]string{}, byEnt: map[entRef][]uint64{},
+		grantsOf: map[string][]hubGrant{}, grantsHeld: map[string][]hubGrant{}}
 }
 
-// noteHub records the entities of hub/normal deltas applied.
+// noteHub records the entities and grants of hub/normal deltas applied.
 func (x *scopeIndex) noteHub(ds []replication.Delta) {
 	for _, d := range ds {
 		e := entRef{d.Kind, d.ID}
 		x.byEnt[e] = append(x.byEnt[e], d.Seq)
+		if d.Kind != replication.KindGrant {
+			continue
+		}
+		for _, op := range d.Ops {
+			if op.Type != replication.OpGrant {
+				continue
+			}
+			if g, err := replication.ParseGrantValue(op.Value); err == nil {
+				hg := hubGrant{id: d.ID, holder: g.HolderID, group: g.GroupID}
+				x.grantsOf[string(g.GroupID)] = append(x.grantsOf[string(g.GroupID)], hg)
+				x.grantsHeld[string(g.HolderID)] = append(x.grantsHeld[string(g.HolderID)], hg)
+			}
+		}
 	}
 }
 
@@ -209,6 +234,7 @@ func (s *State) ScopedDeltas(site string, after uint64, max int) ([]replication.
 type scopePlan struct {
 	s       *State
 	x       *scopeIndex
+	ds      []replication.Delta // the hub/normal deltas planned (none for an arrival)
 	refs    map[string][]uint64
 	order   []string // sites in the order first extended
 	sitesOf map[entRef][]string
@@ -220,13 +246,19 @@ type scopePlan struct {
 // planScope returns the scoped records that ds (the hub's new hub/normal
 // deltas, in order) add. s.mu must be held.
 func (s *State) planScope(ds []replication.Delta) *scopePlan {
-	p := &scopePlan{s: s, x: s.scope, refs: map[string][]uint64{},
-		sitesOf: make(map[entRef][]string, len(ds)), byEnt: make(map[entRef][]uint64, len(ds)), cards: map[access.ID][]access.CardNumber{},
-		fields: map[entRef]refFields{}}
+	p := s.newPlan(len(ds))
+	p.ds = ds
 	for _, d := range ds {
 		p.add(d)
 	}
 	return p
+}
+
+// newPlan returns an empty plan. s.mu must be held.
+func (s *State) newPlan(n int) *scopePlan {
+	return &scopePlan{s: s, x: s.scope, refs: map[string][]uint64{},
+		sitesOf: make(map[entRef][]string, n), byEnt: make(map[entRef][]uint64, n), cards: map[access.ID][]access.CardNumber{},
+		fields: map[entRef]refFields{}}
 }
 
 // refFields are the fields scoping reads that a write set.
@@ -443,9 +475,7 @@ func (p *scopePlan) merge() {
 			p.x.enter(site, e)
 		}
 	}
-	for e, seqs := range p.byEnt {
-		p.x.byEnt[e] = append(p.x.byEnt[e], seqs...)
-	}
+	p.x.noteHub(p.ds)
 }
 
 // migrateScopes builds the scoped logs of a store written before they

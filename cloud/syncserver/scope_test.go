@@ -107,3 +107,64 @@ func TestSiteAheadOfScopeRefused(t *testing.T) {
 	stream.CloseRequest()
 	stream.CloseResponse()
 }
+
+// TestScopedGrantBeforeGroup: the hub grants a group it does not know yet
+// (made at site A, not synced). Nothing reaches A until A's group arrives
+// over A's own stream; then A receives the grant, its holder and the
+// holder's card over that same stream, and B receives none of it.
+func TestScopedGrantBeforeGroup(t *testing.T) {
+	h := MustOpenHub(t, t.TempDir())
+	a, b := newSite(t, siteA, tokenA), newSite(t, siteB, tokenB)
+	seedSite(t, b)
+	stopB := b.start(h.client())
+	defer stopB()
+	converged(t, h, b)
+	group := tid(101) // seedSite's group of A, written at A below
+	person, grantID := tid(400), tid(401)
+	if _, err := h.state.Write(ctx, func(tx *hubstate.Tx) error {
+		r := tx.Replica()
+		tx.Change(replication.KindPerson, string(person), replication.SetOp("name", "Greta"), replication.SetOp("kind", "occupier"),
+			r.EnableOp(replication.KindPerson, string(person)))
+		tx.Change(replication.KindCard, "4001", replication.AddOp("holders", string(person)), r.EnableOp(replication.KindCard, "4001"))
+		tx.Change(replication.KindGrant, string(grantID), r.GrantOp(access.Grant{HolderID: person, GroupID: group}))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.state.ScopedLen(siteA); n != 0 {
+		t.Fatalf("the hub scoped %d changes to A before knowing A's group", n)
+	}
+	stopA := a.start(h.client())
+	defer stopA()
+	converged(t, h, a) // A holds nothing of the hub's yet
+	if _, ok := a.snapshotPerson(person); ok {
+		t.Fatal("A received Greta before its group reached the hub")
+	}
+
+	// A makes its group (the stream is open): the hub re-scopes on arrival.
+	if seeded, _ := seedSite(t, a); seeded == "" {
+		t.Fatal("no door")
+	}
+	a.wait(t, "Greta's grant at A", func() bool {
+		for _, g := range a.snapshot().Grants {
+			if g.ID == grantID {
+				return true
+			}
+		}
+		return false
+	})
+	converged(t, h, a)
+	if p, ok := a.snapshotPerson(person); !ok || p.Name != "Greta" {
+		t.Fatalf("site A holds %+v (%v), want Greta", p, ok)
+	}
+	if c, ok := findCard(a.snapshot(), 4001); !ok || c.Status != access.CardActive || c.PersonID != person {
+		t.Fatalf("site A's card 4001 = %+v, %v", c, ok)
+	}
+	converged(t, h, b)
+	if _, ok := b.snapshotPerson(person); ok {
+		t.Fatal("site B received Greta")
+	}
+	if _, ok := findCard(b.snapshot(), 4001); ok {
+		t.Fatal("site B received Greta's card")
+	}
+}
