@@ -77,6 +77,13 @@ func (s *State) planArrival(ds []replication.Delta) *scopePlan {
 	for _, e := range arrivals {
 		p.arrive(e, p.field(e, "site"))
 	}
+	// A person, card or visit of the batch's normal lane that entered
+	// other sites reaches them (scope.go, add).
+	for _, d := range ds {
+		if d.Lane == replication.LaneNormal && relayed(d.Kind) {
+			p.add(d)
+		}
+	}
 	return p
 }
 

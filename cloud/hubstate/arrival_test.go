@@ -198,3 +198,77 @@ func TestScopeArrivalRefusedBatchChangesNothing(t *testing.T) {
 		t.Fatalf("a refused batch scoped %d deltas", n)
 	}
 }
+
+func TestScopeRelaysAnotherSitesPerson(t *testing.T) {
+	// A visitor registered at site B (B's normal lane) and granted at site
+	// A by the hub: A receives what B made of the visitor, as A's scoped
+	// log of B's normal lane, and B's later changes of them; nothing else
+	// of B's.
+	dir := t.TempDir()
+	s, st := MustOpen(t, dir)
+	scopeGroups(t, s)
+	vera := tid(50)
+	srcB := replication.Source{Origin: scopeB, Lane: replication.LaneNormal}
+	sw := newSiteWriter(t, scopeB)
+	apply(t, s,
+		sw.make(replication.KindDoor, string(tid(9203)), replication.SetOp("site", scopeB), replication.SetOp("name", "Kiosk")),
+		sw.make(replication.KindPerson, string(vera), replication.SetOp("name", "Vera"), replication.SetOp("kind", "visitor"),
+			replication.Op{Type: replication.OpEnable}),
+		sw.make(replication.KindCard, "901", replication.SetOp("site", scopeB), replication.AddOp("holders", string(vera)),
+			replication.Op{Type: replication.OpEnable}))
+	if n := s.ScopedSourceLen(scopeA, srcB); n != 0 {
+		t.Fatalf("before the grant, A's scoped log of B holds %d", n)
+	}
+	grant(t, s, tid(51), vera, tid(9101))
+	relayedTo := func(s *hubstate.State, site string) []string {
+		t.Helper()
+		ds, err := s.ScopedSourceDeltas(site, srcB, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for i, d := range ds {
+			if d.Seq != uint64(i+1) || d.Source() != srcB {
+				t.Fatalf("relayed delta %d is %s/%d", i, d.Source(), d.Seq)
+			}
+			out = append(out, ent(d.Kind, d.ID))
+		}
+		if uint64(len(out)) != s.ScopedSourceLen(site, srcB) || s.ScopedVector(site)[srcB] != uint64(len(out)) {
+			t.Fatalf("A's scoped log of B: %d deltas, len %d, vector %v", len(out), s.ScopedSourceLen(site, srcB), s.ScopedVector(site))
+		}
+		return out
+	}
+	want := []string{ent(replication.KindPerson, vera), ent(replication.KindCard, "901")}
+	if got := relayedTo(s, scopeA); !reflect.DeepEqual(got, want) {
+		t.Fatalf("A's scoped log of B after the grant: %v, want %v", got, want)
+	}
+	if !slices.Contains(scopedEntities(t, s, scopeA), ent(replication.KindGrant, tid(51))) {
+		t.Fatal("the grant did not reach A")
+	}
+	// B's later change of Vera follows; B's door does not; B never gets
+	// its own back.
+	apply(t, s,
+		sw.make(replication.KindPerson, string(vera), replication.SetOp("email", "vera@example.com")),
+		sw.make(replication.KindDoor, string(tid(9203)), replication.SetOp("name", "Kiosk 2")))
+	want = append(want, ent(replication.KindPerson, vera))
+	if got := relayedTo(s, scopeA); !reflect.DeepEqual(got, want) {
+		t.Fatalf("A's scoped log of B after B's changes: %v, want %v", got, want)
+	}
+	if n := s.ScopedSourceLen(scopeB, srcB); n != 0 {
+		t.Fatalf("B's scoped log of its own lane holds %d", n)
+	}
+	if v := s.ScopedVector(scopeB); v[srcB] != 5 {
+		t.Fatalf("B's own lane in its vector: %v, want 5", v)
+	}
+	s.Close()
+	st.Close()
+	s2, _ := MustOpen(t, dir)
+	if got := relayedTo(s2, scopeA); !reflect.DeepEqual(got, want) {
+		t.Fatalf("A's scoped log of B after reopening: %v, want %v", got, want)
+	}
+	// And it goes on after the reopen.
+	apply(t, s2, sw.make(replication.KindPerson, string(vera), replication.SetOp("name", "Vera K")))
+	if n := s2.ScopedSourceLen(scopeA, srcB); n != 4 {
+		t.Fatalf("A's scoped log of B after a change following the reopen: %d, want 4", n)
+	}
+}

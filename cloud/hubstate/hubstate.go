@@ -297,8 +297,8 @@ func (s *State) load(ctx context.Context) (bool, error) {
 				return changed, fmt.Errorf("hubstate: load %s: %w", name, err)
 			}
 			s.noteCards(ds)
-			if src == hubNormal {
-				s.scope.noteHub(ds)
+			if src.Lane == replication.LaneNormal {
+				s.scope.note(ds)
 			}
 			changed = true
 		}
@@ -559,7 +559,7 @@ func (s *State) Apply(ctx context.Context, src replication.Source, deltas []repl
 			return fmt.Errorf("hubstate: apply %s after commit: %w", src, err)
 		}
 		s.noteCards(fresh[:n])
-		if arrival != nil && len(arrival.order) > 0 {
+		if arrival != nil {
 			if apart {
 				// Too large to ride with the batch: its own commit. A crash
 				// before it is repaired on open (reconcileScopes), a failure

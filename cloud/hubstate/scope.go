@@ -53,8 +53,50 @@ const scopeLogPrefix = "scope/"
 // hubNormal is the hub's normal lane, the one scoped.
 var hubNormal = replication.Source{Origin: Origin, Lane: replication.LaneNormal}
 
-// scopeLogName returns the store name of site's scoped log.
-func scopeLogName(site string) string { return scopeLogPrefix + site }
+// scopeKey names one scoped log: the deltas of origin's normal lane (the
+// hub's, or another site's) that concern site.
+type scopeKey struct{ site, origin string }
+
+// source returns the source the scoped log is drawn from.
+func (k scopeKey) source() replication.Source {
+	return replication.Source{Origin: k.origin, Lane: replication.LaneNormal}
+}
+
+// scopeLogName returns the store name of a scoped log: "scope/SITE" for
+// the hub's normal lane, "scope/SITE/ORIGIN" for another site's.
+func scopeLogName(k scopeKey) string {
+	if k.origin == Origin {
+		return scopeLogPrefix + k.site
+	}
+	return scopeLogPrefix + k.site + "/" + k.origin
+}
+
+// parseScopeLogName is the inverse of scopeLogName.
+func parseScopeLogName(name string) (scopeKey, bool) {
+	rest, ok := strings.CutPrefix(name, scopeLogPrefix)
+	if !ok {
+		return scopeKey{}, false
+	}
+	site, origin, relay := strings.Cut(rest, "/")
+	if !relay {
+		origin = Origin
+	}
+	return scopeKey{site, origin}, true
+}
+
+// originSeq is one delta of another site's normal lane.
+type originSeq struct {
+	origin string
+	seq    uint64
+}
+
+// relayed reports whether scoping places deltas of kind k from sites'
+// normal lanes: the entities that may enter another site (a person, their
+// cards, a visit). A site's zones, doors, groups and grants concern only
+// itself.
+func relayed(k replication.Kind) bool {
+	return k == replication.KindPerson || k == replication.KindCard || k == replication.KindVisit
+}
 
 // entRef names one entity.
 type entRef struct {
@@ -62,7 +104,7 @@ type entRef struct {
 	id   string
 }
 
-// siteScope is one site's scoped log.
+// siteScope is one scoped log.
 type siteScope struct {
 	refs   []uint64 // hub/normal sequence numbers, in scoped order
 	chunks uint64   // store records of the scoped log (each holds up to scopeChunk refs)
@@ -71,9 +113,12 @@ type siteScope struct {
 // scopeIndex is the scoped logs of every site, and what it takes to extend
 // them. s.mu guards it.
 type scopeIndex struct {
-	sites   map[string]*siteScope
+	logs    map[scopeKey]*siteScope
 	sitesOf map[entRef][]string // the sites each entity has entered
 	byEnt   map[entRef][]uint64 // each entity's hub/normal sequence numbers
+	// atSites lists the deltas of sites' normal lanes of each relayed
+	// entity (a person, card or visit), in the order applied.
+	atSites map[entRef][]originSeq
 	// The hub's grants (made by hub/normal deltas), by group and by
 	// holder, so that a group or visit arriving from a site later brings
 	// the hub's grants of it into the site's scoped log (arrive).
@@ -88,8 +133,24 @@ type hubGrant struct {
 }
 
 func newScopeIndex() *scopeIndex {
-	return &scopeIndex{sites: map[string]*siteScope{}, sitesOf: map[entRef][]string{}, byEnt: map[entRef][]uint64{},
-		grantsOf: map[string][]hubGrant{}, grantsHeld: map[string][]hubGrant{}}
+	return &scopeIndex{logs: map[scopeKey]*siteScope{}, sitesOf: map[entRef][]string{}, byEnt: map[entRef][]uint64{},
+		atSites: map[entRef][]originSeq{}, grantsOf: map[string][]hubGrant{}, grantsHeld: map[string][]hubGrant{}}
+}
+
+// note records the deltas planned or loaded: hub/normal deltas with
+// noteHub, relayed entities' deltas of sites' normal lanes in atSites.
+func (x *scopeIndex) note(ds []replication.Delta) {
+	var hub []replication.Delta
+	for _, d := range ds {
+		switch {
+		case d.Origin == Origin:
+			hub = append(hub, d)
+		case d.Lane == replication.LaneNormal && relayed(d.Kind):
+			e := entRef{d.Kind, d.ID}
+			x.atSites[e] = append(x.atSites[e], originSeq{d.Origin, d.Seq})
+		}
+	}
+	x.noteHub(hub)
 }
 
 // noteHub records the entities and grants of hub/normal deltas applied.
@@ -113,19 +174,18 @@ func (x *scopeIndex) noteHub(ds []replication.Delta) {
 	}
 }
 
-// site returns site's scoped log, made on first use.
-func (x *scopeIndex) site(site string) *siteScope {
-	sc := x.sites[site]
+// log returns a scoped log, made on first use.
+func (x *scopeIndex) log(k scopeKey) *siteScope {
+	sc := x.logs[k]
 	if sc == nil {
 		sc = &siteScope{}
-		x.sites[site] = sc
+		x.logs[k] = sc
 	}
 	return sc
 }
 
 // enter records that e entered site.
 func (x *scopeIndex) enter(site string, e entRef) {
-	x.site(site)
 	if !slices.Contains(x.sitesOf[e], site) {
 		x.sitesOf[e] = append(x.sitesOf[e], site)
 	}
@@ -136,11 +196,12 @@ func (x *scopeIndex) enter(site string, e entRef) {
 // to the replica first. s.mu must be held.
 func (s *State) loadScopes(ctx context.Context, vec map[string]uint64) error {
 	for name, head := range vec {
-		site, ok := strings.CutPrefix(name, scopeLogPrefix)
+		k, ok := parseScopeLogName(name)
 		if !ok {
 			continue
 		}
-		sc := s.scope.site(site)
+		site, src := k.site, k.source()
+		sc := s.scope.log(k)
 		for after := sc.chunks; after < head; {
 			recs, err := s.st.Read(ctx, name, after, store.MaxLimit, store.AllLanes)
 			if err != nil {
@@ -159,9 +220,12 @@ func (s *State) loadScopes(ctx context.Context, vec map[string]uint64) error {
 						return access.Errorf(access.Invalid, "hubstate: load %s/%d: malformed scoped record", name, r.Seq)
 					}
 					b = b[n:]
-					ds, _ := s.rep.Deltas(hubNormal, seq-1, 1)
-					if seq == 0 || len(ds) == 0 {
-						return access.Errorf(access.Invalid, "hubstate: load %s/%d: names hub delta %d, which the hub does not hold", name, r.Seq, seq)
+					var ds []replication.Delta
+					if seq > 0 {
+						ds, _ = s.rep.Deltas(src, seq-1, 1)
+					}
+					if len(ds) == 0 {
+						return access.Errorf(access.Invalid, "hubstate: load %s/%d: names delta %s/%d, which the hub does not hold", name, r.Seq, src, seq)
 					}
 					sc.refs = append(sc.refs, seq)
 					s.scope.enter(site, entRef{ds[0].Kind, ds[0].ID})
@@ -174,40 +238,60 @@ func (s *State) loadScopes(ctx context.Context, vec map[string]uint64) error {
 	return nil
 }
 
-// ScopedLen returns how many deltas site's scoped log holds: the hub/normal
-// entry of the vector the hub shows site.
+// ScopedLen returns how many deltas site's scoped log of the hub's normal
+// lane holds: the hub/normal entry of the vector the hub shows site.
 func (s *State) ScopedLen(site string) uint64 {
+	return s.ScopedSourceLen(site, hubNormal)
+}
+
+// ScopedSourceLen returns how many deltas site's scoped log of src (the
+// hub's normal lane or another site's) holds: src's entry of the vector the
+// hub shows site. It is 0 for any other source.
+func (s *State) ScopedSourceLen(site string, src replication.Source) uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if sc := s.scope.sites[site]; sc != nil {
+	if sc := s.scope.logs[scopeKey{site, src.Origin}]; sc != nil && src.Lane == replication.LaneNormal {
 		return uint64(len(sc.refs))
 	}
 	return 0
 }
 
-// ScopedVector returns the hub's durable vector as site sees it: the
-// hub/normal entry is the length of site's scoped log. (Which sources
-// site receives at all is the sync server's choice.)
+// ScopedVector returns the hub's durable vector as site sees it: the entry
+// of every normal lane but site's own (the hub's, other sites') is the
+// length of site's scoped log of it, and left out when that is empty.
+// (Which sources site receives at all is the sync server's choice.)
 func (s *State) ScopedVector(site string) replication.Vector {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	v := s.rep.Vector()
-	if sc := s.scope.sites[site]; sc != nil && len(sc.refs) > 0 {
-		v[hubNormal] = uint64(len(sc.refs))
-	} else {
-		delete(v, hubNormal)
+	for src := range v {
+		if src.Lane == replication.LaneNormal && src.Origin != site {
+			delete(v, src)
+		}
+	}
+	for k, sc := range s.scope.logs {
+		if k.site == site && len(sc.refs) > 0 {
+			v[k.source()] = uint64(len(sc.refs))
+		}
 	}
 	return v
 }
 
-// ScopedDeltas returns up to max deltas of site's scoped log after position
-// after: hub/normal deltas renumbered by their place in the scoped log (all
-// of them when max <= 0). It never fails.
+// ScopedDeltas returns up to max deltas of site's scoped log of the hub's
+// normal lane after position after; see ScopedSourceDeltas.
 func (s *State) ScopedDeltas(site string, after uint64, max int) ([]replication.Delta, error) {
+	return s.ScopedSourceDeltas(site, hubNormal, after, max)
+}
+
+// ScopedSourceDeltas returns up to max deltas of site's scoped log of src
+// (a normal lane, the hub's or another site's) after position after: src's
+// deltas renumbered by their place in the scoped log (all of them when
+// max <= 0). It returns nothing for any other source, and never fails.
+func (s *State) ScopedSourceDeltas(site string, src replication.Source, after uint64, max int) ([]replication.Delta, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	sc := s.scope.sites[site]
-	if sc == nil || after >= uint64(len(sc.refs)) {
+	sc := s.scope.logs[scopeKey{site, src.Origin}]
+	if sc == nil || src.Lane != replication.LaneNormal || after >= uint64(len(sc.refs)) {
 		return nil, nil
 	}
 	refs := sc.refs[after:]
@@ -216,11 +300,11 @@ func (s *State) ScopedDeltas(site string, after uint64, max int) ([]replication.
 	}
 	out := make([]replication.Delta, 0, len(refs))
 	for i, seq := range refs {
-		ds, _ := s.rep.Deltas(hubNormal, seq-1, 1)
+		ds, _ := s.rep.Deltas(src, seq-1, 1)
 		if len(ds) == 0 {
 			// Cannot happen: a scoped record is committed with the
 			// delta it names, and loaded after it.
-			return nil, access.Errorf(access.Unavailable, "hubstate: scoped log of %s names hub delta %d, not held", site, seq)
+			return nil, access.Errorf(access.Unavailable, "hubstate: scoped log of %s names delta %s/%d, not held", site, src, seq)
 		}
 		d := ds[0]
 		d.Seq = after + uint64(i) + 1
@@ -234,11 +318,12 @@ func (s *State) ScopedDeltas(site string, after uint64, max int) ([]replication.
 type scopePlan struct {
 	s       *State
 	x       *scopeIndex
-	ds      []replication.Delta // the hub/normal deltas planned (none for an arrival)
-	refs    map[string][]uint64
-	order   []string // sites in the order first extended
+	ds      []replication.Delta // the deltas planned (add), of any origin
+	refs    map[scopeKey][]uint64
+	order   []scopeKey // scoped logs in the order first extended
 	sitesOf map[entRef][]string
 	byEnt   map[entRef][]uint64
+	atSites map[entRef][]originSeq
 	cards   map[access.ID][]access.CardNumber // bindings made by this write
 	fields  map[entRef]refFields              // "site", "visitor" and "host" set by this write
 }
@@ -247,7 +332,6 @@ type scopePlan struct {
 // deltas, in order) add. s.mu must be held.
 func (s *State) planScope(ds []replication.Delta) *scopePlan {
 	p := s.newPlan(len(ds))
-	p.ds = ds
 	for _, d := range ds {
 		p.add(d)
 	}
@@ -256,9 +340,9 @@ func (s *State) planScope(ds []replication.Delta) *scopePlan {
 
 // newPlan returns an empty plan. s.mu must be held.
 func (s *State) newPlan(n int) *scopePlan {
-	return &scopePlan{s: s, x: s.scope, refs: map[string][]uint64{},
-		sitesOf: make(map[entRef][]string, n), byEnt: make(map[entRef][]uint64, n), cards: map[access.ID][]access.CardNumber{},
-		fields: map[entRef]refFields{}}
+	return &scopePlan{s: s, x: s.scope, refs: map[scopeKey][]uint64{},
+		sitesOf: make(map[entRef][]string, n), byEnt: make(map[entRef][]uint64, n), atSites: map[entRef][]originSeq{},
+		cards: map[access.ID][]access.CardNumber{}, fields: map[entRef]refFields{}}
 }
 
 // refFields are the fields scoping reads that a write set.
@@ -299,26 +383,38 @@ func (p *scopePlan) sites(e entRef) []string {
 	return append(slices.Clone(base), added...)
 }
 
-// appendRef adds seq to site's scoped log.
-func (p *scopePlan) appendRef(site string, seq uint64) {
-	if _, ok := p.refs[site]; !ok {
-		p.order = append(p.order, site)
+// appendRef adds delta seq of origin's normal lane to site's scoped log of
+// it. A site never receives its own deltas.
+func (p *scopePlan) appendRef(site, origin string, seq uint64) {
+	if site == origin {
+		return
 	}
-	p.refs[site] = append(p.refs[site], seq)
+	k := scopeKey{site, origin}
+	if _, ok := p.refs[k]; !ok {
+		p.order = append(p.order, k)
+	}
+	p.refs[k] = append(p.refs[k], seq)
 }
 
-// enter makes e enter site, with its earlier deltas, and a person's cards
-// or a visit's visitor with it.
+// enter makes e enter site, with its earlier deltas (the hub's, and other
+// sites' normal-lane deltas of a relayed entity), and a person's cards or
+// a visit's visitor with it.
 func (p *scopePlan) enter(site string, e entRef) {
 	if site == "" || p.has(site, e) {
 		return
 	}
 	p.sitesOf[e] = append(p.sitesOf[e], site)
 	for _, seq := range p.x.byEnt[e] {
-		p.appendRef(site, seq)
+		p.appendRef(site, Origin, seq)
 	}
 	for _, seq := range p.byEnt[e] {
-		p.appendRef(site, seq)
+		p.appendRef(site, Origin, seq)
+	}
+	for _, os := range p.x.atSites[e] {
+		p.appendRef(site, os.origin, os.seq)
+	}
+	for _, os := range p.atSites[e] {
+		p.appendRef(site, os.origin, os.seq)
 	}
 	switch e.kind {
 	case replication.KindPerson:
@@ -344,8 +440,11 @@ func (p *scopePlan) holder(id access.ID) entRef {
 	return entRef{replication.KindPerson, string(id)}
 }
 
-// add places one new hub/normal delta.
+// add places one new delta of a normal lane: the hub's (any kind), or a
+// site's (a relayed kind). A site's delta goes to the other sites its
+// entity entered (never back to its own site).
 func (p *scopePlan) add(d replication.Delta) {
+	p.ds = append(p.ds, d)
 	e := entRef{d.Kind, d.ID}
 	for _, op := range d.Ops {
 		if op.Type != replication.OpSet {
@@ -425,26 +524,33 @@ func (p *scopePlan) add(d replication.Delta) {
 		if site == "" {
 			continue
 		}
+		if site == d.Origin {
+			continue // a site's own entity is the site's business
+		}
 		p.enter(site, e)
 		for _, h := range follow {
 			p.enter(site, h)
 		}
-		p.appendRef(site, d.Seq)
+		p.appendRef(site, d.Origin, d.Seq)
 	}
-	p.byEnt[e] = append(p.byEnt[e], d.Seq)
+	if d.Origin == Origin {
+		p.byEnt[e] = append(p.byEnt[e], d.Seq)
+	} else {
+		p.atSites[e] = append(p.atSites[e], originSeq{d.Origin, d.Seq})
+	}
 }
 
 // appends returns the store appends of the plan: each extended site's
 // scoped records, numbered after what the index holds.
 func (p *scopePlan) appends() []store.Append {
 	out := make([]store.Append, 0, len(p.order))
-	for _, site := range p.order {
+	for _, k := range p.order {
 		base := uint64(0)
-		if sc := p.x.sites[site]; sc != nil {
+		if sc := p.x.logs[k]; sc != nil {
 			base = sc.chunks
 		}
-		refs := p.refs[site]
-		a := store.Append{Origin: scopeLogName(site)}
+		refs := p.refs[k]
+		a := store.Append{Origin: scopeLogName(k)}
 		for i := 0; i < len(refs); i += scopeChunk {
 			var data []byte
 			for _, seq := range refs[i:min(i+scopeChunk, len(refs))] {
@@ -465,17 +571,17 @@ const scopeChunk = 65_536
 
 // merge applies the plan to the index once its write is committed.
 func (p *scopePlan) merge() {
-	for _, site := range p.order {
-		sc := p.x.site(site)
-		sc.refs = append(sc.refs, p.refs[site]...)
-		sc.chunks += uint64((len(p.refs[site]) + scopeChunk - 1) / scopeChunk)
+	for _, k := range p.order {
+		sc := p.x.log(k)
+		sc.refs = append(sc.refs, p.refs[k]...)
+		sc.chunks += uint64((len(p.refs[k]) + scopeChunk - 1) / scopeChunk)
 	}
 	for e, sites := range p.sitesOf {
 		for _, site := range sites {
 			p.x.enter(site, e)
 		}
 	}
-	p.x.noteHub(p.ds)
+	p.x.note(p.ds)
 }
 
 // migrateScopes builds the scoped logs of a store written before they
@@ -486,12 +592,13 @@ func (p *scopePlan) merge() {
 // and is planned again on the next open, which costs only the planning.
 // s.mu must be held.
 func (s *State) migrateScopes(ctx context.Context) error {
-	if s.rep.Vector()[hubNormal] == 0 || len(s.scope.sites) > 0 {
+	if s.rep.Vector()[hubNormal] == 0 || len(s.scope.logs) > 0 {
 		return nil
 	}
 	ds, _ := s.rep.Deltas(hubNormal, 0, 0)
 	done := s.scope
 	s.scope = newScopeIndex()
+	s.scope.atSites = done.atSites // sites' deltas are relayed with what enters
 	p := s.planScope(ds)
 	s.scope = done
 	if len(p.order) == 0 {

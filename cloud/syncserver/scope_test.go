@@ -168,3 +168,68 @@ func TestScopedGrantBeforeGroup(t *testing.T) {
 		t.Fatal("site B received Greta's card")
 	}
 }
+
+// TestScopedPersonOfAnotherSite: a visitor registered at site B (B's
+// normal lane, B's card) and later granted at site A by the hub reaches A
+// whole over real streams — B's deltas of them renumbered as A's scoped
+// log of B's normal lane — and so do B's later changes of them; nothing
+// else of B's normal lane does, and B receives none of its own back.
+func TestScopedPersonOfAnotherSite(t *testing.T) {
+	h := MustOpenHub(t, t.TempDir())
+	a, b := newSite(t, siteA, tokenA), newSite(t, siteB, tokenB)
+	_, groupA := seedSite(t, a)
+	seedSite(t, b)
+	vera := tid(500)
+	b.write(t, replication.KindPerson, string(vera), replication.SetOp("name", "Vera"), replication.SetOp("kind", "visitor"),
+		replication.Op{Type: replication.OpEnable})
+	b.write(t, replication.KindCard, "5001", replication.SetOp("site", siteB), replication.AddOp("holders", string(vera)),
+		replication.Op{Type: replication.OpEnable})
+	stopA, stopB := a.start(h.client()), b.start(h.client())
+	defer stopA()
+	defer stopB()
+	converged(t, h, a)
+	converged(t, h, b)
+	if _, ok := a.snapshotPerson(vera); ok {
+		t.Fatal("site A received B's visitor before any grant at A")
+	}
+	if _, err := h.state.Write(ctx, func(tx *hubstate.Tx) error {
+		tx.Change(replication.KindGrant, string(tid(501)), tx.Replica().GrantOp(access.Grant{HolderID: vera, GroupID: groupA}))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a.wait(t, "Vera at A", func() bool { p, ok := a.snapshotPerson(vera); return ok && p.Name == "Vera" })
+	converged(t, h, a)
+	if c, ok := findCard(a.snapshot(), 5001); !ok || c.PersonID != vera || c.Status != access.CardActive {
+		t.Fatalf("site A's card 5001 = %+v, %v", c, ok)
+	}
+	// A's replica decides with Vera: she is complete there.
+	st, _ := func() (*access.State, []error) { a.mu.Lock(); defer a.mu.Unlock(); return a.rep.State() }()
+	if p, ok := st.Person(vera); !ok || p.Name != "Vera" {
+		t.Fatal("Vera is not part of site A's state (incomplete person)")
+	}
+	srcB := replication.Source{Origin: siteB, Lane: replication.LaneNormal}
+	if got, all := a.vector()[srcB], h.state.Vector()[srcB]; got != 2 || all <= got {
+		t.Fatalf("site A holds %d of B's normal lane (the hub %d), want its 2 deltas of Vera", got, all)
+	}
+
+	// B renames Vera and its door: the rename reaches A, the door does not.
+	b.write(t, replication.KindPerson, string(vera), replication.SetOp("name", "Vera K"))
+	b.write(t, replication.KindDoor, string(tid(1100)), replication.SetOp("name", "Kiosk"))
+	a.wait(t, "Vera's new name at A", func() bool { p, _ := a.snapshotPerson(vera); return p.Name == "Vera K" })
+	converged(t, h, b)
+	converged(t, h, a)
+	if got := a.vector()[srcB]; got != 3 {
+		t.Fatalf("site A holds %d of B's normal lane, want 3", got)
+	}
+	a.mu.Lock()
+	received := a.received
+	a.mu.Unlock()
+	for _, v := range received {
+		for src := range v {
+			if src.Origin == siteB && src.Lane != replication.LanePriority && src != srcB {
+				t.Fatalf("site A was told of %s", src)
+			}
+		}
+	}
+}

@@ -108,8 +108,8 @@ func (s *Server) Sync(ctx context.Context, bs *connect.BidiStream[syncv1.SyncReq
 		MaxBatch:   s.cfg.MaxBatch,
 		Window:     sendWindow,
 		// Digests are computed over every source the hub holds (the
-		// scoped log leaves out the site's own), the hub's normal lane as
-		// the site's scoped log.
+		// scoped log leaves out the site's own), each normal lane of
+		// another origin as the site's scoped log of it.
 		DigestLog:    dlog,
 		Digests:      digests,
 		OnDivergence: s.diverged(log, site),

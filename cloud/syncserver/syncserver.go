@@ -263,25 +263,27 @@ func (sl *siteLease) fence() *store.Fence {
 	return &store.Fence{Site: sl.lease.Site, Token: sl.lease.Token}
 }
 
-// Scope reports whether the hub sends site the deltas of src: the hub's
-// own sources, and the priority lane of every other site (revocations,
-// disables and checkouts: sending one too many is always safe). The
-// site's own deltas never go back to it (it made them; the edge refuses
-// them), and other sites' normal lanes (their doors, groups, visits,
-// cards, visitors) stay at the hub. Access events (every events lane)
-// are never sent to any site. Deltas are numbered per source with no gaps,
-// so scoping goes source by source; docs/sync.md says what that leaves
-// unscoped.
+// Scope reports whether the hub sends site deltas of src: the priority
+// lanes of the hub and of every other site, whole (revocations, disables
+// and checkouts: sending one too many is always safe), and the normal
+// lanes of the hub and of every other site, each as the site's scoped log
+// of it (hubstate.State.ScopedSourceDeltas: only the changes that concern
+// the site, numbered by their place in it; docs/sync.md §4). The site's
+// own deltas never go back to it (it made them; the edge refuses them),
+// and access events (every events lane) are never sent to any site.
 func Scope(site string, src replication.Source) bool {
-	if src.Origin == site || src.Lane == replication.LaneEvents {
-		return false
-	}
-	return src.Origin == hubstate.Origin || src.Lane == replication.LanePriority
+	return src.Origin != site && src.Lane != replication.LaneEvents
+}
+
+// scopedLane reports whether site receives src as a scoped log: a normal
+// lane of another origin.
+func scopedLane(site string, src replication.Source) bool {
+	return src.Lane == replication.LaneNormal && src.Origin != site
 }
 
 // scopedLog is the hub's log as one site sees it: the sources Scope lets
-// through, with the hub's normal lane replaced by the site's scoped log
-// (hubstate.State.ScopedDeltas: only the hub's changes that concern the
+// through, with every normal lane replaced by the site's scoped log of it
+// (hubstate.State.ScopedSourceDeltas: only the changes that concern the
 // site, numbered by their place in it).
 type scopedLog struct {
 	site  string
@@ -302,15 +304,16 @@ func (l scopedLog) Deltas(src replication.Source, after uint64, max int) ([]repl
 	if !Scope(l.site, src) {
 		return nil, nil
 	}
-	if src == hubNormal {
-		return l.state.ScopedDeltas(l.site, after, max)
+	if scopedLane(l.site, src) {
+		return l.state.ScopedSourceDeltas(l.site, src, after, max)
 	}
 	return l.state.Deltas(src, after, max)
 }
 
 // digestLog is what the hub digests a site's link over: every source the
-// hub holds (the site skips those it does not), with the hub's normal lane
-// as the site's scoped log, so both ends chain the same deltas.
+// hub holds (the site skips those it does not), with every normal lane of
+// another origin as the site's scoped log of it, so both ends chain the
+// same deltas.
 type digestLog struct {
 	site  string
 	state *hubstate.State
@@ -319,15 +322,11 @@ type digestLog struct {
 func (l digestLog) Vector() replication.Vector { return l.state.ScopedVector(l.site) }
 
 func (l digestLog) Deltas(src replication.Source, after uint64, max int) ([]replication.Delta, error) {
-	if src == hubNormal {
-		return l.state.ScopedDeltas(l.site, after, max)
+	if scopedLane(l.site, src) {
+		return l.state.ScopedSourceDeltas(l.site, src, after, max)
 	}
 	return l.state.Deltas(src, after, max)
 }
-
-// hubNormal is the hub's normal lane: the one source sent to each site as
-// a scoped log of its own.
-var hubNormal = replication.Source{Origin: hubstate.Origin, Lane: replication.LaneNormal}
 
 // digestFor returns the log and the chain cache that digests of site's link
 // are computed over. Each site has its own chains, since its scoped log
