@@ -42,6 +42,23 @@ const (
 	DefaultLeaveTimeout       = 10 * time.Second
 )
 
+// Defaults of the state store (Badger) for zero [Config] fields, sized for
+// an appliance holding one site's state rather than Badger's own defaults
+// (64 MiB memtables, up to 5 of them, and a 256 MiB block cache, all on the
+// Go heap). docs/edge.md ("Storage and durability") gives the measurements.
+//
+// The memtable size also bounds one Badger transaction (15 % of it, see
+// [Applier]), so every node of a site must use the same.
+const (
+	DefaultStateMemTableSize   = 32 << 20
+	DefaultStateNumMemtables   = 3
+	DefaultStateBlockCacheSize = 64 << 20
+
+	// minStateMemTableSize keeps 15 % of a memtable above Badger's 1 MiB
+	// value threshold.
+	minStateMemTableSize = 8 << 20
+)
+
 // Config configures a [Node]. Zero durations and sizes take the defaults
 // above; NodeID, SiteID, DataDir, RaftAddr, APIAddr and ClusterToken are
 // required. A Config is read once by [New] and not retained by reference.
@@ -132,6 +149,17 @@ type Config struct {
 	// HTTPClient is used to reach other nodes' ClusterService; nil means a
 	// plain HTTP/1.1 client. Supply one configured for TLS in production.
 	HTTPClient connect.HTTPClient
+	// StateMemTableSize, StateNumMemtables and StateBlockCacheSize size the
+	// state store's Badger: the size of one memtable (bytes; a transaction
+	// may hold at most 15 % of it, so every node of a site must use the
+	// same), how many memtables may be in memory at once (the one written
+	// and those waiting to be flushed) and the block cache (bytes; Badger
+	// compresses its tables, which needs one). Zero takes the
+	// DefaultState... constants.
+	StateMemTableSize   int64
+	StateNumMemtables   int
+	StateBlockCacheSize int64
+
 	// TuneBadger, if set, adjusts the Badger options before the state store
 	// opens (for example a smaller MemTableSize on small appliances). It must
 	// give the same MemTableSize on every node of a site.
@@ -178,6 +206,15 @@ func (c Config) withDefaults() Config {
 	if c.MaxRPCsInFlight == 0 {
 		c.MaxRPCsInFlight = DefaultMaxRPCsInFlight
 	}
+	if c.StateMemTableSize == 0 {
+		c.StateMemTableSize = DefaultStateMemTableSize
+	}
+	if c.StateNumMemtables == 0 {
+		c.StateNumMemtables = DefaultStateNumMemtables
+	}
+	if c.StateBlockCacheSize == 0 {
+		c.StateBlockCacheSize = DefaultStateBlockCacheSize
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -211,6 +248,14 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatchCommands < 0 || c.MaxBatchBytes < 0 || c.SnapshotRetain < 0 || c.MaxInflight < 0 || c.MaxRPCsInFlight < 0 {
 		errs = append(errs, errors.New("MaxBatchCommands, MaxBatchBytes, MaxInflight, MaxRPCsInFlight and SnapshotRetain must not be negative"))
+	}
+	// Badger refuses a transaction limit (15 % of a memtable) below its
+	// largest value kept in the LSM tree (1 MiB).
+	if c.StateMemTableSize < minStateMemTableSize {
+		errs = append(errs, fmt.Errorf("StateMemTableSize must be at least %d MiB", minStateMemTableSize>>20))
+	}
+	if c.StateNumMemtables < 1 || c.StateBlockCacheSize < 1 {
+		errs = append(errs, errors.New("StateNumMemtables and StateBlockCacheSize must be positive"))
 	}
 	if len(errs) > 0 {
 		return access.Errorf(access.Invalid, "raftnode: invalid config: %w", errors.Join(errs...))

@@ -174,7 +174,10 @@ func (n *Node) open(ctx context.Context) error {
 	opts := badger.DefaultOptions(filepath.Join(cfg.DataDir, "state")).
 		WithLogger(badgerLogger{n.log}).
 		WithSyncWrites(false).
-		WithDetectConflicts(false)
+		WithDetectConflicts(false).
+		WithMemTableSize(cfg.StateMemTableSize).
+		WithNumMemtables(cfg.StateNumMemtables).
+		WithBlockCacheSize(cfg.StateBlockCacheSize)
 	if cfg.TuneBadger != nil {
 		opts = cfg.TuneBadger(opts)
 	}

@@ -66,6 +66,9 @@ func TestConfigValidate(t *testing.T) {
 		{"ErrTokenRequired", func(c *Config) { c.ClusterToken = "" }, "ClusterToken is required"},
 		{"ErrBootstrapAndJoin", func(c *Config) { c.Bootstrap, c.JoinAddr = true, "x:1" }, "exclusive"},
 		{"ErrLeaseAboveHeartbeat", func(c *Config) { c.LeaderLeaseTimeout = time.Hour }, "LeaderLeaseTimeout"},
+		{"StateStoreSized", func(c *Config) { c.StateMemTableSize, c.StateNumMemtables, c.StateBlockCacheSize = 8<<20, 1, 1<<20 }, ""},
+		{"ErrMemTableTooSmall", func(c *Config) { c.StateMemTableSize = 1 << 20 }, "StateMemTableSize"},
+		{"ErrNegativeMemtables", func(c *Config) { c.StateNumMemtables = -1 }, "StateNumMemtables"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ok

@@ -182,6 +182,15 @@ func runDoor(ctx context.Context, opt Options, emit func(Result)) error {
 	emit(NewResult("door", "taps_per_s", run.rate, "taps/s", p.rate))
 	emit(NewResult("door", "missing", float64(run.missing), "count", 0))
 	emit(NewResult("door", "wrong", float64(run.wrong), "count", 0))
+
+	// The heap the three nodes hold with the credentials loaded, measured
+	// after the load (a forced collection, so it is what is live now and
+	// not what the last cycle found): node state, Raft, Badger's memtables
+	// and caches, the brokers and the readers (no floor).
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	opt.Log.Info("door: heap after the load", "heap_alloc_mb", ms.HeapAlloc>>20, "heap_sys_mb", ms.HeapSys>>20)
+	emit(NewResult("door", "heap_live_mb", float64(ms.HeapAlloc)/(1<<20), "MiB", 0))
 	return nil
 }
 
