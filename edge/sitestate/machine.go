@@ -64,8 +64,9 @@ const (
 // goroutine; Decide and View may be called from any goroutine concurrently
 // with them (they take a read lock on the in-memory index).
 type Machine struct {
-	site access.ID
-	log  *slog.Logger
+	site  access.ID
+	local string // LocalOrigin(site)
+	log   *slog.Logger
 
 	mu  sync.RWMutex
 	st  *access.State
@@ -115,7 +116,7 @@ type Machine struct {
 
 // New returns an empty machine for the given site.
 func New(site access.ID, log *slog.Logger) *Machine {
-	return &Machine{site: site, log: log.With("site", string(site)), st: access.NewState(),
+	return &Machine{site: site, local: LocalOrigin(site), log: log.With("site", string(site)), st: access.NewState(),
 		devSeq: map[access.ID]uint64{}, changed: make(chan struct{}), recorded: make(chan struct{}),
 		rep: replication.NewReplica(), window: DefaultDedupWindow}
 }
@@ -407,9 +408,10 @@ func (m *Machine) Apply(txn *badger.Txn, index uint64, cmd *raftv1.Command) (*ed
 		res.Error = err.Error()
 	}
 	if rid != "" {
-		rec := proto.CloneOf(res)
-		rec.Index = index
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(rec)
+		// The record holds the result as the caller gets it, with its
+		// index (raftnode sets the same index on res).
+		res.Index = index
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(res)
 		if err != nil {
 			return nil, err
 		}

@@ -141,7 +141,7 @@ func (m *Machine) OwnVector() replication.Vector {
 // (origin LocalOrigin): changes the hub would refuse from this site, kept
 // in the site's replica and never sent. It is safe for concurrent use.
 func (m *Machine) LocalVector() replication.Vector {
-	return m.originVector(LocalOrigin(m.site))
+	return m.originVector(m.local)
 }
 
 func (m *Machine) originVector(origin string) replication.Vector {
@@ -334,11 +334,15 @@ func (m *Machine) replicateLocal(txn *badger.Txn, cmd *raftv1.Command) error {
 		// so the hub can take a disable even when it refuses the edit
 		// made with it.
 		var revoke, give []replication.Op
-		for _, op := range ops {
-			if op.Revocation() {
-				revoke = append(revoke, op)
-			} else {
-				give = append(give, op)
+		if !slices.ContainsFunc(ops, replication.Op.Revocation) {
+			give = ops // the usual case: nothing to split, nothing to copy
+		} else {
+			for _, op := range ops {
+				if op.Revocation() {
+					revoke = append(revoke, op)
+				} else {
+					give = append(give, op)
+				}
 			}
 		}
 		parts := [][]replication.Op{revoke, give}
@@ -362,10 +366,16 @@ func (m *Machine) replicateLocal(txn *badger.Txn, cmd *raftv1.Command) error {
 			if len(part) == 0 {
 				continue
 			}
+			if cap(part) > len(part) {
+				// The delta stays in the replica's log for as long as the
+				// node runs: keep no spare capacity (a person's ops were
+				// grown to 16 slots for 8, 1 KiB kept per person).
+				part = append(make([]replication.Op, 0, len(part)), part...)
+			}
 			d := replication.Delta{Lane: replication.LaneOf(part), Kind: r.kind, ID: r.id, Ops: part}
 			d.Origin = string(m.site)
 			if !m.sendable(d, pending) {
-				d.Origin = LocalOrigin(m.site)
+				d.Origin = m.local // one string shared by every local delta
 			}
 			d.Seq = vec[d.Source()] + 1
 			d.Stamp = nextStamp(cmd, d.Origin, last)
@@ -618,7 +628,7 @@ func (m *Machine) applyDeltas(txn *badger.Txn, cmd *raftv1.Command, op *raftv1.A
 		if err := d.UnmarshalBinary(b); err != nil {
 			return access.Errorf(access.Invalid, "apply deltas: delta %d: %w", i, err)
 		}
-		if d.Origin == string(m.site) || d.Origin == LocalOrigin(m.site) {
+		if d.Origin == string(m.site) || d.Origin == m.local {
 			return access.Errorf(access.Denied, "apply deltas: delta %d (%s/%d) is of this site's own origin: %w",
 				i, d.Source(), d.Seq, replication.ErrUnauthorized)
 		}
@@ -904,15 +914,16 @@ func (m *Machine) sendable(d replication.Delta, earlier []replication.Delta) boo
 		}
 		return rep.Field(k, id, f)
 	}
-	onlyDisables := true
-	sets := map[string]string{}
-	for _, op := range d.Ops {
-		if op.Type != replication.OpDisable {
-			onlyDisables = false
+	onlyDisables := !slices.ContainsFunc(d.Ops, func(op replication.Op) bool { return op.Type != replication.OpDisable })
+	// sets returns the value d sets field f to (the last set of it), without
+	// building a map for every delta.
+	sets := func(f string) (string, bool) {
+		for i := len(d.Ops) - 1; i >= 0; i-- {
+			if op := d.Ops[i]; op.Type == replication.OpSet && op.Field == f {
+				return op.Value, true
+			}
 		}
-		if op.Type == replication.OpSet {
-			sets[op.Field] = op.Value
-		}
+		return "", false
 	}
 	switch d.Kind {
 	case replication.KindSite:
@@ -921,7 +932,7 @@ func (m *Machine) sendable(d replication.Delta, earlier []replication.Delta) boo
 		if d.Kind == replication.KindCard && onlyDisables {
 			return true
 		}
-		set, setting := sets["site"]
+		set, setting := sets("site")
 		if setting && set != site {
 			return false
 		}
@@ -951,7 +962,7 @@ func (m *Machine) sendable(d replication.Delta, earlier []replication.Delta) boo
 					return false
 				}
 			case replication.OpSet, replication.OpEnable:
-				kind, ok := sets["kind"]
+				kind, ok := sets("kind")
 				if !ok {
 					kind, ok = field(replication.KindPerson, d.ID, "kind")
 				}
