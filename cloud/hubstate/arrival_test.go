@@ -44,13 +44,8 @@ func apply(t *testing.T, s *hubstate.State, ds ...replication.Delta) {
 	}
 }
 
-// hubGrant writes a grant at the hub without looking at the group (the
-// people API refuses a group it does not know; replication must not rely
-// on it).
-func hubGrant(t *testing.T, s *hubstate.State, id, holder, group access.ID) {
-	t.Helper()
-	grant(t, s, id, holder, group)
-}
+// The tests below grant groups the hub does not know (the people API
+// refuses that; replication must not rely on it).
 
 func TestScopeOnArrival(t *testing.T) {
 	dir := t.TempDir()
@@ -62,15 +57,15 @@ func TestScopeOnArrival(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hubGrant(t, s, tid(11), p1, group)
-	hubGrant(t, s, tid(12), p2, group)
+	grant(t, s, tid(11), p1, group)
+	grant(t, s, tid(12), p2, group)
 	if _, err := s.Write(ctx, func(tx *hubstate.Tx) error { // P2's grant removed: final
 		tx.Change(replication.KindGrant, string(tid(12)), replication.RemoveGrantOp())
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	hubGrant(t, s, tid(13), visit, tid(9101)) // a group the hub does not know either
+	grant(t, s, tid(13), visit, tid(9101)) // a group the hub does not know either
 	if n := s.ScopedLen(scopeA); n != 0 {
 		t.Fatalf("before the group arrives, site A's scoped log holds %d deltas", n)
 	}
@@ -152,7 +147,7 @@ func TestScopeReconciledOnOpen(t *testing.T) {
 	if err := addPerson(t, s, tid(1), 701); err != nil {
 		t.Fatal(err)
 	}
-	hubGrant(t, s, tid(11), tid(1), group)
+	grant(t, s, tid(11), tid(1), group)
 	s.Close()
 	sw := newSiteWriter(t, scopeA)
 	d := sw.make(replication.KindGroup, string(group), replication.SetOp("site", scopeA), replication.SetOp("name", "A staff"))
@@ -187,7 +182,7 @@ func TestScopeArrivalRefusedBatchChangesNothing(t *testing.T) {
 	if err := addPerson(t, s, tid(1), 801); err != nil {
 		t.Fatal(err)
 	}
-	hubGrant(t, s, tid(11), tid(1), group)
+	grant(t, s, tid(11), tid(1), group)
 	sw := newSiteWriter(t, scopeA)
 	_ = sw.make(replication.KindDoor, string(tid(9203)), replication.SetOp("site", scopeA))
 	d := sw.make(replication.KindGroup, string(group), replication.SetOp("site", scopeA))

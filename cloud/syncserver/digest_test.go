@@ -30,13 +30,13 @@ func TestDigestsOverStream(t *testing.T) {
 	h := MustOpenHub(t, t.TempDir(), func(c *syncserver.Config) { c.DigestInterval = time.Hour })
 	a := newSite(t, siteA, tokenA)
 	_, group := seedSite(t, a)
-	a.visits(t, 0, 200)
+	visits(t, a, 0, 200)
 	hubCardholder(t, h, tid(200), group, 4711)
-	stop := a.start(h.client())
+	stop := a.Start(h.client())
 	converged(t, h, a)
 	// The digest was queued as the stream opened; an ack after it shows
 	// it was exchanged (messages are handled in order on each side).
-	a.write(t, replication.KindZone, string(tid(500)), replication.SetOp("site", siteA), replication.SetOp("name", "z"))
+	a.Write(t, replication.KindZone, string(tid(500)), replication.SetOp("site", siteA), replication.SetOp("name", "z"))
 	converged(t, h, a)
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -48,38 +48,25 @@ func TestDigestsOverStream(t *testing.T) {
 	// The site's store silently holds another delta under seq 77.
 	src := replication.Source{Origin: siteA, Lane: replication.LaneNormal}
 	const bad = 77
-	a.mu.Lock()
-	fresh := replication.NewReplica()
-	for _, s := range a.rep.Vector().Sources() {
-		ds, _ := a.rep.Deltas(s, 0, 0)
-		for _, d := range ds {
-			if s == src && d.Seq == bad {
-				d.Ops = []replication.Op{replication.SetOp("until", replication.TimeValue(time.Unix(1_950_000_000, 0)))}
-			}
-			if _, err := fresh.Apply(d); err != nil {
-				a.mu.Unlock()
-				t.Fatal(err)
-			}
-		}
+	if err := a.Corrupt(src, bad, replication.SetOp("until", replication.TimeValue(time.Unix(1_950_000_000, 0)))); err != nil {
+		t.Fatal(err)
 	}
-	a.rep = fresh
-	a.mu.Unlock()
 
-	stop = a.start(h.client())
+	stop = a.Start(h.client())
 	want := replication.Divergence{Source: src, Seq: bad}
 	pollUntil(t, "the hub to report the divergence", func() bool { return len(h.server.Divergences(siteA)) > 0 })
 	if d := h.server.Divergences(siteA); len(d) != 1 || d[0] != want {
 		t.Fatalf("divergences %v, want %v", d, want)
 	}
-	a.write(t, replication.KindZone, string(tid(501)), replication.SetOp("site", siteA), replication.SetOp("name", "after"))
-	converged2 := func() bool { return h.state.Vector()[src] == a.vector()[src] }
+	a.Write(t, replication.KindZone, string(tid(501)), replication.SetOp("site", siteA), replication.SetOp("name", "after"))
+	converged2 := func() bool { return h.state.Vector()[src] == a.Vector()[src] }
 	pollUntil(t, "the site's next change at the hub", converged2)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	// Nothing replaced: the hub keeps its delta 77, the site its own.
 	hd, _ := h.state.Deltas(src, bad-1, 1)
-	sd, _ := a.rep.Deltas(src, bad-1, 1)
+	sd, _ := siteDeltas(a, src, bad-1, 1)
 	if len(hd) != 1 || len(sd) != 1 || hd[0].Ops[0].Field == sd[0].Ops[0].Field && hd[0].Ops[0].Value == sd[0].Ops[0].Value && len(hd[0].Ops) == len(sd[0].Ops) {
 		t.Fatalf("delta %d: hub %+v, site %+v: want both kept, different", bad, hd, sd)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/gatehouse/gatehouse/access"
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
 	"github.com/gatehouse/gatehouse/cloud/syncserver"
+	"github.com/gatehouse/gatehouse/cloud/synctest"
 	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
 	"github.com/gatehouse/gatehouse/replication"
 )
@@ -23,13 +24,11 @@ var (
 // unknown card. Their
 // tap times run a day ahead of the hub's clock: a device's clock may be
 // wrong, and events are exempt from the skew guard.
-func (ts *testSite) events(tb testing.TB, door access.ID, n int) {
+func events(tb testing.TB, ts *synctest.Site, door access.ID, n int) {
 	tb.Helper()
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	next := ts.rep.Vector()[replication.Source{Origin: ts.id, Lane: replication.LaneEvents}] + 1
+	next := ts.Vector()[replication.Source{Origin: ts.ID(), Lane: replication.LaneEvents}] + 1
 	base := uint64(9000)
-	if ts.id == siteB {
+	if ts.ID() == siteB {
 		base = 19000
 	}
 	for i := range n {
@@ -39,15 +38,12 @@ func (ts *testSite) events(tb testing.TB, door access.ID, n int) {
 		if seq%5 == 0 {
 			r.Granted, r.Reason = false, access.ReasonUnknownCard
 		}
-		d, err := replication.EventDelta(ts.id, seq, r)
+		d, err := replication.EventDelta(ts.ID(), seq, r)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if _, err := ts.rep.Apply(d); err != nil {
-			tb.Fatal(err)
-		}
+		ts.Apply(tb, d)
 	}
-	ts.signal()
 }
 
 // waitEvents polls, with a deadline, until the hub holds the events of
@@ -70,40 +66,40 @@ func waitEvents(tb testing.TB, h *testHub, src replication.Source, n uint64) {
 func TestEventsReachHub(t *testing.T) {
 	h := MustOpenHub(t, t.TempDir(), func(c *syncserver.Config) { c.MaxBatch = 8 })
 	a := newSite(t, siteA, tokenA)
-	a.maxBatch = 7
+	a.MaxBatch = 7
 	door, _ := seedSite(t, a)
-	a.events(t, door, 300)
+	events(t, a, door, 300)
 
-	stop := a.start(h.client())
+	stop := a.Start(h.client())
 	waitEvents(t, h, evA, 50)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	// The site's changes went first: the hub holds them all.
-	if got, want := h.state.Vector()[srcA], a.vector()[srcA]; got != want {
+	if got, want := h.state.Vector()[srcA], a.Vector()[srcA]; got != want {
 		t.Fatalf("hub holds the site's normal lane up to %d, want %d before events", got, want)
 	}
-	a.events(t, door, 100)
+	events(t, a, door, 100)
 	b := newSite(t, siteB, tokenB)
 	seedSite(t, b)
-	b.events(t, tid(1100), 10)
-	stopB := b.start(h.client())
-	stop = a.start(h.client())
-	a.wait(t, "the hub's ack of every event", func() bool { return a.hubAcked()[evA] == 400 })
-	b.wait(t, "the hub's ack of B's events", func() bool { return b.hubAcked()[evB] == 10 })
+	events(t, b, tid(1100), 10)
+	stopB := b.Start(h.client())
+	stop = a.Start(h.client())
+	a.Wait(t, "the hub's ack of every event", func() bool { return a.Acked()[evA] == 400 })
+	b.Wait(t, "the hub's ack of B's events", func() bool { return b.Acked()[evB] == 10 })
 	// A's own hub-bound changes and B's: B receives neither A's events nor
 	// its normal lane; A does not receive B's events.
-	b.wait(t, "the hub's scoped log", func() bool { return b.vector().Covers(scoped(siteB, h.state.ScopedVector(siteB))) })
+	b.Wait(t, "the hub's scoped log", func() bool { return b.Vector().Covers(scoped(siteB, h.state.ScopedVector(siteB))) })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if err := stopB(); err != nil {
 		t.Fatal(err)
 	}
-	if got := b.vector()[evA]; got != 0 {
+	if got := b.Vector()[evA]; got != 0 {
 		t.Fatalf("site B received %d of A's events", got)
 	}
-	if got := a.vector()[evB]; got != 0 {
+	if got := a.Vector()[evB]; got != 0 {
 		t.Fatalf("site A received %d of B's events", got)
 	}
 	logIsExact(t, h, evA, 400)
@@ -125,9 +121,8 @@ func TestEventsReachHub(t *testing.T) {
 	if h2.state.EventCount() != 410 || h2.state.SyncVector()[evA] != 400 {
 		t.Fatalf("after restart: %d events, vector %v", h2.state.EventCount(), h2.state.SyncVector())
 	}
-	a.acked = replication.Vector{}
-	stop = a.start(h2.client())
-	a.wait(t, "the restarted hub's ack", func() bool { return a.hubAcked()[evA] == 400 })
+	stop = a.Start(h2.client())
+	a.Wait(t, "the restarted hub's ack", func() bool { return a.Acked()[evA] == 400 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -139,11 +134,11 @@ func TestEventsReachHub(t *testing.T) {
 func TestEventsRefused(t *testing.T) {
 	h := MustOpenHub(t, t.TempDir())
 	b := newSite(t, siteB, tokenB)
-	b.events(t, tid(1100), 3)
-	forged, _ := b.rep.Deltas(evB, 0, 0)
+	events(t, b, tid(1100), 3)
+	forged, _ := siteDeltas(b, evB, 0, 0)
 	a := newSite(t, siteA, tokenA)
-	a.events(t, tid(100), 3)
-	own, _ := a.rep.Deltas(evA, 0, 0)
+	events(t, a, tid(100), 3)
+	own, _ := siteDeltas(a, evA, 0, 0)
 	bad := batchMsg(t, siteA, own...)
 	bad.GetBatch().Deltas[1] = append([]byte(nil), bad.GetBatch().Deltas[1][:20]...) // truncated
 	normal := batchMsg(t, siteA, own...)

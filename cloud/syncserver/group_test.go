@@ -21,7 +21,7 @@ func TestGroupCommit(t *testing.T) {
 	for b := 0; b < nb; b++ {
 		var ds []replication.Delta
 		for i := 0; i < per; i++ {
-			ds = append(ds, a.write(t, replication.KindVisit, string(tid(1000+b*per+i)), replication.SetOp("site", siteA)))
+			ds = append(ds, a.Write(t, replication.KindVisit, string(tid(1000+b*per+i)), replication.SetOp("site", siteA)))
 		}
 		msgs = append(msgs, batchMsg(t, siteA, ds...))
 	}
@@ -72,8 +72,8 @@ func TestGroupRefusedWhole(t *testing.T) {
 	h := MustOpenHub(t, t.TempDir())
 	b := newSite(t, siteB, tokenB)
 	doorB := tid(500)
-	b.write(t, replication.KindDoor, string(doorB), replication.SetOp("site", siteB), replication.SetOp("name", "B door"))
-	stop := b.start(h.client())
+	b.Write(t, replication.KindDoor, string(doorB), replication.SetOp("site", siteB), replication.SetOp("name", "B door"))
+	stop := b.Start(h.client())
 	converged(t, h, b)
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -84,10 +84,10 @@ func TestGroupRefusedWhole(t *testing.T) {
 		var ds []replication.Delta
 		for i := 0; i < per; i++ {
 			if bad && i == per/2 {
-				ds = append(ds, a.write(t, replication.KindDoor, string(doorB), replication.SetOp("name", "mine now")))
+				ds = append(ds, a.Write(t, replication.KindDoor, string(doorB), replication.SetOp("name", "mine now")))
 				continue
 			}
-			ds = append(ds, a.write(t, replication.KindVisit, string(tid(2000+int(a.vector()[srcA]))), replication.SetOp("site", siteA)))
+			ds = append(ds, a.Write(t, replication.KindVisit, string(tid(2000+int(a.Vector()[srcA]))), replication.SetOp("site", siteA)))
 		}
 		return batchMsg(t, siteA, ds...)
 	}

@@ -29,7 +29,7 @@ func TestConnected(t *testing.T) {
 	h := MustOpenHub(t, t.TempDir())
 	a := newSite(t, siteA, tokenA)
 	waitLive(t, h, siteA, false)
-	stop := a.start(h.client())
+	stop := a.Start(h.client())
 	waitLive(t, h, siteA, true)
 	waitLive(t, h, siteB, false)
 	if err := stop(); err != nil {

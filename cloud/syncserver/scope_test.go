@@ -7,6 +7,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/access"
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
+	"github.com/gatehouse/gatehouse/cloud/synctest"
 	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
 	"github.com/gatehouse/gatehouse/replication"
 	"github.com/gatehouse/gatehouse/syncwire"
@@ -20,7 +21,7 @@ func TestScopedHubChanges(t *testing.T) {
 	a, b := newSite(t, siteA, tokenA), newSite(t, siteB, tokenB)
 	_, groupA := seedSite(t, a)
 	_, groupB := seedSite(t, b)
-	stopA, stopB := a.start(h.client()), b.start(h.client())
+	stopA, stopB := a.Start(h.client()), b.Start(h.client())
 	defer stopA()
 	defer stopB()
 	converged(t, h, a)
@@ -37,17 +38,17 @@ func TestScopedHubChanges(t *testing.T) {
 	}
 	converged(t, h, a)
 	converged(t, h, b)
-	holds := func(ts *testSite, p access.ID) bool { _, ok := ts.snapshotPerson(p); return ok }
+	holds := func(ts *synctest.Site, p access.ID) bool { _, ok := snapshotPerson(ts, p); return ok }
 	for _, c := range []struct {
-		ts   *testSite
+		ts   *synctest.Site
 		p    access.ID
 		want bool
 	}{{a, tid(300), true}, {a, tid(301), false}, {a, tid(302), false}, {b, tid(300), false}, {b, tid(301), true}, {b, tid(302), false}} {
 		if got := holds(c.ts, c.p); got != c.want {
-			t.Errorf("site %s holds person %s: %v, want %v", c.ts.id, c.p, got, c.want)
+			t.Errorf("site %s holds person %s: %v, want %v", c.ts.ID(), c.p, got, c.want)
 		}
 	}
-	if _, ok := findCard(b.snapshot(), 3001); ok {
+	if _, ok := findCard(b.Snapshot(), 3001); ok {
 		t.Error("site B holds site A's card")
 	}
 	hubNormalA := h.state.ScopedLen(siteA)
@@ -63,7 +64,7 @@ func TestScopedHubChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	converged(t, h, a)
-	if p, ok := a.snapshotPerson(tid(302)); !ok || p.Name != "Nadia" {
+	if p, ok := snapshotPerson(a, tid(302)); !ok || p.Name != "Nadia" {
 		t.Fatalf("site A holds %+v (%v), want Nadia", p, ok)
 	}
 	if holds(b, tid(302)) {
@@ -116,7 +117,7 @@ func TestScopedGrantBeforeGroup(t *testing.T) {
 	h := MustOpenHub(t, t.TempDir())
 	a, b := newSite(t, siteA, tokenA), newSite(t, siteB, tokenB)
 	seedSite(t, b)
-	stopB := b.start(h.client())
+	stopB := b.Start(h.client())
 	defer stopB()
 	converged(t, h, b)
 	group := tid(101) // seedSite's group of A, written at A below
@@ -134,10 +135,10 @@ func TestScopedGrantBeforeGroup(t *testing.T) {
 	if n := h.state.ScopedLen(siteA); n != 0 {
 		t.Fatalf("the hub scoped %d changes to A before knowing A's group", n)
 	}
-	stopA := a.start(h.client())
+	stopA := a.Start(h.client())
 	defer stopA()
 	converged(t, h, a) // A holds nothing of the hub's yet
-	if _, ok := a.snapshotPerson(person); ok {
+	if _, ok := snapshotPerson(a, person); ok {
 		t.Fatal("A received Greta before its group reached the hub")
 	}
 
@@ -145,8 +146,8 @@ func TestScopedGrantBeforeGroup(t *testing.T) {
 	if seeded, _ := seedSite(t, a); seeded == "" {
 		t.Fatal("no door")
 	}
-	a.wait(t, "Greta's grant at A", func() bool {
-		for _, g := range a.snapshot().Grants {
+	a.Wait(t, "Greta's grant at A", func() bool {
+		for _, g := range a.Snapshot().Grants {
 			if g.ID == grantID {
 				return true
 			}
@@ -154,17 +155,17 @@ func TestScopedGrantBeforeGroup(t *testing.T) {
 		return false
 	})
 	converged(t, h, a)
-	if p, ok := a.snapshotPerson(person); !ok || p.Name != "Greta" {
+	if p, ok := snapshotPerson(a, person); !ok || p.Name != "Greta" {
 		t.Fatalf("site A holds %+v (%v), want Greta", p, ok)
 	}
-	if c, ok := findCard(a.snapshot(), 4001); !ok || c.Status != access.CardActive || c.PersonID != person {
+	if c, ok := findCard(a.Snapshot(), 4001); !ok || c.Status != access.CardActive || c.PersonID != person {
 		t.Fatalf("site A's card 4001 = %+v, %v", c, ok)
 	}
 	converged(t, h, b)
-	if _, ok := b.snapshotPerson(person); ok {
+	if _, ok := snapshotPerson(b, person); ok {
 		t.Fatal("site B received Greta")
 	}
-	if _, ok := findCard(b.snapshot(), 4001); ok {
+	if _, ok := findCard(b.Snapshot(), 4001); ok {
 		t.Fatal("site B received Greta's card")
 	}
 }
@@ -180,16 +181,16 @@ func TestScopedPersonOfAnotherSite(t *testing.T) {
 	_, groupA := seedSite(t, a)
 	seedSite(t, b)
 	vera := tid(500)
-	b.write(t, replication.KindPerson, string(vera), replication.SetOp("name", "Vera"), replication.SetOp("kind", "visitor"),
+	b.Write(t, replication.KindPerson, string(vera), replication.SetOp("name", "Vera"), replication.SetOp("kind", "visitor"),
 		replication.Op{Type: replication.OpEnable})
-	b.write(t, replication.KindCard, "5001", replication.SetOp("site", siteB), replication.AddOp("holders", string(vera)),
+	b.Write(t, replication.KindCard, "5001", replication.SetOp("site", siteB), replication.AddOp("holders", string(vera)),
 		replication.Op{Type: replication.OpEnable})
-	stopA, stopB := a.start(h.client()), b.start(h.client())
+	stopA, stopB := a.Start(h.client()), b.Start(h.client())
 	defer stopA()
 	defer stopB()
 	converged(t, h, a)
 	converged(t, h, b)
-	if _, ok := a.snapshotPerson(vera); ok {
+	if _, ok := snapshotPerson(a, vera); ok {
 		t.Fatal("site A received B's visitor before any grant at A")
 	}
 	if _, err := h.state.Write(ctx, func(tx *hubstate.Tx) error {
@@ -198,34 +199,32 @@ func TestScopedPersonOfAnotherSite(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	a.wait(t, "Vera at A", func() bool { p, ok := a.snapshotPerson(vera); return ok && p.Name == "Vera" })
+	a.Wait(t, "Vera at A", func() bool { p, ok := snapshotPerson(a, vera); return ok && p.Name == "Vera" })
 	converged(t, h, a)
-	if c, ok := findCard(a.snapshot(), 5001); !ok || c.PersonID != vera || c.Status != access.CardActive {
+	if c, ok := findCard(a.Snapshot(), 5001); !ok || c.PersonID != vera || c.Status != access.CardActive {
 		t.Fatalf("site A's card 5001 = %+v, %v", c, ok)
 	}
 	// A's replica decides with Vera: she is complete there.
-	st, _ := func() (*access.State, []error) { a.mu.Lock(); defer a.mu.Unlock(); return a.rep.State() }()
+	var st *access.State
+	a.View(func(r *replication.Replica) { st, _ = r.State() })
 	if p, ok := st.Person(vera); !ok || p.Name != "Vera" {
 		t.Fatal("Vera is not part of site A's state (incomplete person)")
 	}
 	srcB := replication.Source{Origin: siteB, Lane: replication.LaneNormal}
-	if got, all := a.vector()[srcB], h.state.Vector()[srcB]; got != 2 || all <= got {
+	if got, all := a.Vector()[srcB], h.state.Vector()[srcB]; got != 2 || all <= got {
 		t.Fatalf("site A holds %d of B's normal lane (the hub %d), want its 2 deltas of Vera", got, all)
 	}
 
 	// B renames Vera and its door: the rename reaches A, the door does not.
-	b.write(t, replication.KindPerson, string(vera), replication.SetOp("name", "Vera K"))
-	b.write(t, replication.KindDoor, string(tid(1100)), replication.SetOp("name", "Kiosk"))
-	a.wait(t, "Vera's new name at A", func() bool { p, _ := a.snapshotPerson(vera); return p.Name == "Vera K" })
+	b.Write(t, replication.KindPerson, string(vera), replication.SetOp("name", "Vera K"))
+	b.Write(t, replication.KindDoor, string(tid(1100)), replication.SetOp("name", "Kiosk"))
+	a.Wait(t, "Vera's new name at A", func() bool { p, _ := snapshotPerson(a, vera); return p.Name == "Vera K" })
 	converged(t, h, b)
 	converged(t, h, a)
-	if got := a.vector()[srcB]; got != 3 {
+	if got := a.Vector()[srcB]; got != 3 {
 		t.Fatalf("site A holds %d of B's normal lane, want 3", got)
 	}
-	a.mu.Lock()
-	received := a.received
-	a.mu.Unlock()
-	for _, v := range received {
+	for _, v := range a.Received() {
 		for src := range v {
 			if src.Origin == siteB && src.Lane != replication.LanePriority && src != srcB {
 				t.Fatalf("site A was told of %s", src)

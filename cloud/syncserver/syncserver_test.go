@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse/gatehouse/cloud/hubstate"
 	"github.com/gatehouse/gatehouse/cloud/store"
 	"github.com/gatehouse/gatehouse/cloud/syncserver"
+	"github.com/gatehouse/gatehouse/cloud/synctest"
 	syncv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/sync/v1/syncv1connect"
 	"github.com/gatehouse/gatehouse/replication"
@@ -30,16 +31,16 @@ var (
 
 // seedSite makes the site's own configuration at the site: the site, a
 // door and a group with that door.
-func seedSite(t *testing.T, ts *testSite) (door, group access.ID) {
+func seedSite(t *testing.T, ts *synctest.Site) (door, group access.ID) {
 	base := 100
-	if ts.id == siteB {
+	if ts.ID() == siteB {
 		base = 1100
 	}
 	door, group = tid(base), tid(base+1)
-	ts.write(t, replication.KindSite, ts.id, replication.SetOp("name", "A"), replication.SetOp("time_zone", "UTC"),
+	ts.Write(t, replication.KindSite, ts.ID(), replication.SetOp("name", "A"), replication.SetOp("time_zone", "UTC"),
 		replication.AddOp("groups", string(group)))
-	ts.write(t, replication.KindDoor, string(door), replication.SetOp("site", ts.id), replication.SetOp("name", "Main"))
-	ts.write(t, replication.KindGroup, string(group), replication.SetOp("site", ts.id), replication.SetOp("name", "Staff"),
+	ts.Write(t, replication.KindDoor, string(door), replication.SetOp("site", ts.ID()), replication.SetOp("name", "Main"))
+	ts.Write(t, replication.KindGroup, string(group), replication.SetOp("site", ts.ID()), replication.SetOp("name", "Staff"),
 		replication.SetOp("kind", "access"), replication.AddOp("doors", string(door)))
 	return door, group
 }
@@ -90,17 +91,17 @@ func scoped(site string, v replication.Vector) replication.Vector {
 // converged waits until the site holds what the hub sends it and the hub
 // has acknowledged the site's deltas. With only this site's and the hub's
 // sources at the hub, it compares their materialised states too.
-func converged(t *testing.T, h *testHub, ts *testSite) {
+func converged(t *testing.T, h *testHub, ts *synctest.Site) {
 	t.Helper()
-	ts.wait(t, "the hub's deltas and its ack of the site's", func() bool {
-		sv := ts.vector()
-		return sv.Covers(scoped(ts.id, h.state.ScopedVector(ts.id))) && ts.hubAcked().Covers(sv)
+	ts.Wait(t, "the hub's deltas and its ack of the site's", func() bool {
+		sv := ts.Vector()
+		return sv.Covers(scoped(ts.ID(), h.state.ScopedVector(ts.ID()))) && ts.Acked().Covers(sv)
 	})
-	hv, sv := h.state.ScopedVector(ts.id), ts.vector()
-	want := scoped(ts.id, hv)
+	hv, sv := h.state.ScopedVector(ts.ID()), ts.Vector()
+	want := scoped(ts.ID(), hv)
 	for _, l := range []replication.Lane{replication.LanePriority, replication.LaneNormal} {
-		if seq := hv[replication.Source{Origin: ts.id, Lane: l}]; seq > 0 {
-			want[replication.Source{Origin: ts.id, Lane: l}] = seq
+		if seq := hv[replication.Source{Origin: ts.ID(), Lane: l}]; seq > 0 {
+			want[replication.Source{Origin: ts.ID(), Lane: l}] = seq
 		}
 	}
 	if got := want; !got.Equal(sv) {
@@ -110,11 +111,11 @@ func converged(t *testing.T, h *testHub, ts *testSite) {
 		return
 	}
 	for src, seq := range h.state.Vector() {
-		if src.Lane == replication.LaneNormal && src.Origin != ts.id && hv[src] != seq {
+		if src.Lane == replication.LaneNormal && src.Origin != ts.ID() && hv[src] != seq {
 			return // changes of the hub or other sites that are not the site's
 		}
 	}
-	if hs, ss := h.state.Snapshot(), ts.snapshot(); !reflect.DeepEqual(hs, ss) {
+	if hs, ss := h.state.Snapshot(), ts.Snapshot(); !reflect.DeepEqual(hs, ss) {
 		t.Fatalf("states differ:\nhub  %+v\nsite %+v", hs, ss)
 	}
 }
@@ -151,17 +152,17 @@ func TestConvergence(t *testing.T) {
 	h := MustOpenHub(t, t.TempDir())
 	ts := newSite(t, siteA, tokenA)
 	_, group := seedSite(t, ts)
-	ts.visits(t, 0, 5)
+	visits(t, ts, 0, 5)
 	visitor := tid(300)
-	ts.write(t, replication.KindPerson, string(visitor), replication.SetOp("kind", "visitor"), replication.SetOp("name", "Vic"))
-	stop := ts.start(h.client())
+	ts.Write(t, replication.KindPerson, string(visitor), replication.SetOp("kind", "visitor"), replication.SetOp("name", "Vic"))
+	stop := ts.Start(h.client())
 
 	// site → hub
-	waitHub(t, h, "the site's deltas", func() bool { return h.state.Vector().Covers(ts.vector()) })
+	waitHub(t, h, "the site's deltas", func() bool { return h.state.Vector().Covers(ts.Vector()) })
 	// hub → site, while the stream is open
 	hubCardholder(t, h, tid(200), group, 4711)
 	converged(t, h, ts)
-	if c, ok := findCard(ts.snapshot(), 4711); !ok || c.Status != access.CardActive {
+	if c, ok := findCard(ts.Snapshot(), 4711); !ok || c.Status != access.CardActive {
 		t.Fatalf("site's card 4711 = %+v, %v", c, ok)
 	}
 	// A revocation at the hub reaches the site.
@@ -172,7 +173,7 @@ func TestConvergence(t *testing.T) {
 		t.Fatal(err)
 	}
 	converged(t, h, ts)
-	if c, _ := findCard(ts.snapshot(), 4711); c.Status != access.CardLost {
+	if c, _ := findCard(ts.Snapshot(), 4711); c.Status != access.CardLost {
 		t.Fatalf("site's card after the hub's disable = %+v", c)
 	}
 	if err := stop(); err != nil {
@@ -181,8 +182,8 @@ func TestConvergence(t *testing.T) {
 }
 
 // snapshotPerson returns the person id of the site's replica.
-func (ts *testSite) snapshotPerson(id access.ID) (access.Person, bool) {
-	for _, p := range ts.snapshot().People {
+func snapshotPerson(ts *synctest.Site, id access.ID) (access.Person, bool) {
+	for _, p := range ts.Snapshot().People {
 		if p.ID == id {
 			return p, true
 		}
@@ -202,18 +203,18 @@ func findCard(s replication.Snapshot, n access.CardNumber) (access.Card, bool) {
 func TestResumeAfterCut(t *testing.T) {
 	h := MustOpenHub(t, t.TempDir(), func(c *syncserver.Config) { c.MaxBatch = 8 })
 	ts := newSite(t, siteA, tokenA)
-	ts.maxBatch = 4
+	ts.MaxBatch = 4
 	_, group := seedSite(t, ts)
-	ts.visits(t, 0, 400)
+	visits(t, ts, 0, 400)
 	for i := range 100 {
 		hubCardholder(t, h, tid(2000+i), group, access.CardNumber(7000+i))
 	}
 
 	// Cut the stream in the middle of both directions.
-	stop := ts.start(h.client())
+	stop := ts.Start(h.client())
 	waitHub(t, h, "part of the site's deltas", func() bool { return h.state.Vector()[srcA] >= 100 })
-	ts.wait(t, "part of the hub's deltas", func() bool {
-		return ts.vector()[replication.Source{Origin: hubstate.Origin, Lane: replication.LaneNormal}] >= 50
+	ts.Wait(t, "part of the hub's deltas", func() bool {
+		return ts.Vector()[replication.Source{Origin: hubstate.Origin, Lane: replication.LaneNormal}] >= 50
 	})
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -222,20 +223,20 @@ func TestResumeAfterCut(t *testing.T) {
 		t.Logf("the whole log went through before the cut (%d); the resume is still checked", got)
 	}
 	// Both sides change more while cut, then resume.
-	ts.visits(t, 400, 50)
+	visits(t, ts, 400, 50)
 	if _, err := h.state.Write(ctx, func(tx *hubstate.Tx) error {
 		tx.Change(replication.KindPerson, string(tid(2000)), replication.DisableOp("left"))
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	stop = ts.start(h.client())
+	stop = ts.Start(h.client())
 	converged(t, h, ts)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	logIsExact(t, h, srcA, ts.vector()[srcA])
-	if got, want := ts.vector()[srcA], uint64(453); got != want {
+	logIsExact(t, h, srcA, ts.Vector()[srcA])
+	if got, want := ts.Vector()[srcA], uint64(453); got != want {
 		t.Fatalf("site normal lane at %d, want %d", got, want)
 	}
 }
@@ -279,8 +280,8 @@ func TestRefusals(t *testing.T) {
 	// Site B's door is known at the hub.
 	b := newSite(t, siteB, tokenB)
 	doorB := tid(500)
-	b.write(t, replication.KindDoor, string(doorB), replication.SetOp("site", siteB), replication.SetOp("name", "B door"))
-	stop := b.start(h.client())
+	b.Write(t, replication.KindDoor, string(doorB), replication.SetOp("site", siteB), replication.SetOp("name", "B door"))
+	stop := b.Start(h.client())
 	converged(t, h, b)
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -291,22 +292,23 @@ func TestRefusals(t *testing.T) {
 
 	// B's deltas, as if A relayed or forged them.
 	forged := newSite(t, siteB, tokenB)
-	forged.write(t, replication.KindVisit, string(tid(501)), replication.SetOp("site", siteB))
+	forged.Write(t, replication.KindVisit, string(tid(501)), replication.SetOp("site", siteB))
 	// (Its first delta is a duplicate of B's, which the hub holds and would
 	// ignore; the second is new.)
-	forgedDelta := forged.write(t, replication.KindVisit, string(tid(501)), replication.SetOp("escort", "true"))
+	forgedDelta := forged.Write(t, replication.KindVisit, string(tid(501)), replication.SetOp("escort", "true"))
 	// A's own delta changing B's door.
-	doorDelta := a.write(t, replication.KindDoor, string(doorB), replication.SetOp("name", "mine now"))
+	doorDelta := a.Write(t, replication.KindDoor, string(doorB), replication.SetOp("name", "mine now"))
 	// A's own delta, valid, after the refused one in the same batch.
 	a2 := newSite(t, siteA, tokenA)
 	okThenBad := []replication.Delta{
-		a2.write(t, replication.KindVisit, string(tid(502)), replication.SetOp("site", siteA)),
-		a2.write(t, replication.KindDoor, string(doorB), replication.SetOp("name", "x")),
+		a2.Write(t, replication.KindVisit, string(tid(502)), replication.SetOp("site", siteA)),
+		a2.Write(t, replication.KindDoor, string(doorB), replication.SetOp("name", "x")),
 	}
 	// A's own delta, stamped an hour ahead of the hub's clock.
 	a3 := newSite(t, siteA, tokenA)
-	a3.clock, _ = replication.NewClock(siteA, 0, func() time.Time { return time.Now().Add(time.Hour) })
-	skewed := a3.write(t, replication.KindVisit, string(tid(503)), replication.SetOp("site", siteA))
+	fast, _ := replication.NewClock(siteA, 0, func() time.Time { return time.Now().Add(time.Hour) })
+	a3.SetClock(fast)
+	skewed := a3.Write(t, replication.KindVisit, string(tid(503)), replication.SetOp("site", siteA))
 	badBytes := batchMsg(t, siteA, okThenBad[0])
 	badBytes.GetBatch().Deltas[0] = []byte{0x01, 0xff, 0xff}
 	noLane := batchMsg(t, siteA, okThenBad[0])
@@ -388,29 +390,29 @@ func TestHubRestart(t *testing.T) {
 	dir := t.TempDir()
 	h := MustOpenHub(t, dir)
 	ts := newSite(t, siteA, tokenA)
-	ts.maxBatch = 4
+	ts.MaxBatch = 4
 	seedSite(t, ts)
-	ts.visits(t, 0, 300)
-	stop := ts.start(h.client())
-	ts.wait(t, "the hub's acknowledgement of part of the log", func() bool { return ts.hubAcked()[srcA] >= 60 })
+	visits(t, ts, 0, 300)
+	stop := ts.Start(h.client())
+	ts.Wait(t, "the hub's acknowledgement of part of the log", func() bool { return ts.Acked()[srcA] >= 60 })
 	// The hub stops in the middle of the stream.
 	h.Close()
 	err := stop()
-	acked := ts.hubAcked()
+	acked := ts.Acked()
 	t.Logf("session ended with %v; the hub had acknowledged %v", err, acked)
 
 	h2 := MustOpenHub(t, dir)
 	if got := h2.state.Vector(); !got.Covers(acked) {
 		t.Fatalf("after restart the hub holds %v, less than it acknowledged (%v)", got, acked)
 	}
-	ts.visits(t, 300, 10)
-	stop = ts.start(h2.client())
+	visits(t, ts, 300, 10)
+	stop = ts.Start(h2.client())
 	converged(t, h2, ts)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	logIsExact(t, h2, srcA, ts.vector()[srcA])
-	logIsExact(t, h2, srcAp, ts.vector()[srcAp])
+	logIsExact(t, h2, srcA, ts.Vector()[srcA])
+	logIsExact(t, h2, srcAp, ts.Vector()[srcAp])
 }
 
 func TestPushPull(t *testing.T) {
@@ -418,7 +420,7 @@ func TestPushPull(t *testing.T) {
 	c := h.client()
 	ts := newSite(t, siteA, tokenA)
 	_, group := seedSite(t, ts)
-	ts.visits(t, 0, 3)
+	visits(t, ts, 0, 3)
 	hubCardholder(t, h, tid(200), group, 4711)
 
 	push := func(ds []replication.Delta) (*connect.Response[syncv1.PushResponse], error) {
@@ -430,7 +432,7 @@ func TestPushPull(t *testing.T) {
 		req.Header().Set("Authorization", "Bearer "+tokenA)
 		return c.Push(ctx, req)
 	}
-	all, _ := ts.rep.Deltas(srcA, 0, 0)
+	all, _ := siteDeltas(ts, srcA, 0, 0)
 	// A batch beyond what the hub holds: refused, nothing applied.
 	if _, err := push(all[2:]); connectCode(err) != connect.CodeFailedPrecondition {
 		t.Fatalf("push past a gap: %v, want FailedPrecondition", err)
@@ -453,7 +455,7 @@ func TestPushPull(t *testing.T) {
 
 	// Pull what the site lacks, a few deltas at a time.
 	for {
-		vb, _ := ts.vector().MarshalBinary()
+		vb, _ := ts.Vector().MarshalBinary()
 		req := connect.NewRequest(&syncv1.PullRequest{Origin: siteA, Vector: vb, MaxDeltas: 2})
 		req.Header().Set("Authorization", "Bearer "+tokenA)
 		res, err := c.Pull(ctx, req)
@@ -461,22 +463,20 @@ func TestPushPull(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, b := range res.Msg.GetBatches() {
-			src, ds, err := syncwire.BatchFromWire(b)
+			_, ds, err := syncwire.BatchFromWire(b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := (lockedRep{ts}).ApplyBatch(src, ds); err != nil {
-				t.Fatal(err)
-			}
+			ts.Apply(t, ds...)
 		}
 		if !res.Msg.GetMore() {
 			break
 		}
 	}
-	if hv, sv := h.state.Vector(), ts.vector(); !hv.Equal(sv) {
+	if hv, sv := h.state.Vector(), ts.Vector(); !hv.Equal(sv) {
 		t.Fatalf("after pulls: hub %v, site %v", hv, sv)
 	}
-	if !reflect.DeepEqual(h.state.Snapshot(), ts.snapshot()) {
+	if !reflect.DeepEqual(h.state.Snapshot(), ts.Snapshot()) {
 		t.Fatal("states differ after push and pull")
 	}
 	acked, err := h.state.Acked(ctx, siteA)
@@ -495,8 +495,8 @@ func TestOneStreamPerSite(t *testing.T) {
 		}
 		defer h.store.Release(ctx, l)
 		b := newSite(t, siteB, tokenB)
-		b.write(t, replication.KindVisit, string(tid(600)), replication.SetOp("site", siteB))
-		if err := b.run(ctx, c); connectCode(err) != connect.CodeUnavailable {
+		b.Write(t, replication.KindVisit, string(tid(600)), replication.SetOp("site", siteB))
+		if err := b.Run(ctx, c); connectCode(err) != connect.CodeUnavailable {
 			t.Fatalf("stream while another process holds the lease: %v, want Unavailable", err)
 		}
 		if got := h.state.Vector()[replication.Source{Origin: siteB, Lane: replication.LaneNormal}]; got != 0 {
@@ -507,8 +507,8 @@ func TestOneStreamPerSite(t *testing.T) {
 		a := newSite(t, siteA, tokenA)
 		seedSite(t, a)
 		first := make(chan error, 1)
-		go func() { first <- a.run(ctx, c) }()
-		waitHub(t, h, "the first stream's deltas", func() bool { return h.state.Vector().Covers(a.vector()) })
+		go func() { first <- a.Run(ctx, c) }()
+		waitHub(t, h, "the first stream's deltas", func() bool { return h.state.Vector().Covers(a.Vector()) })
 		// The same site connects again (a new leader, say) while the first
 		// stream is still open at the hub.
 		if _, err := h.state.Write(ctx, func(tx *hubstate.Tx) error {
@@ -518,11 +518,11 @@ func TestOneStreamPerSite(t *testing.T) {
 			t.Fatal(err)
 		}
 		a2 := newSite(t, siteA, tokenA)
-		stop := a2.start(c)
+		stop := a2.Start(c)
 		if err := <-first; connectCode(err) != connect.CodeUnavailable {
 			t.Fatalf("older stream ended with %v, want Unavailable", err)
 		}
-		a2.wait(t, "the hub's state", func() bool { return a2.vector().Covers(scoped(siteA, h.state.ScopedVector(siteA))) })
+		a2.Wait(t, "the hub's state", func() bool { return a2.Vector().Covers(scoped(siteA, h.state.ScopedVector(siteA))) })
 		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
@@ -536,18 +536,18 @@ func TestTwoSites(t *testing.T) {
 	a, b := newSite(t, siteA, tokenA), newSite(t, siteB, tokenB)
 	_, groupA := seedSite(t, a)
 	seedSite(t, b)
-	a.visits(t, 0, 20)
-	b.visits(t, 5000, 20)
-	stopA, stopB := a.start(h.client()), b.start(h.client())
+	visits(t, a, 0, 20)
+	visits(t, b, 5000, 20)
+	stopA, stopB := a.Start(h.client()), b.Start(h.client())
 	hubCardholder(t, h, tid(200), groupA, 4711)
 	// The site revokes the hub's grant and disables the card during the
 	// sync: revocations travel in the priority lane.
-	a.wait(t, "the hub's grant", func() bool { _, ok := findCard(a.snapshot(), 4711); return ok })
-	a.write(t, replication.KindPerson, string(tid(200)), replication.RevokeOp(groupA))
-	a.write(t, replication.KindCard, "4711", replication.DisableOp("lost"))
+	a.Wait(t, "the hub's grant", func() bool { _, ok := findCard(a.Snapshot(), 4711); return ok })
+	a.Write(t, replication.KindPerson, string(tid(200)), replication.RevokeOp(groupA))
+	a.Write(t, replication.KindCard, "4711", replication.DisableOp("lost"))
 	converged(t, h, a)
 	converged(t, h, b)
-	if got := len(b.snapshot().Visits); got != 20 {
+	if got := len(b.Snapshot().Visits); got != 20 {
 		t.Fatalf("site B holds %d visits, want its own 20", got)
 	}
 	if got := len(h.state.Visits()); got != 40 {
@@ -557,16 +557,16 @@ func TestTwoSites(t *testing.T) {
 	// site B never receives the person or the card, but A's revocation
 	// of the card reaches B anyway (priority lanes go everywhere), as a
 	// bare entity that takes part in no decision.
-	if c, ok := findCard(b.snapshot(), 4711); ok {
+	if c, ok := findCard(b.Snapshot(), 4711); ok {
 		t.Fatalf("site B holds site A's card %+v", c)
 	}
-	if _, ok := b.snapshotPerson(tid(200)); ok {
+	if _, ok := snapshotPerson(b, tid(200)); ok {
 		t.Fatal("site B holds site A's cardholder")
 	}
-	if got := b.vector()[srcAp]; got != h.state.Vector()[srcAp] || got == 0 {
+	if got := b.Vector()[srcAp]; got != h.state.Vector()[srcAp] || got == 0 {
 		t.Fatalf("site B holds %d of site A's revocations, hub %d", got, h.state.Vector()[srcAp])
 	}
-	if c, _ := findCard(a.snapshot(), 4711); c.Status != access.CardLost {
+	if c, _ := findCard(a.Snapshot(), 4711); c.Status != access.CardLost {
 		t.Fatalf("card at site A = %+v, want lost", c)
 	}
 	for _, g := range h.state.Grants() {
@@ -595,11 +595,11 @@ func TestRevokedCredentialCutsStream(t *testing.T) {
 	a := newSite(t, siteA, tokenA)
 	seedSite(t, a)
 	done := make(chan error, 1)
-	go func() { done <- a.run(ctx, h.client()) }()
+	go func() { done <- a.Run(ctx, h.client()) }()
 	converged(t, h, a)
 	before := h.state.Vector()
 	revoked.Store(true)
-	a.visits(t, 0, 1)
+	visits(t, a, 0, 1)
 	if err := <-done; connectCode(err) != connect.CodeUnauthenticated {
 		t.Fatalf("stream after revocation ended with %v, want Unauthenticated", err)
 	}
@@ -631,7 +631,7 @@ func TestRevokedCredentialCutsIdleStream(t *testing.T) {
 	a := newSite(t, siteA, tokenA)
 	seedSite(t, a)
 	done := make(chan error, 1)
-	go func() { done <- a.run(ctx, h.client()) }()
+	go func() { done <- a.Run(ctx, h.client()) }()
 	converged(t, h, a)
 	revoked.Store(true)
 	<-checked // the hub checked the credential again with no batch from the site
@@ -654,19 +654,19 @@ func TestCardClaimedAtSite(t *testing.T) {
 	hubCardholder(t, h, tid(300), group, card)
 	// The site, not having seen the hub's binding, binds the number.
 	visit, visitor := tid(301), tid(302)
-	a.write(t, replication.KindPerson, string(visitor), replication.SetOp("kind", "visitor"), replication.SetOp("name", "Guest"),
+	a.Write(t, replication.KindPerson, string(visitor), replication.SetOp("kind", "visitor"), replication.SetOp("name", "Guest"),
 		replication.Op{Type: replication.OpEnable})
-	a.write(t, replication.KindVisit, string(visit), replication.SetOp("site", siteA), replication.SetOp("visitor", string(visitor)),
+	a.Write(t, replication.KindVisit, string(visit), replication.SetOp("site", siteA), replication.SetOp("visitor", string(visitor)),
 		replication.SetOp("until", replication.TimeValue(time.Unix(1_900_000_000, 0))), replication.AdvanceOp(access.VisitCheckedIn))
-	a.write(t, replication.KindCard, card.String(), replication.SetOp("site", siteA),
+	a.Write(t, replication.KindCard, card.String(), replication.SetOp("site", siteA),
 		replication.AddOp("holders", replication.HolderValue(visitor, visit)), replication.Op{Type: replication.OpEnable})
-	stop := a.start(h.client())
-	a.write(t, replication.KindZone, string(tid(303)), replication.SetOp("site", siteA), replication.SetOp("name", "after the claim"))
+	stop := a.Start(h.client())
+	a.Write(t, replication.KindZone, string(tid(303)), replication.SetOp("site", siteA), replication.SetOp("name", "after the claim"))
 	converged(t, h, a)
 	if err := stop(); err != nil {
 		t.Fatalf("stream: %v (want the claim taken, not refused)", err)
 	}
-	for name, s := range map[string]replication.Snapshot{"hub": h.state.Snapshot(), "site": a.snapshot()} {
+	for name, s := range map[string]replication.Snapshot{"hub": h.state.Snapshot(), "site": a.Snapshot()} {
 		c, ok := findCard(s, card)
 		if !ok || c.Status != access.CardSuspended {
 			t.Errorf("%s: card %+v (found %v), want suspended", name, c, ok)

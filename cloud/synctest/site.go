@@ -83,6 +83,37 @@ func (s *Site) Write(tb testing.TB, k replication.Kind, id string, ops ...replic
 	return d
 }
 
+// Apply applies deltas to the site's replica as they are, whatever their
+// origin or lane (access events the site recorded, or a delta of another
+// origin a test forges), and fails the test if one does not apply.
+func (s *Site) Apply(tb testing.TB, ds ...replication.Delta) {
+	tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range ds {
+		if _, err := s.rep.Apply(d); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	s.signal()
+}
+
+// View calls fn with the site's replica under the site's lock. fn must
+// not keep the replica nor change it.
+func (s *Site) View(fn func(r *replication.Replica)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(s.rep)
+}
+
+// SetClock replaces the clock that stamps the site's writes (its origin
+// must be the site's). Call it before the writes it should stamp.
+func (s *Site) SetClock(c *replication.Clock) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clock = c
+}
+
 // Vector returns what the site's replica holds.
 func (s *Site) Vector() replication.Vector {
 	s.mu.Lock()
@@ -91,7 +122,8 @@ func (s *Site) Vector() replication.Vector {
 }
 
 // Acked returns what the hub acknowledged of the site's own deltas in the
-// last session.
+// last session (empty from the start of a session until the hub's first
+// hello or ack in it).
 func (s *Site) Acked() replication.Vector {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -252,6 +284,7 @@ func (s *Site) Run(ctx context.Context, c syncv1connect.SyncServiceClient) error
 	if !s.hold {
 		durable = s.rep.Vector()
 	}
+	s.acked = replication.Vector{}
 	s.mu.Unlock()
 	sess, err := replication.NewSession(replication.SessionConfig{
 		Log: locked{s}, Store: locked{s}, Authorizer: replication.AllowAll, Durable: durable, MaxBatch: s.MaxBatch})
