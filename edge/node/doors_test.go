@@ -304,20 +304,23 @@ func TestDoorControllerOverMQTT(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Leadership may move under load (a starved leader steps down): wait
+	// until some node leads, then pick the others' roles.
 	leader, follower, spare := -1, -1, -1
-	for i, n := range nodes {
-		switch {
-		case n.Raft().Status().State == raftnode.StateLeader:
-			leader = i
-		case follower < 0:
-			follower = i
-		default:
-			spare = i
+	waitFor(t, "a leader", func() bool {
+		leader, follower, spare = -1, -1, -1
+		for i, n := range nodes {
+			switch {
+			case n.Raft().Status().State == raftnode.StateLeader:
+				leader = i
+			case follower < 0:
+				follower = i
+			default:
+				spare = i
+			}
 		}
-	}
-	if leader < 0 {
-		t.Fatal("no leader")
-	}
+		return leader >= 0 && follower >= 0 && spare >= 0
+	})
 
 	// 1. Connect at a follower's broker: a heartbeat, then the full cache
 	// with exactly the offline-access cards of the door.
