@@ -42,6 +42,13 @@ const (
 	DefaultLeaveTimeout       = 10 * time.Second
 )
 
+// logCacheEntries is how many of the newest Raft log entries each node
+// keeps in memory (hashicorp/raft's LogCache, a ring by index) so that
+// replication reads them without bolt. An entry holds at most
+// MaxBatchBytes, so the cache holds at most 64 MiB and usually far less
+// (tests may set 0: no cache).
+var logCacheEntries = 64
+
 // Defaults of the state store (Badger) for zero [Config] fields, sized for
 // an appliance holding one site's state rather than Badger's own defaults
 // (64 MiB memtables, up to 5 of them, and a 256 MiB block cache, all on the

@@ -248,7 +248,17 @@ func (n *Node) open(ctx context.Context) error {
 	// Badger has.
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = newHCLog(n.log, "raft")
-	r, err := raft.NewRaft(rc, n.fsm, countingLogStore{LogStore: logStore, c: &n.stats}, logStore, snaps, n.pipes)
+	// The newest entries stay in memory: the leader reads the entry before
+	// each AppendEntries it sends (the last one when idle, every
+	// CommitTimeout), and decoding it from bolt each time cost an idle
+	// site a tenth of a core (docs/edge.md, "Door taps").
+	var logs raft.LogStore = countingLogStore{LogStore: logStore, c: &n.stats}
+	if logCacheEntries > 0 {
+		if logs, err = raft.NewLogCache(logCacheEntries, logs); err != nil {
+			return fmt.Errorf("raftnode: log cache: %w", err)
+		}
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, logStore, snaps, n.pipes)
 	if err != nil {
 		return fmt.Errorf("raftnode: start raft: %w", err)
 	}
