@@ -39,6 +39,7 @@ import (
 // visits whose site ds sets. s.mu must be held.
 func (s *State) planArrival(ds []replication.Delta) *scopePlan {
 	p := s.newPlan(0)
+	p.sds = make([]siteRef, 0, len(ds))
 	var arrivals []entRef
 	for _, d := range ds {
 		e := entRef{d.Kind, d.ID}

@@ -318,12 +318,16 @@ func (s *State) ScopedSourceDeltas(site string, src replication.Source, after ui
 type scopePlan struct {
 	s       *State
 	x       *scopeIndex
-	ds      []replication.Delta // the deltas planned (add), of any origin
+	ds      []replication.Delta // the hub's deltas planned (add)
+	sds     []siteRef           // the sites' deltas planned (add)
 	refs    map[scopeKey][]uint64
 	order   []scopeKey // scoped logs in the order first extended
 	sitesOf map[entRef][]string
 	byEnt   map[entRef][]uint64
-	atSites map[entRef][]originSeq
+	// atSites indexes p.sds by entity, built on the
+	// first enter that needs it (most site batches enter nothing).
+	atSites      map[entRef][]originSeq
+	atSitesBuilt bool
 	cards   map[access.ID][]access.CardNumber // bindings made by this write
 	fields  map[entRef]refFields              // "site", "visitor" and "host" set by this write
 }
@@ -413,6 +417,7 @@ func (p *scopePlan) enter(site string, e entRef) {
 	for _, os := range p.x.atSites[e] {
 		p.appendRef(site, os.origin, os.seq)
 	}
+	p.buildAtSites()
 	for _, os := range p.atSites[e] {
 		p.appendRef(site, os.origin, os.seq)
 	}
@@ -440,11 +445,27 @@ func (p *scopePlan) holder(id access.ID) entRef {
 	return entRef{replication.KindPerson, string(id)}
 }
 
+// buildAtSites indexes the sites' deltas planned so far, once.
+func (p *scopePlan) buildAtSites() {
+	if p.atSitesBuilt {
+		return
+	}
+	p.atSitesBuilt = true
+	for _, r := range p.sds {
+		p.atSites[r.e] = append(p.atSites[r.e], r.os)
+	}
+}
+
+// siteRef is one delta of a site's normal lane, as scoping notes it.
+type siteRef struct {
+	e  entRef
+	os originSeq
+}
+
 // add places one new delta of a normal lane: the hub's (any kind), or a
 // site's (a relayed kind). A site's delta goes to the other sites its
 // entity entered (never back to its own site).
 func (p *scopePlan) add(d replication.Delta) {
-	p.ds = append(p.ds, d)
 	e := entRef{d.Kind, d.ID}
 	for _, op := range d.Ops {
 		if op.Type != replication.OpSet {
@@ -535,9 +556,14 @@ func (p *scopePlan) add(d replication.Delta) {
 	}
 	if d.Origin == Origin {
 		p.byEnt[e] = append(p.byEnt[e], d.Seq)
-	} else {
-		p.atSites[e] = append(p.atSites[e], originSeq{d.Origin, d.Seq})
+		p.ds = append(p.ds, d)
+		return
 	}
+	r := siteRef{e, originSeq{d.Origin, d.Seq}}
+	if p.atSitesBuilt {
+		p.atSites[e] = append(p.atSites[e], r.os)
+	}
+	p.sds = append(p.sds, r)
 }
 
 // appends returns the store appends of the plan: each extended site's
@@ -581,7 +607,10 @@ func (p *scopePlan) merge() {
 			p.x.enter(site, e)
 		}
 	}
-	p.x.note(p.ds)
+	p.x.noteHub(p.ds)
+	for _, r := range p.sds {
+		p.x.atSites[r.e] = append(p.x.atSites[r.e], r.os)
+	}
 }
 
 // migrateScopes builds the scoped logs of a store written before they
