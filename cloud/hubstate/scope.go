@@ -328,8 +328,8 @@ type scopePlan struct {
 	// first enter that needs it (most site batches enter nothing).
 	atSites      map[entRef][]originSeq
 	atSitesBuilt bool
-	cards   map[access.ID][]access.CardNumber // bindings made by this write
-	fields  map[entRef]refFields              // "site", "visitor" and "host" set by this write
+	cards        map[access.ID][]access.CardNumber // bindings made by this write
+	fields       map[entRef]refFields              // "site", "visitor" and "host" set by this write
 }
 
 // planScope returns the scoped records that ds (the hub's new hub/normal
