@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/cloud/hubstate"
 	"github.com/gatehouse/gatehouse/cloud/syncserver"
 	"github.com/gatehouse/gatehouse/replication"
 )
@@ -69,5 +71,59 @@ func TestDigestsOverStream(t *testing.T) {
 	sd, _ := siteDeltas(a, src, bad-1, 1)
 	if len(hd) != 1 || len(sd) != 1 || hd[0].Ops[0].Field == sd[0].Ops[0].Field && hd[0].Ops[0].Value == sd[0].Ops[0].Value && len(hd[0].Ops) == len(sd[0].Ops) {
 		t.Fatalf("delta %d: hub %+v, site %+v: want both kept, different", bad, hd, sd)
+	}
+}
+
+// TestDigestsOfRelayedLane: the digests of a site's link chain another
+// site's normal lane over the site's scoped log of it, as the site holds
+// it: equal copies report nothing; the site's copy of a relayed delta
+// silently changed is found at that delta's place in the scoped log.
+func TestDigestsOfRelayedLane(t *testing.T) {
+	h := MustOpenHub(t, t.TempDir(), func(c *syncserver.Config) { c.DigestInterval = time.Hour })
+	a, b := newSite(t, siteA, tokenA), newSite(t, siteB, tokenB)
+	_, groupA := seedSite(t, a)
+	seedSite(t, b)
+	vera := tid(600)
+	b.Write(t, replication.KindPerson, string(vera), replication.SetOp("name", "Vera"), replication.SetOp("kind", "visitor"))
+	stopB := b.Start(h.client())
+	converged(t, h, b)
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.state.Write(ctx, func(tx *hubstate.Tx) error {
+		tx.Change(replication.KindGrant, string(tid(601)), tx.Replica().GrantOp(access.Grant{HolderID: vera, GroupID: groupA}))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	srcB := replication.Source{Origin: siteB, Lane: replication.LaneNormal}
+	stop := a.Start(h.client())
+	converged(t, h, a)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Vector()[srcB]; got != 1 {
+		t.Fatalf("site A holds %d of B's normal lane, want 1", got)
+	}
+	// A new stream digests every source A receives, B's lane included;
+	// an ack after the digest shows it was exchanged.
+	stop = a.Start(h.client())
+	a.Write(t, replication.KindZone, string(tid(602)), replication.SetOp("site", siteA), replication.SetOp("name", "z"))
+	converged(t, h, a)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := h.server.Divergences(siteA); len(d) != 0 {
+		t.Fatalf("divergences %v on equal copies", d)
+	}
+
+	if err := a.Corrupt(srcB, 1, replication.SetOp("name", "Mallory"), replication.SetOp("kind", "visitor")); err != nil {
+		t.Fatal(err)
+	}
+	stop = a.Start(h.client())
+	defer stop()
+	pollUntil(t, "the hub to report the divergence", func() bool { return len(h.server.Divergences(siteA)) > 0 })
+	if d, want := h.server.Divergences(siteA), (replication.Divergence{Source: srcB, Seq: 1}); len(d) != 1 || d[0] != want {
+		t.Fatalf("divergences %v, want %v", d, want)
 	}
 }
