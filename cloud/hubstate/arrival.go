@@ -114,6 +114,11 @@ func (p *scopePlan) arrive(e entRef, site string) {
 	}
 }
 
+// arrivalFits reports whether a site's batch with the scoped records it
+// brings fits one store commit (a variable so tests can take the other
+// path).
+var arrivalFits = fitsOne
+
 // fitsOne reports whether b fits one store commit.
 func fitsOne(b store.Batch) bool {
 	items, size := len(b.Claim)+len(b.Unclaim)+len(b.Puts), 0

@@ -267,3 +267,31 @@ func TestScopeRelaysAnotherSitesPerson(t *testing.T) {
 		t.Fatalf("A's scoped log of B after a change following the reopen: %d, want 4", n)
 	}
 }
+
+func TestScopeArrivalApart(t *testing.T) {
+	// Scoped records too large to ride with the site's batch are committed
+	// right after it: the same scoped log, as durable.
+	defer hubstate.ScopeApart()()
+	dir := t.TempDir()
+	s, st := MustOpen(t, dir)
+	group := tid(9201)
+	if err := addPerson(t, s, tid(1), 901); err != nil {
+		t.Fatal(err)
+	}
+	grant(t, s, tid(11), tid(1), group)
+	sw := newSiteWriter(t, scopeA)
+	apply(t, s, sw.make(replication.KindGroup, string(group), replication.SetOp("site", scopeA)))
+	want := []string{ent(replication.KindPerson, tid(1)), ent(replication.KindCard, access.CardNumber(901)), ent(replication.KindGrant, tid(11))}
+	if got := scopedEntities(t, s, scopeA); !reflect.DeepEqual(got, want) {
+		t.Fatalf("site A's scoped log: %v, want %v", got, want)
+	}
+	if v, err := st.Vector(ctx); err != nil || v["scope/"+scopeA] != 1 {
+		t.Fatalf("stored scoped log of A: %v, %v", v, err)
+	}
+	s.Close()
+	st.Close()
+	s2, _ := MustOpen(t, dir)
+	if got := scopedEntities(t, s2, scopeA); !reflect.DeepEqual(got, want) {
+		t.Fatalf("site A's scoped log after reopening: %v, want %v", got, want)
+	}
+}

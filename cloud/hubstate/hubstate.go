@@ -539,7 +539,7 @@ func (s *State) Apply(ctx context.Context, src replication.Source, deltas []repl
 			if len(arrival.order) > 0 {
 				withScope := b
 				withScope.Appends = append(slices.Clip(b.Appends), arrival.appends()...)
-				if fitsOne(withScope) {
+				if arrivalFits(withScope) {
 					b = withScope
 				} else {
 					apart = true
