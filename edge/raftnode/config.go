@@ -51,14 +51,16 @@ var logCacheEntries = 64
 
 // Defaults of the state store (Badger) for zero [Config] fields, sized for
 // an appliance holding one site's state rather than Badger's own defaults
-// (64 MiB memtables, up to 5 of them, and a 256 MiB block cache, all on the
-// Go heap). docs/edge.md ("Storage and durability") gives the measurements.
+// (64 MiB memtables and a 256 MiB block cache, all on the Go heap). Up to 5
+// memtables are kept, as Badger does: at rest only the one written is in
+// memory, and fewer made the state machine wait for flushes under load.
+// docs/edge.md ("Storage and durability") gives the measurements.
 //
 // The memtable size also bounds one Badger transaction (15 % of it, see
 // [Applier]), so every node of a site must use the same.
 const (
 	DefaultStateMemTableSize   = 32 << 20
-	DefaultStateNumMemtables   = 3
+	DefaultStateNumMemtables   = 5
 	DefaultStateBlockCacheSize = 64 << 20
 
 	// minStateMemTableSize keeps 15 % of a memtable above Badger's 1 MiB
