@@ -10,6 +10,7 @@ import (
 	"github.com/gatehouse/gatehouse/access"
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
 	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
+	"github.com/gatehouse/gatehouse/replication"
 )
 
 // BenchmarkApplyGrants measures what the state machine costs per command on
@@ -104,4 +105,71 @@ func benchApplyGrants(b *testing.B, window time.Duration) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	grants(b.N, 0)
+}
+
+// BenchmarkApplyDeltas measures what every node of a site spends per delta
+// the hub sends during `gatehouse bench catchup`: ApplyDeltas commands of
+// 2,000 new zones each (what one 256 KiB command of the uplink carries),
+// each command in one Badger transaction as raftnode applies an entry;
+// one op is one delta.
+func BenchmarkApplyDeltas(b *testing.B) {
+	db := MustOpenDB(b)
+	m := New(siteID, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := m.Load(db); err != nil {
+		b.Fatal(err)
+	}
+	w, err := replication.NewWriter("hub", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	gen := access.NewIDGen(rand.Reader)
+	index, wall := uint64(0), now.UnixNano()
+	apply := func(cmds ...*raftv1.Command) {
+		index++
+		txn := db.NewTransaction(true)
+		defer txn.Discard()
+		for _, c := range cmds {
+			res, err := m.Apply(txn, index, c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res.GetErrorCode() != "" {
+				b.Fatalf("%T: %s", c.GetOp(), res.GetError())
+			}
+		}
+		if err := txn.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		m.Committed(index, cmds, nil)
+	}
+	apply(siteCmds()...)
+	const perCmd = 2000
+	// The deltas are made before the clock starts: the hub's work.
+	var cmds []*raftv1.Command
+	for done := 0; done < b.N; done += perCmd {
+		op := &raftv1.ApplyDeltas{}
+		for i := 0; i < min(perCmd, b.N-done); i++ {
+			id, err := gen.New(now)
+			if err != nil {
+				b.Fatal(err)
+			}
+			wall += 1000
+			d, err := w.Make(replication.Stamp{Wall: wall, Origin: "hub"}, replication.KindZone, string(id),
+				replication.SetOp("site", string(siteID)), replication.SetOp("name", "hub zone "+string(id)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			enc, err := d.MarshalBinary()
+			if err != nil {
+				b.Fatal(err)
+			}
+			op.Deltas = append(op.Deltas, enc)
+		}
+		cmds = append(cmds, &raftv1.Command{Actor: "hub", Op: &raftv1.Command_ApplyDeltas{ApplyDeltas: op}})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, c := range cmds {
+		apply(c)
+	}
 }
