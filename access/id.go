@@ -91,6 +91,9 @@ func ParseID(s string) (ID, error) {
 	if buf[0] > '7' {
 		return "", Errorf(Invalid, "access.ParseID: %q: value overflows 128 bits: %w", s, ErrBadID)
 	}
+	if string(buf[:]) == s {
+		return ID(s), nil // already canonical (the usual case): no copy
+	}
 	return ID(buf[:]), nil
 }
 
