@@ -172,7 +172,14 @@ func (n *Node) uplinkDetail() string {
 	if n.uplink == nil {
 		return ""
 	}
-	st := n.uplink.Status()
+	return formatUplinkDetail(n.uplink.Status(), n.uplink.Divergences(), time.Now())
+}
+
+// formatUplinkDetail is the status line of an uplink in state st that has
+// found divs ("" when the node does not run the uplink): its link, its lag
+// per lane, its last full sync, and the divergences its digests found
+// (docs/replication.md §11), which need an operator.
+func formatUplinkDetail(st uplink.Status, divs []replication.Divergence, now time.Time) string {
 	if !st.Active {
 		return ""
 	}
@@ -190,7 +197,14 @@ func (n *Node) uplinkDetail() string {
 	fmt.Fprintf(&b, "; lag priority=%d normal=%d events=%d", st.Lag[replication.LanePriority], st.Lag[replication.LaneNormal],
 		st.Lag[replication.LaneEvents])
 	if !st.LastSync.IsZero() {
-		fmt.Fprintf(&b, "; last sync %s ago", time.Since(st.LastSync).Round(time.Second))
+		fmt.Fprintf(&b, "; last sync %s ago", now.Sub(st.LastSync).Round(time.Second))
+	}
+	if len(divs) > 0 {
+		parts := make([]string, len(divs))
+		for i, d := range divs {
+			parts[i] = fmt.Sprintf("%s from seq %d", d.Source, d.Seq)
+		}
+		fmt.Fprintf(&b, "; SYNC DIVERGENCE with the hub (docs/replication.md §11): %s", strings.Join(parts, ", "))
 	}
 	return b.String()
 }
