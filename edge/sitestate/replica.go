@@ -368,8 +368,8 @@ func (m *Machine) replicateLocal(txn *badger.Txn, cmd *raftv1.Command) error {
 			}
 			if cap(part) > len(part) {
 				// The delta stays in the replica's log for as long as the
-				// node runs: keep no spare capacity (a person's ops were
-				// grown to 16 slots for 8, 1 KiB kept per person).
+				// node runs: keep no spare capacity (a card's 5 ops took 8
+				// slots of 64 bytes).
 				part = append(make([]replication.Op, 0, len(part)), part...)
 			}
 			d := replication.Delta{Lane: replication.LaneOf(part), Kind: r.kind, ID: r.id, Ops: part}
