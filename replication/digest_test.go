@@ -139,6 +139,46 @@ func TestDigestEqualLogs(t *testing.T) {
 	}
 }
 
+// TestDigestAfterCatchUp: a digest queued while the session still has
+// deltas the peer lacks goes only once they are all sent (hashing the logs
+// must not hold up a catch-up), and covers what the peer held.
+func TestDigestAfterCatchUp(t *testing.T) {
+	p, full := digestPair(t, 300, 0)
+	q := NewReplica() // the peer holds the first 200
+	src := Source{"site-a", LaneNormal}
+	ds, _ := full.Deltas(src, 0, 200)
+	if err := q.ApplyBatch(src, ds); err != nil {
+		t.Fatal(err)
+	}
+	a, b := digestSessions(t, p, q)
+	a.cfg.MaxBatch = 25
+	a.QueueDigest()
+	fromA, _ := exchange(t, a, b)
+	digestAt, lastBatch := -1, -1
+	for i, m := range fromA {
+		switch m.Type {
+		case MsgDigest:
+			if digestAt < 0 {
+				digestAt = i
+			}
+			if len(m.Digests) != 1 || m.Digests[0].Seq != 200 {
+				t.Fatalf("digest %+v, want one entry at 200 (what the peer held)", m.Digests)
+			}
+		case MsgBatch:
+			lastBatch = i
+		}
+	}
+	if digestAt < 0 || lastBatch < 0 || digestAt < lastBatch {
+		t.Fatalf("digest at message %d, last batch at %d: want the digest after the catch-up", digestAt, lastBatch)
+	}
+	if st := a.Stats(); st.DeltasSent != 100 || st.DigestsMatched+b.Stats().DigestsMatched != 1 {
+		t.Fatalf("a %+v, b %+v: want 100 deltas sent and the digest matched", st, b.Stats())
+	}
+	if len(a.Divergences())+len(b.Divergences()) != 0 {
+		t.Fatal("divergences on equal logs")
+	}
+}
+
 // TestDigestDivergence: one delta silently different in one replica is
 // found by bisection on both ends (first differing sequence number, in
 // about log2(n) steps), reported, and nothing is replaced or applied.

@@ -253,11 +253,15 @@ func (s *Session) Next() (Message, bool, error) {
 	if !s.peerOpen {
 		return Message{}, false, nil
 	}
-	if m, ok, err := s.nextDigest(); ok || err != nil {
+	// Answers to the peer's digests go at once; this side's own digest
+	// waits until it has sent everything it holds (below): hashing the
+	// logs takes time a catch-up after an outage should not wait for, and
+	// what is still being sent is checked by the next digest.
+	if m, ok, err := s.nextDigest(false); ok || err != nil {
 		return m, ok, err
 	}
 	if s.cfg.Log == nil {
-		return Message{}, false, nil
+		return s.nextDigest(true)
 	}
 	have := s.cfg.Log.Vector()
 	for _, src := range have.Sources() {
@@ -287,7 +291,12 @@ func (s *Session) Next() (Message, bool, error) {
 		s.stats.DeltasSent += len(ds)
 		return Message{Type: MsgBatch, Source: src, Deltas: ds}, true, nil
 	}
-	return Message{}, false, nil
+	for _, src := range have.Sources() {
+		if have[src] > max(s.sent[src], s.acked[src]) {
+			return Message{}, false, nil // a full window: more to send after the next ack
+		}
+	}
+	return s.nextDigest(true)
 }
 
 // Receive takes in a message from the peer. A hello or an ack records what
@@ -486,17 +495,19 @@ func (s *Session) Synced() bool {
 // Stats returns what the session did so far.
 func (s *Session) Stats() SessionStats { return s.stats }
 
-// QueueDigest makes the session send, once the peer's hello has arrived, a
+// QueueDigest makes the session send, once the peer's hello has arrived
+// and this side has sent everything its Log holds, a
 // digest of every source both ends hold: per source in the DigestLog, the
 // chain hash at the lower of what this side holds and what the peer has
 // acknowledged. The caller calls it periodically and after reconnecting.
 // Equal logs cost that one message; the peer answers only a mismatch.
 func (s *Session) QueueDigest() { s.digestDue = s.cfg.DigestLog != nil }
 
-// nextDigest returns the digest message due, if any.
-func (s *Session) nextDigest() (Message, bool, error) {
+// nextDigest returns the digest message due, if any: the answers to the
+// peer's digests and, with own, this side's queued digest.
+func (s *Session) nextDigest(own bool) (Message, bool, error) {
 	var es []DigestEntry
-	if s.digestDue {
+	if own && s.digestDue {
 		s.digestDue = false
 		have := s.cfg.DigestLog.Vector()
 		for _, src := range have.Sources() {

@@ -181,6 +181,10 @@ type Uplink struct {
 	status Status
 	acked  replication.Vector // what the hub acknowledged of our sources
 	digest digestState        // divergences found (digest.go)
+	// digests keeps the chain hashes of the site's logs across sessions
+	// (the logs only grow, and a delta committed under a sequence number
+	// never changes), so a reconnect hashes only what is new.
+	digests *replication.Digester
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -222,7 +226,8 @@ func New(cfg Config, site Site) (*Uplink, error) {
 		hc = httpClient(cfg.HubURL, cfg.TLS)
 	}
 	return &Uplink{cfg: cfg, site: site, log: cfg.Logger.With("component", "uplink"),
-		client: syncv1connect.NewSyncServiceClient(hc, cfg.HubURL), acked: replication.Vector{}}, nil
+		client: syncv1connect.NewSyncServiceClient(hc, cfg.HubURL), acked: replication.Vector{},
+		digests: replication.NewDigester()}, nil
 }
 
 // httpClient returns an HTTP/2 client: over TLS for https, cleartext with
@@ -404,6 +409,7 @@ func (u *Uplink) session(ctx context.Context) (progress bool, err error) {
 		MaxBatch:     u.cfg.MaxBatch,
 		Window:       u.cfg.Window,
 		DigestLog:    digestLog{u.site},
+		Digests:      u.digests,
 		OnDivergence: u.diverged,
 	})
 	if err != nil {
