@@ -2,12 +2,15 @@ package hubstate
 
 import (
 	"cmp"
+	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/cloud/store"
 	"github.com/gatehouse/gatehouse/replication"
 )
 
@@ -484,4 +487,31 @@ func (s *State) SyncVector() replication.Vector {
 		v[src] = n
 	}
 	return v
+}
+
+// EventDeltas returns up to max (at most store.MaxLimit) deltas of site's
+// events lane after sequence number after, read back from the store as the
+// site sent them. The hub keeps events outside its replica, so this is how
+// digests of the lane (docs/replication.md §11) read them; it returns
+// nothing past what the hub holds, and an Invalid error for a stored record
+// that does not decode as that event.
+func (s *State) EventDeltas(ctx context.Context, site string, after uint64, max int) ([]replication.Delta, error) {
+	src := replication.Source{Origin: site, Lane: replication.LaneEvents}
+	if max <= 0 || max > store.MaxLimit {
+		max = store.MaxLimit
+	}
+	recs, err := s.st.Read(ctx, StoreOrigin(src), after, max, store.AllLanes)
+	if err != nil {
+		return nil, fmt.Errorf("hubstate: read %s: %w", src, err)
+	}
+	ds := make([]replication.Delta, len(recs))
+	for i, r := range recs {
+		if err := ds[i].UnmarshalBinary(r.Data); err != nil {
+			return nil, fmt.Errorf("hubstate: read %s/%d: %w", src, r.Seq, err)
+		}
+		if ds[i].Source() != src || ds[i].Seq != r.Seq {
+			return nil, access.Errorf(access.Invalid, "hubstate: read %s/%d: holds delta %s/%d", src, r.Seq, ds[i].Source(), ds[i].Seq)
+		}
+	}
+	return ds, nil
 }

@@ -127,3 +127,51 @@ func TestDigestsOfRelayedLane(t *testing.T) {
 		t.Fatalf("divergences %v, want %v", d, want)
 	}
 }
+
+// TestDigestsOfEventsLane: the site's access events are digested too,
+// although the hub keeps them outside its replica: equal logs report
+// nothing; an event the site's store silently holds with another card
+// under one sequence number is found there, and nothing is replaced.
+func TestDigestsOfEventsLane(t *testing.T) {
+	h := MustOpenHub(t, t.TempDir(), func(c *syncserver.Config) { c.DigestInterval = time.Hour })
+	a := newSite(t, siteA, tokenA)
+	door, _ := seedSite(t, a)
+	events(t, a, door, 300)
+	stop := a.Start(h.client())
+	waitEvents(t, h, evA, 300)
+	// A change after the events, acknowledged: the digest queued at the
+	// open (sent once the site had sent everything) has been exchanged.
+	a.Write(t, replication.KindZone, string(tid(500)), replication.SetOp("site", siteA), replication.SetOp("name", "z"))
+	pollUntil(t, "the zone's ack", func() bool { n := a.Vector()[srcA]; return h.state.Vector()[srcA] == n && a.Acked()[srcA] == n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := h.server.Divergences(siteA); len(d) != 0 {
+		t.Fatalf("divergences %v on equal logs", d)
+	}
+
+	const bad = 123
+	forged, err := replication.EventDelta(siteA, bad, replication.EventRecord{At: time.Now(), Door: door, Card: 4242,
+		Granted: true, Reason: access.ReasonGranted, RequestID: "forged", Node: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Corrupt(evA, bad, forged.Ops...); err != nil {
+		t.Fatal(err)
+	}
+	stop = a.Start(h.client())
+	pollUntil(t, "the hub to report the events lane's divergence", func() bool { return len(h.server.Divergences(siteA)) > 0 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d, want := h.server.Divergences(siteA), (replication.Divergence{Source: evA, Seq: bad}); len(d) != 1 || d[0] != want {
+		t.Fatalf("divergences %v, want %v", d, want)
+	}
+	hd, err := h.state.EventDeltas(t.Context(), siteA, bad-1, 1)
+	if err != nil || len(hd) != 1 {
+		t.Fatalf("hub's event %d: %v %v", bad, hd, err)
+	}
+	if r, _ := replication.ParseEvent(hd[0]); r.Card == 4242 {
+		t.Fatalf("the hub's event %d was replaced by the site's copy", bad)
+	}
+}

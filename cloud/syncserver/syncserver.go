@@ -319,9 +319,24 @@ type digestLog struct {
 	state *hubstate.State
 }
 
-func (l digestLog) Vector() replication.Vector { return l.state.ScopedVector(l.site) }
+// Vector is the site's scoped view with its own events lane, which the
+// hub holds outside its replica.
+func (l digestLog) Vector() replication.Vector {
+	v := l.state.ScopedVector(l.site)
+	ev := replication.Source{Origin: l.site, Lane: replication.LaneEvents}
+	if n := l.state.SyncVector()[ev]; n > 0 {
+		v[ev] = n
+	}
+	return v
+}
 
 func (l digestLog) Deltas(src replication.Source, after uint64, max int) ([]replication.Delta, error) {
+	if src.Lane == replication.LaneEvents {
+		if src.Origin != l.site {
+			return nil, nil // another site's events: never this link's
+		}
+		return l.state.EventDeltas(context.Background(), l.site, after, max)
+	}
 	if scopedLane(l.site, src) {
 		return l.state.ScopedSourceDeltas(l.site, src, after, max)
 	}

@@ -20,11 +20,19 @@ type digestState struct {
 }
 
 // digestLog is what the site's digests are computed over: every source
-// the site holds, its own and the hub's (the session's Log is its own
-// sources only).
+// the site holds, its own (with its events lane) and those it receives
+// (the session's Log is its own sources only).
 type digestLog struct{ site Site }
 
-func (l digestLog) Vector() replication.Vector { return l.site.Vector() }
+func (l digestLog) Vector() replication.Vector {
+	v := l.site.Vector()
+	for src, n := range l.site.OwnVector() {
+		if src.Lane == replication.LaneEvents {
+			v[src] = n
+		}
+	}
+	return v
+}
 func (l digestLog) Deltas(src replication.Source, after uint64, max int) ([]replication.Delta, error) {
 	return l.site.Deltas(src, after, max)
 }
