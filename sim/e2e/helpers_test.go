@@ -20,6 +20,8 @@ import (
 	"github.com/gatehouse/gatehouse/edge/uplink"
 	"github.com/gatehouse/gatehouse/hardware/mqttproto"
 	accessv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/access/v1"
+	edgev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1"
+	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/edge/v1/edgev1connect"
 	peoplev1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/people/v1"
 	"github.com/gatehouse/gatehouse/proto/gen/gatehouse/people/v1/peoplev1connect"
 	raftv1 "github.com/gatehouse/gatehouse/proto/gen/gatehouse/raft/v1"
@@ -174,18 +176,76 @@ func MustOpenSite(t *testing.T, id access.ID, token, hubURL string, n, doorCount
 }
 
 // propose commits cmds through the site's Raft and waits until every node
-// has applied them.
+// has applied them. A proposal whose outcome a leadership change left
+// unknown (a flap on a loaded machine) is retried with the same request
+// IDs, as the API asks; the site applies each command once.
 func (s *testSite) propose(t *testing.T, cmds ...*raftv1.Command) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := s.nodes[0].Propose(ctx, cmds...)
+	withRequestIDs(t, cmds)
+	var res []*edgev1.CommandResult
+	err := retryUnavailable(ctx, func() (err error) {
+		res, err = s.nodes[0].Propose(ctx, cmds...)
+		if access.ErrorCode(err) == access.Unavailable {
+			err = connect.NewError(connect.CodeUnavailable, err)
+		}
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, nd := range s.nodes {
 		if err := nd.Raft().WaitApplied(ctx, res[len(res)-1].GetIndex()); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// localAPI returns a client of the local API of the site's node i.
+func (s *testSite) localAPI(i int) edgev1connect.SiteServiceClient {
+	return edgev1connect.NewSiteServiceClient(http.DefaultClient, s.nodes[i].URL(), connect.WithInterceptors(auth.Bearer(siteAPIKey)))
+}
+
+// applyAt commits cmds through a site's local API, retried with the same
+// request IDs while the site answers Unavailable.
+func applyAt(t *testing.T, api edgev1connect.SiteServiceClient, cmds ...*raftv1.Command) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	withRequestIDs(t, cmds)
+	if err := retryUnavailable(ctx, func() error {
+		_, err := api.Apply(ctx, connect.NewRequest(&edgev1.ApplyRequest{Commands: cmds}))
+		return err
+	}); err != nil {
+		t.Fatalf("apply at the site: %v", err)
+	}
+}
+
+// withRequestIDs gives each command without a request ID a fresh one, so
+// that a retry is applied once.
+func withRequestIDs(t *testing.T, cmds []*raftv1.Command) {
+	t.Helper()
+	for _, c := range cmds {
+		if c.GetRequestId() == "" {
+			c.RequestId = "e2e-" + string(newID(t))
+		}
+	}
+}
+
+// retryUnavailable repeats call while it fails with connect's Unavailable
+// (no leader, or an outcome a leadership change left unknown), until ctx
+// ends; it returns call's last error.
+func retryUnavailable(ctx context.Context, call func() error) error {
+	for {
+		err := call()
+		if connect.CodeOf(err) != connect.CodeUnavailable || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
