@@ -7,5 +7,6 @@
 // their site through a sim/fault proxy. The package has no code of its
 // own: only its tests — cardholders (cardholders_test.go, listed in
 // docs/cardholders.md) and visitors from invitation to checkout, with the
-// WAN up and down (visitors_test.go, docs/visitors.md).
+// WAN up and down (visitors_test.go, docs/visitors.md), and what reaches
+// each site of another site's people (scoping_test.go, docs/sync.md §4).
 package e2e
