@@ -42,7 +42,7 @@ func (g *Gateway) newEmbedded() (*embedded, error) {
 		_ = srv.Close()
 		return nil, fmt.Errorf("%w: add auth hook: %v", ErrBroker, err)
 	}
-	ln := listeners.NewTCP(listeners.Config{Type: "tcp", ID: "devices", Address: g.cfg.ListenAddr, TLSConfig: g.cfg.TLS})
+	ln := listeners.NewTCP(listeners.Config{Type: "tcp", ID: deviceListener, Address: g.cfg.ListenAddr, TLSConfig: g.cfg.TLS})
 	if err := srv.AddListener(ln); err != nil {
 		_ = srv.Close()
 		return nil, fmt.Errorf("%w: listen on %s: %v", ErrBroker, g.cfg.ListenAddr, err)
@@ -92,11 +92,36 @@ func (b *embedded) stopTaps() {
 	b.filters = nil
 }
 
+// deviceListener is the ID of the broker's listener for devices.
+const deviceListener = "devices"
+
 // close removes the gateway's subscriptions and stops the broker, which
 // disconnects every device and waits for their connections to end.
 func (b *embedded) close() {
 	b.stopTaps()
-	_ = b.srv.Close()
+	_ = CloseBroker(b.srv, deviceListener)
+}
+
+// CloseBroker stops srv as srv.Close does, without its shutdown deadlock.
+// mochi's own listener close reads the client map under a read lock taken
+// twice (Clients.GetByListener calls Len), which deadlocks when a client
+// that is disconnecting asks for the write lock in between
+// (mochi-mqtt/server#488, not fixed in v2.7.9; it hung a CI run under
+// -race). So the listeners named are closed first, with a closer that reads
+// the map once; srv.Close then finds them closed and closes no client
+// itself.
+func CloseBroker(srv *mqtt.Server, listenerIDs ...string) error {
+	closer := func(id string) {
+		for _, cl := range srv.Clients.GetAll() {
+			if cl.Net.Listener == id && !cl.Closed() {
+				_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	}
+	for _, id := range listenerIDs {
+		srv.Listeners.Close(id, closer)
+	}
+	return srv.Close()
 }
 
 // Reasons of refused connections, the "reason" label of auth_failures_total.

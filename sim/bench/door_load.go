@@ -20,6 +20,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/edge/mqttgw"
 	"github.com/gatehouse/gatehouse/hardware/mqttproto"
 )
 
@@ -358,7 +359,7 @@ func doorEchoFloor(ctx context.Context, site string, p doorParams, log *slog.Log
 		Capabilities: caps,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	defer srv.Close()
+	defer func() { _ = mqttgw.CloseBroker(srv, "echo") }()
 	if err := srv.AddHook(new(doorAllowHook), nil); err != nil {
 		return doorResult{}, err
 	}

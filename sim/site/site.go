@@ -15,6 +15,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/gatehouse/gatehouse/access"
+	"github.com/gatehouse/gatehouse/edge/mqttgw"
 	"github.com/gatehouse/gatehouse/hardware/canbus"
 	"github.com/gatehouse/gatehouse/hardware/mqttproto"
 )
@@ -347,7 +348,7 @@ func (s *Site) Close() error {
 		s.pubMu.Unlock()
 		s.delayed.Wait()
 		if s.srv != nil {
-			_ = s.srv.Close()
+			_ = mqttgw.CloseBroker(s.srv, "devices")
 		}
 		if s.gw != nil {
 			_ = s.gw.Close()
