@@ -504,14 +504,5 @@ func (s *State) EventDeltas(ctx context.Context, site string, after uint64, max 
 	if err != nil {
 		return nil, fmt.Errorf("hubstate: read %s: %w", src, err)
 	}
-	ds := make([]replication.Delta, len(recs))
-	for i, r := range recs {
-		if err := ds[i].UnmarshalBinary(r.Data); err != nil {
-			return nil, fmt.Errorf("hubstate: read %s/%d: %w", src, r.Seq, err)
-		}
-		if ds[i].Source() != src || ds[i].Seq != r.Seq {
-			return nil, access.Errorf(access.Invalid, "hubstate: read %s/%d: holds delta %s/%d", src, r.Seq, ds[i].Source(), ds[i].Seq)
-		}
-	}
-	return ds, nil
+	return decodeRecords("read", src, recs)
 }

@@ -233,6 +233,23 @@ func parseStoreOrigin(name string) (replication.Source, error) {
 	return src, nil
 }
 
+// decodeRecords decodes records read from src's store log; what names the
+// caller's step in errors ("load", "read"). A record that does not decode,
+// or holds a delta of another source or sequence number, is an error
+// (Invalid for the latter).
+func decodeRecords(what string, src replication.Source, recs []store.Record) ([]replication.Delta, error) {
+	ds := make([]replication.Delta, len(recs))
+	for i, r := range recs {
+		if err := ds[i].UnmarshalBinary(r.Data); err != nil {
+			return nil, fmt.Errorf("hubstate: %s %s/%d: %w", what, src, r.Seq, err)
+		}
+		if ds[i].Source() != src || ds[i].Seq != r.Seq {
+			return nil, access.Errorf(access.Invalid, "hubstate: %s %s/%d: holds delta %s/%d", what, src, r.Seq, ds[i].Source(), ds[i].Seq)
+		}
+	}
+	return ds, nil
+}
+
 // storeLane maps a replication lane to the store's.
 func storeLane(l replication.Lane) store.Lane {
 	if l == replication.LanePriority {
@@ -270,20 +287,16 @@ func (s *State) load(ctx context.Context) (bool, error) {
 			if len(recs) == 0 {
 				break
 			}
-			ds := make([]replication.Delta, len(recs))
-			for i, r := range recs {
-				if err := ds[i].UnmarshalBinary(r.Data); err != nil {
-					return changed, fmt.Errorf("hubstate: load %s/%d: %w", name, r.Seq, err)
+			ds, err := decodeRecords("load", src, recs)
+			if err != nil {
+				return changed, err
+			}
+			if src.Lane != replication.LaneEvents { // an event's stamp is a device's time: not witnessed
+				for _, d := range ds {
+					// The hub accepted these stamps before: take them without
+					// the skew guard so the hub's clock stays ahead of them.
+					_ = s.clock.Witness(d.Stamp)
 				}
-				if ds[i].Source() != src || ds[i].Seq != r.Seq {
-					return changed, access.Errorf(access.Invalid, "hubstate: load %s/%d: holds delta %s/%d", name, r.Seq, ds[i].Source(), ds[i].Seq)
-				}
-				if src.Lane == replication.LaneEvents {
-					continue // an event's stamp is a device's time: not witnessed
-				}
-				// The hub accepted these stamps before: take them without the
-				// skew guard so the hub's clock stays ahead of them.
-				_ = s.clock.Witness(ds[i].Stamp)
 			}
 			after = recs[len(recs)-1].Seq
 			if src.Lane == replication.LaneEvents {
